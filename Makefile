@@ -1,0 +1,46 @@
+# gradum: two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.gradum-installed
+
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test lint format bench clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build where one is on disk, so the range in
+# pyproject.toml never pulls a multi-GB CUDA build; any torch in >=2.3,<2.15 works.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q "torch>=2.3,<2.15"
+	$(PY) -m pip install -q -e ".[all]"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/gradum demo
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(PY) benchmarks/scorers.py
+	$(PY) benchmarks/shards.py
+	$(PY) benchmarks/sampler.py
+	$(PY) benchmarks/pipeline.py
+
+clean:
+	rm -rf $(VENV) gradum-demo-out .pytest_cache

@@ -1,0 +1,52 @@
+"""Entry point of the ``gradum`` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+# Each module exposes ``register(subparsers)``; registering must not import heavy libraries.
+_COMMAND_MODULES = ("pipelines.cli", "shards.cli", "sampler.cli")
+
+
+def _version() -> str:
+    try:
+        return version("gradum")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradum",
+        description="Score, cluster and serve text corpora by difficulty.",
+    )
+    parser.add_argument("--version", action="version", version=f"gradum {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error("unrecognized arguments: " + " ".join(extra))
+    args.extra = extra
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

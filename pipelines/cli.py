@@ -1,0 +1,95 @@
+"""``gradum score`` and ``gradum demo``: argument parsing only; Beam loads when a job runs."""
+
+from __future__ import annotations
+
+import argparse
+
+DEMO_INPUT = "builtin:python-docs"
+
+
+def add_score_arguments(parser: argparse.ArgumentParser) -> None:
+    """The gradum options of the scoring job (Beam's own options pass through untouched)."""
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="JSONL(.gz) / Parquet / text files or globs, a saved HF dataset "
+        "directory, hf:NAME[:SPLIT] (streamed from the Hub), or builtin:NAME",
+    )
+    parser.add_argument("--output", "-o", required=True, help="dataset directory to write")
+    parser.add_argument(
+        "--signals",
+        default="length,compression_ratio,lexical_diversity,readability,word_rarity",
+        help="comma-separated scorers (see scorers.available())",
+    )
+    parser.add_argument("--text-field", default="text")
+    parser.add_argument(
+        "--id-field",
+        default=None,
+        help="field holding the record id (default: hash of source and position)",
+    )
+    parser.add_argument(
+        "--lm",
+        default="none",
+        help="causal LM for perplexity/confidence/angle_concentration: a hub id, "
+        "a local path, 'reference' (train a small one on the input) or 'none'",
+    )
+    parser.add_argument(
+        "--embedding",
+        default="none",
+        help="'default' (all-MiniLM-L6-v2, offline), a model path / hub id, or "
+        "'none'; needed for --clusters",
+    )
+    parser.add_argument(
+        "--clusters",
+        type=int,
+        default=0,
+        help="k for spherical k-means over embeddings (0: no clustering)",
+    )
+    parser.add_argument(
+        "--difficulty",
+        default=None,
+        help="signals and weights for difficulty, e.g. 'perplexity:2,readability:1' "
+        "(default: every scalar signal, weight 1)",
+    )
+    parser.add_argument("--buckets", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--max-text-bytes", type=int, default=1_000_000)
+    parser.add_argument("--max-dead-letter-fraction", type=float, default=0.01)
+    parser.add_argument("--rows-per-shard", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a complete dataset already at --output"
+    )
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from pipelines.score import run_from_args
+
+    return run_from_args(args, beam_args=args.extra)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    return run_demo(args)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    score = subparsers.add_parser(
+        "score",
+        help="run the Beam scoring job: inputs -> scored, clustered Arrow shards",
+        description="Score INPUTs and write Arrow shards + manifest to --output. Unknown "
+        "options go to Beam (--runner, --direct_num_workers, --project, ...).",
+    )
+    add_score_arguments(score)
+    score.set_defaults(func=_run_score, accepts_extra=True)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help=f"score {DEMO_INPUT}, summarise the shards, preview a curriculum",
+    )
+    demo.add_argument("--output", "-o", default="gradum-demo-out")
+    demo.add_argument("--limit", type=int, default=None, help="score only the first N records")
+    demo.set_defaults(func=_run_demo, accepts_extra=True)

@@ -1,0 +1,38 @@
+"""Path helpers: the fixed layout of a dataset directory and the shard-path safety rule."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+from .errors import UnsafePathError
+
+MANIFEST_NAME = "manifest.json"
+SHARDS_DIR = "shards"
+DEAD_LETTER_DIR = "dead_letter"
+CENTROIDS_NAME = "centroids.npy"
+
+
+def shard_name(index: int) -> str:
+    """Relative path of shard number ``index``: ``shards/part-00000.arrow``."""
+    return f"{SHARDS_DIR}/part-{index:05d}.arrow"
+
+
+def resolve_shard_path(root: str | os.PathLike, rel: str) -> Path:
+    """Join ``rel`` to ``root``, refusing absolute paths and paths that leave ``root``.
+
+    Raises:
+        UnsafePathError: ``rel`` is absolute, empty, contains ``..`` or resolves outside ``root``.
+    """
+    if not isinstance(rel, str) or not rel:
+        raise UnsafePathError(f"shard path {rel!r} is not a non-empty string")
+    pure = PurePosixPath(rel.replace("\\", "/"))
+    if pure.is_absolute() or os.path.isabs(rel) or (len(rel) > 1 and rel[1] == ":"):
+        raise UnsafePathError(f"shard path {rel!r} is absolute; shard paths must be relative")
+    if ".." in pure.parts:
+        raise UnsafePathError(f"shard path {rel!r} leaves the dataset directory")
+    root_r = Path(root).resolve()
+    full = (root_r / Path(*pure.parts)).resolve()
+    if root_r != full and root_r not in full.parents:
+        raise UnsafePathError(f"shard path {rel!r} leaves the dataset directory (via a link)")
+    return full
