@@ -61,6 +61,9 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a complete dataset already at --output"
     )
+    parser.add_argument(
+        "--keep-embeddings", action="store_true", help="store the embedding vectors in the shards"
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 

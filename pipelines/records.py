@@ -1,0 +1,67 @@
+"""Validate a parsed payload into a record, or say why it is rejected."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+Record = dict[str, Any]
+
+
+def record_id(source: str, position: int) -> str:
+    """Stable id when the input has none: ``r-`` + 16 hex digits of sha1(source NUL position)."""
+    return "r-" + hashlib.sha1(f"{source}\0{position}".encode()).hexdigest()[:16]
+
+
+def _clean_meta(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def make_record(
+    source: str,
+    position: int,
+    payload: dict[str, Any],
+    *,
+    text_field: str = "text",
+    id_field: str | None = None,
+    max_text_bytes: int = 1_000_000,
+) -> tuple[Record | None, str | None]:
+    """``(record, None)`` for a good payload, ``(None, reason)`` for a bad one.
+
+    A record is ``{"id", "text", "meta", "source", "position"}``; ``meta`` holds every other
+    top-level field (scalars kept, nested values as JSON text) and is written through to the
+    shards. Rejected: missing / non-string / empty text, text that is not valid Unicode
+    (lone surrogates), text over ``max_text_bytes`` UTF-8 bytes, missing id when
+    ``id_field`` is given.
+    """
+    if text_field not in payload:
+        return None, f"missing text field {text_field!r}"
+    text = payload[text_field]
+    if not isinstance(text, str):
+        return None, f"text field {text_field!r} is a {type(text).__name__}, not a string"
+    if not text.strip():
+        return None, "empty text"
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None, "text is not valid Unicode (lone surrogate)"
+    if size > max_text_bytes:
+        return None, f"text is {size} bytes, over the cap of {max_text_bytes}"
+    if id_field:
+        rid = payload.get(id_field)
+        if rid is None or (isinstance(rid, str) and not rid):
+            return None, f"missing id field {id_field!r}"
+        rid = str(rid)
+    else:
+        rid = record_id(source, position)
+    skip = {text_field, id_field, "id"}
+    meta = {k: _clean_meta(v) for k, v in payload.items() if k not in skip and isinstance(k, str)}
+    return {"id": rid, "text": text, "meta": meta, "source": source, "position": position}, None

@@ -1,0 +1,393 @@
+"""The scoring job: ``gradum score`` and ``python -m pipelines.score``.
+
+inputs -> records (bad ones dead-lettered with their reason) -> scorers through
+RunInference -> optional spherical k-means over embeddings -> order-free quantile
+sketches -> difficulty and bucket -> Arrow shards -> manifest.json, written last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DEFAULT_SIGNALS = "length,compression_ratio,lexical_diversity,readability,word_rarity"
+# Length is a descriptor, not a difficulty signal: it stays out of the default weights.
+_NOT_IN_DEFAULT_DIFFICULTY = {"chars", "words"}
+
+
+@dataclass
+class JobConfig:
+    """Everything the job needs besides Beam's own options."""
+
+    inputs: list[str]
+    output: str
+    signals: list[str] = field(default_factory=lambda: DEFAULT_SIGNALS.split(","))
+    text_field: str = "text"
+    id_field: str | None = None
+    lm: str = "none"
+    embedding: str = "none"
+    clusters: int = 0
+    difficulty: str | None = None
+    buckets: int = 10
+    batch_size: int = 256
+    max_text_bytes: int = 1_000_000
+    max_dead_letter_fraction: float = 0.01
+    rows_per_shard: int = 100_000
+    seed: int = 0
+    overwrite: bool = False
+    progress: bool = True
+    keep_embeddings: bool = False
+    sketch_error: float = 0.005
+    reference_lm_samples: int = 2000
+    reference_lm_steps: int = 300
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> JobConfig:
+        return cls(
+            inputs=list(args.inputs),
+            output=args.output,
+            signals=[s for s in args.signals.split(",") if s.strip()],
+            text_field=args.text_field,
+            id_field=args.id_field,
+            lm=args.lm,
+            embedding=args.embedding,
+            clusters=args.clusters,
+            difficulty=args.difficulty,
+            buckets=args.buckets,
+            batch_size=args.batch_size,
+            max_text_bytes=args.max_text_bytes,
+            max_dead_letter_fraction=args.max_dead_letter_fraction,
+            rows_per_shard=args.rows_per_shard,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            keep_embeddings=args.keep_embeddings,
+        )
+
+
+class JobError(Exception):
+    """A problem the user can fix; reported as one line, exit status 2."""
+
+
+def prepare_output(out: str, overwrite: bool) -> None:
+    """Refuse a complete dataset unless ``overwrite``; clear what a failed run left."""
+    manifest = os.path.join(out, "manifest.json")
+    if os.path.exists(manifest):
+        if not overwrite:
+            raise JobError(
+                f"{out} already holds a complete dataset; pass --overwrite to replace it"
+            )
+        os.remove(manifest)  # from here on the old dataset reads as incomplete
+    if os.path.isdir(out):
+        ours = {"shards", "dead_letter", "centroids.npy", "reference_lm", ".manifest.json.tmp"}
+        foreign = [n for n in os.listdir(out) if n not in ours]
+        if foreign:
+            raise JobError(
+                f"{out} exists and holds files that are not a gradum dataset "
+                f"({', '.join(sorted(foreign)[:3])}); choose an empty or new directory"
+            )
+        for name in ("shards", "dead_letter", "centroids.npy"):
+            path = os.path.join(out, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    os.makedirs(out, exist_ok=True)
+
+
+def scorer_specs(cfg: JobConfig) -> list[tuple[str, dict[str, Any]]]:
+    import scorers
+
+    specs: list[tuple[str, dict[str, Any]]] = []
+    for name in cfg.signals:
+        if name in ("lm", "embedding"):
+            raise JobError(f"choose model scorers with --lm / --embedding, not --signals {name}")
+        if name not in scorers.available():
+            raise JobError(f"unknown signal {name!r}; available: {scorers.available()}")
+        specs.append((name, {}))
+    if cfg.lm != "none":
+        specs.append(("lm", {"model": cfg.lm}))
+    embedding = cfg.embedding
+    if cfg.clusters > 0 and embedding == "none":
+        embedding = "default"
+    if embedding != "none":
+        specs.append(("embedding", {} if embedding == "default" else {"model": embedding}))
+    if not specs:
+        raise JobError("no signals to compute: give --signals, --lm or --embedding")
+    return specs
+
+
+def _beam_options(beam_args: list[str]):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args = list(beam_args)
+    if not any(a.startswith("--runner") for a in args):
+        args.append("--runner=DirectRunner")
+    runner = (
+        next(a.split("=", 1)[1] for a in args if a.startswith("--runner="))
+        if any(a.startswith("--runner=") for a in args)
+        else ""
+    )
+    if "Direct" in runner:
+        if not any(a.startswith("--direct_num_workers") for a in args):
+            args.append(f"--direct_num_workers={min(os.cpu_count() or 1, 8)}")
+        if not any(a.startswith("--direct_running_mode") for a in args):
+            args.append("--direct_running_mode=multi_processing")
+    return PipelineOptions(args), args
+
+
+def _train_reference(cfg: JobConfig) -> str:
+    from pipelines.readers import read_sample
+    from scorers.reference_lm import train_reference_lm
+
+    texts = read_sample(cfg.inputs, cfg.reference_lm_samples)
+    if len(texts) < 10:
+        raise JobError("--lm reference needs at least 10 readable records to train on")
+    path = os.path.join(cfg.output, "reference_lm")
+    print(f"gradum: training the reference LM on {len(texts):,} records -> {path}", file=sys.stderr)
+    return str(
+        train_reference_lm(
+            texts, path, steps=cfg.reference_lm_steps, seed=cfg.seed, progress=cfg.progress
+        )
+    )
+
+
+def build_pipeline(
+    pipeline,
+    cfg: JobConfig,
+    specs,
+    columns,
+    directions,
+    weights,
+    signals,
+    embedding_dim,
+    options_record,
+):
+    """Add the job's transforms to ``pipeline``."""
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
+
+    from pipelines import steps, writers
+    from pipelines.inference import ScorerModelHandler
+    from pipelines.readers import expand_inputs, read_unit
+    from pipelines.schema import MetaSchemaCombineFn
+
+    units = expand_inputs(cfg.inputs)
+    items = (
+        pipeline
+        | "Units" >> beam.Create(units)
+        | "SpreadUnits" >> beam.Reshuffle()
+        | "Read" >> beam.FlatMap(read_unit)
+    )
+    parsed = items | "Validate" >> beam.ParDo(
+        steps.ValidateFn(cfg.text_field, cfg.id_field, cfg.max_text_bytes)
+    ).with_outputs("dead", main="ok")
+    handler = ScorerModelHandler(
+        specs, max_batch_size=cfg.batch_size, progress_every=10.0 if cfg.progress else 0.0
+    )
+    scored = (
+        parsed.ok
+        | "SpreadRecords" >> beam.Reshuffle()
+        | "Score" >> RunInference(handler)
+        | "SplitScored" >> beam.FlatMap(steps.split_scored).with_outputs("dead", main="ok")
+    )
+    rows = scored.ok
+    cluster_model = None
+    if cfg.clusters > 0:
+        sample_size = max(256 * cfg.clusters, 20_000)
+        cluster_model = (
+            rows
+            | "SampleKeys" >> beam.Map(steps.sample_entry, cfg.seed)
+            | "Sample" >> beam.combiners.Top.Of(sample_size, key=lambda t: t[0], reverse=True)
+            | "KMeans" >> beam.Map(steps.fit, cfg.clusters, cfg.seed)
+        )
+        rows = rows | "Assign" >> beam.Map(
+            steps.assign_cluster, beam.pvalue.AsSingleton(cluster_model)
+        )
+    sketches = rows | "Sketch" >> beam.CombineGlobally(
+        steps.SketchCombineFn(columns, cfg.sketch_error)
+    )
+    final = rows | "Difficulty" >> beam.Map(
+        steps.with_difficulty, beam.pvalue.AsSingleton(sketches), directions, weights, cfg.buckets
+    )
+    meta_types = (
+        rows
+        | "MetaSchema" >> beam.Map(lambda r: r["meta"])
+        | "MetaTypes" >> (beam.CombineGlobally(MetaSchemaCombineFn()))
+    )
+    n_rows = final | "CountRows" >> beam.combiners.Count.Globally()
+    shards = (
+        final
+        | "KeyShard"
+        >> beam.Map(steps.key_by_shard, beam.pvalue.AsSingleton(n_rows), cfg.rows_per_shard)
+        | "GroupShard" >> beam.GroupByKey()
+        | "WriteShards"
+        >> beam.ParDo(
+            writers.WriteShardFn(
+                cfg.output, columns, clusters=cfg.clusters > 0, embedding_dim=embedding_dim
+            ),
+            beam.pvalue.AsSingleton(meta_types),
+        ).with_outputs("dead", main="shards")
+    )
+    dead = (parsed.dead, scored.dead, shards.dead) | "AllDead" >> beam.Flatten()
+    dead_infos = (
+        dead
+        | "KeyDead"
+        >> beam.Map(lambda d: (steps.stable_hash(f"{d['source']}\0{d['position']}") % 4, d))
+        | "GroupDead" >> beam.GroupByKey()
+        | "WriteDead" >> beam.Map(writers.write_dead_letters, cfg.output)
+    )
+    n_input = items | "CountInput" >> beam.combiners.Count.Globally()
+    side = beam.pvalue
+    _ = (
+        pipeline
+        | "Commit" >> beam.Create([None])
+        | "Manifest"
+        >> beam.Map(
+            writers.finalize,
+            out_dir=cfg.output,
+            shard_infos=side.AsList(shards.shards),
+            dead_infos=side.AsList(dead_infos),
+            n_input=side.AsSingleton(n_input),
+            sketches=side.AsSingleton(sketches),
+            cluster_model=side.AsSingleton(cluster_model) if cluster_model is not None else None,
+            signals=signals,
+            options=options_record,
+            max_dead_fraction=cfg.max_dead_letter_fraction,
+        )
+    )
+
+
+def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
+    """Run the job; return the manifest. Raises :class:`JobError` for user errors."""
+    import apache_beam as beam
+
+    import scorers
+    from pipelines.difficulty import parse_weights
+
+    if cfg.clusters < 0 or cfg.buckets < 1 or cfg.rows_per_shard < 1 or cfg.batch_size < 1:
+        raise JobError("--clusters must be >= 0; --buckets, --rows-per-shard, --batch-size >= 1")
+    if not 0.0 <= cfg.max_dead_letter_fraction <= 1.0:
+        raise JobError("--max-dead-letter-fraction must be in [0, 1]")
+    if cfg.output.startswith(("gs://", "s3://")):
+        raise JobError(
+            "write --output to a local or mounted path; object-store output "
+            "is staged by the Dataflow template (infra/dataflow)"
+        )
+    from pipelines.readers import expand_inputs
+
+    try:
+        expand_inputs(cfg.inputs)  # fail early, before touching --output
+    except (FileNotFoundError, ValueError) as exc:
+        raise JobError(str(exc)) from None
+    prepare_output(cfg.output, cfg.overwrite)
+    if cfg.lm == "reference":
+        cfg.lm = _train_reference(cfg)
+    specs = scorer_specs(cfg)
+    instances = [scorers.get(name, **params) for name, params in specs]
+    columns: list[str] = []
+    directions: dict[str, int] = {}
+    signals: list[dict[str, Any]] = []
+    embedding_dim = None
+    for scorer in instances:
+        for column, direction in scorer.outputs.items():
+            signals.append(
+                {
+                    "name": column,
+                    "scorer": scorer.name,
+                    "version": scorer.version,
+                    "direction": direction,
+                    "params": scorer.describe(),
+                }
+            )
+            if column == "embedding":
+                continue
+            columns.append(column)
+            directions[column] = direction
+    if cfg.clusters > 0:
+        columns.append("centroid_distance")
+        directions["centroid_distance"] = +1
+        signals.append(
+            {
+                "name": "centroid_distance",
+                "scorer": "kmeans",
+                "version": "1",
+                "direction": 1,
+                "params": {"k": cfg.clusters, "metric": "cosine"},
+            }
+        )
+    if cfg.keep_embeddings:
+        model = next((s for s in instances if s.name == "embedding"), None)
+        embedding_dim = int(model.score(["probe"])["embedding"].shape[1]) if model else None
+    try:
+        default_pool = {c: d for c, d in directions.items() if c not in _NOT_IN_DEFAULT_DIFFICULTY}
+        weights = parse_weights(cfg.difficulty, directions if cfg.difficulty else default_pool)
+        if not weights:
+            weights = parse_weights(None, directions)
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
+    beam_options, beam_argv = _beam_options(beam_args or [])
+    options_record = dict(asdict(cfg), beam_args=beam_argv, difficulty_weights=weights)
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=beam_options)
+    build_pipeline(
+        pipeline, cfg, specs, columns, directions, weights, signals, embedding_dim, options_record
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
+    elapsed = time.monotonic() - started
+    from shards import read_manifest
+
+    manifest = read_manifest(cfg.output)
+    counts = manifest["counts"]
+    print(
+        f"gradum: {counts['input']:,} records read, {counts['written']:,} written, "
+        f"{counts['dead_letter']:,} dead-lettered in {elapsed:.1f}s "
+        f"({counts['input'] / max(elapsed, 1e-9):,.0f} docs/s) -> {cfg.output}",
+        file=sys.stderr,
+    )
+    return manifest
+
+
+def _explain(exc: BaseException) -> str | None:
+    """The user-facing message inside a Beam failure, if it is one of ours."""
+    text = str(exc)
+    for marker in ("DeadLetterFractionError:", "JobError:"):
+        if marker in text:
+            return text.split(marker, 1)[1].strip().splitlines()[0]
+    return None
+
+
+def run_from_args(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
+    try:
+        run_job(JobConfig.from_args(args), beam_args)
+    except JobError as exc:
+        print(f"gradum score: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - Beam wraps worker errors; show ours plainly
+        message = _explain(exc)
+        if message is None:
+            raise
+        print(f"gradum score: failed: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.cli import add_score_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.score", description=__doc__.splitlines()[0]
+    )
+    add_score_arguments(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    return run_from_args(args, beam_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
