@@ -3,7 +3,9 @@
 Two tasks, chosen with ``task=``:
 
 ``language`` (default)
-    Three sentences from a small recursive grammar over a fixed pseudo-word lexicon.
+    Sentences from a small recursive grammar over a fixed pseudo-word lexicon, added until
+    the record has at least 300 characters, so length varies little with level (length-sensitive
+    signals such as compression ratio would otherwise measure length, not difficulty).
     Level L (1..levels) sets three things together, so every text signal should see it:
     each noun phrase nests ``L - 1`` relative clauses (syntactic depth), words have up to
     ``L`` syllables (Flesch falls), and the lexicon grows as ``12 * 3**(L-1)`` words per
@@ -34,6 +36,7 @@ _SYLLABLES = [
     for v in ("a", "e", "i", "o", "u")
 ]
 _DETERMINERS = ("the", "a", "every", "some", "this", "that")
+_TARGET_CHARS = 300
 
 
 @lru_cache(maxsize=64)
@@ -70,10 +73,12 @@ def _verb_phrase(rng: random.Random, level: int, depth: int) -> str:
 
 
 def _language(rng: random.Random, level: int) -> dict[str, Any]:
-    sentences = []
-    for _ in range(3):
+    sentences: list[str] = []
+    chars = 0
+    while chars < _TARGET_CHARS:
         s = _noun_phrase(rng, level, level - 1) + " " + _verb_phrase(rng, level, 0)
         sentences.append(s[0].upper() + s[1:] + ".")
+        chars += len(s) + 2
     return {"text": " ".join(sentences)}
 
 

@@ -1,0 +1,106 @@
+"""`gradum shards ...`: inspect a dataset from the shell.
+
+Exit codes: 0 success; 1 ``validate`` found problems; 2 error (missing path, not a dataset,
+incomplete dataset, unknown column, bad arguments). Importing this module is light: numpy
+and pyarrow are imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+EPILOG = (
+    "exit status: 0 ok, 1 validation problems, 2 error (missing path, not a dataset, "
+    "incomplete dataset, bad arguments)"
+)
+
+
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    """A command function that imports ``shards.commands`` only when it runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        from . import commands
+
+        return commands.run_guarded(getattr(commands, name), args)
+
+    run.__name__ = name
+    return run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``shards`` subcommand (summary/head/hist/clusters/validate/report)."""
+    p = subparsers.add_parser(
+        "shards", help="inspect a gradum dataset (Arrow shards + manifest)", epilog=EPILOG
+    )
+    _fill(p)
+
+
+def _fill(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="shards_command", metavar="COMMAND")
+    p.set_defaults(func=_no_command(p))
+
+    s = sub.add_parser("summary", help="rows, shards, bytes, accounting, per-signal stats")
+    s.add_argument("out", metavar="OUT", help="dataset directory")
+    s.add_argument("--json", action="store_true", help="print JSON for scripts")
+    s.set_defaults(func=_lazy("cmd_summary"))
+
+    h = sub.add_parser("head", help="first rows, optionally filtered and sorted")
+    h.add_argument("out", metavar="OUT")
+    h.add_argument("-n", type=int, default=10, help="rows to show (default 10)")
+    h.add_argument("--sort", metavar="COLUMN", help="sort by this column (ascending)")
+    h.add_argument("--desc", action="store_true", help="sort descending")
+    h.add_argument("--columns", metavar="A,B,...", help="comma-separated columns to show")
+    h.add_argument(
+        "--where",
+        "--filter",
+        dest="where",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="filter like 'difficulty>0.8', 'cluster==3', 'lang!=en' (repeatable; all must hold)",
+    )
+    h.add_argument("--width", type=int, default=60, help="max characters per text cell")
+    h.set_defaults(func=_lazy("cmd_head"))
+
+    g = sub.add_parser("hist", help="histogram of a numeric column")
+    g.add_argument("out", metavar="OUT")
+    g.add_argument("column", metavar="COLUMN")
+    g.add_argument("--bins", type=int, default=20)
+    g.add_argument("--png", metavar="FILE", help="also save a PNG (needs matplotlib)")
+    g.set_defaults(func=_lazy("cmd_hist"))
+
+    c = sub.add_parser("clusters", help="per-cluster size, mean difficulty, example text")
+    c.add_argument("out", metavar="OUT")
+    c.add_argument("--width", type=int, default=60, help="max characters of the example text")
+    c.set_defaults(func=_lazy("cmd_clusters"))
+
+    v = sub.add_parser("validate", help="check sizes, hashes, rows, schemas, accounting")
+    v.add_argument("out", metavar="OUT")
+    v.set_defaults(func=_lazy("cmd_validate"))
+
+    r = sub.add_parser("report", help="one self-contained HTML page")
+    r.add_argument("out", metavar="OUT")
+    r.add_argument("--html", metavar="FILE", required=True, help="where to write the page")
+    r.set_defaults(func=_lazy("cmd_report"))
+
+
+def _no_command(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        p.print_help(sys.stderr)
+        return 2
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point: ``python -m shards.cli summary OUT`` (same as ``gradum shards``)."""
+    p = argparse.ArgumentParser(prog="gradum shards", epilog=EPILOG)
+    _fill(p)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""validate(path): every problem in a dataset directory, each message naming its file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .errors import ShardsError, UnsafePathError
+from .hashing import sha256_file
+from .manifest import MANIFEST_NAME, read_manifest
+from .paths import resolve_shard_path
+
+
+def validate(path: str | os.PathLike) -> list[str]:
+    """Check a dataset thoroughly and return the problems found (empty when sound).
+
+    Checks: manifest present, readable and of a known format version; counts balance
+    (``input == written + dead_letter``) and ``written`` equals the shard rows; each shard
+    path is relative and inside the dataset; each shard exists, has the recorded size and
+    sha256, reads as an Arrow IPC stream with the recorded row count and the same schema as
+    the other shards.
+    """
+    root = Path(path)
+    try:
+        manifest = read_manifest(root)
+    except ShardsError as e:
+        return [str(e)]
+    mpath = root / MANIFEST_NAME
+    problems: list[str] = []
+    problems += _check_counts(manifest, mpath)
+    schema: pa.Schema | None = None
+    schema_from = ""
+    for i, entry in enumerate(manifest["shards"]):
+        rel = entry.get("path")
+        try:
+            full = resolve_shard_path(root, rel)
+        except UnsafePathError as e:
+            problems.append(f"{mpath}: shards[{i}]: {e}")
+            continue
+        shard_problems, table_schema = _check_shard(full, entry)
+        problems += shard_problems
+        if table_schema is not None:
+            if schema is None:
+                schema, schema_from = table_schema, str(full)
+            elif not table_schema.equals(schema):
+                problems.append(f"{full}: schema differs from {schema_from}")
+    return problems
+
+
+def _check_counts(manifest: dict[str, Any], mpath: Path) -> list[str]:
+    counts = manifest.get("counts")
+    if not isinstance(counts, dict):
+        return [f"{mpath}: 'counts' is not an object"]
+    try:
+        n_in, n_written, n_dead = (int(counts[k]) for k in ("input", "written", "dead_letter"))
+    except (KeyError, TypeError, ValueError):
+        return [f"{mpath}: counts must hold integer input, written and dead_letter"]
+    problems = []
+    if n_in != n_written + n_dead:
+        problems.append(
+            f"{mpath}: counts do not balance: input {n_in} != written {n_written} + "
+            f"dead_letter {n_dead}"
+        )
+    shard_rows = sum(int(s.get("rows", 0)) for s in manifest["shards"])
+    if shard_rows != n_written:
+        problems.append(
+            f"{mpath}: counts.written is {n_written} but the shards hold {shard_rows} rows"
+        )
+    return problems
+
+
+def _check_shard(full: Path, entry: dict[str, Any]) -> tuple[list[str], pa.Schema | None]:
+    if not full.is_file():
+        return [f"{full}: shard listed in the manifest is missing"], None
+    problems: list[str] = []
+    size = full.stat().st_size
+    if "bytes" in entry and size != int(entry["bytes"]):
+        kind = "truncated" if size < int(entry["bytes"]) else "wrong size"
+        problems.append(f"{full}: {kind}: {size} bytes, manifest says {entry['bytes']}")
+    if "sha256" in entry and sha256_file(full) != entry["sha256"]:
+        problems.append(f"{full}: sha256 mismatch (the file is corrupt or was modified)")
+    try:
+        with pa.memory_map(str(full), "r") as src:
+            table = pa.ipc.open_stream(src).read_all()
+            table.validate(full=True)
+    except (OSError, pa.ArrowInvalid, pa.ArrowException) as e:
+        problems.append(f"{full}: unreadable as an Arrow IPC stream: {e}")
+        return problems, None
+    if table.num_rows != int(entry["rows"]):
+        problems.append(f"{full}: has {table.num_rows} rows, manifest says {entry['rows']}")
+    return problems, table.schema
