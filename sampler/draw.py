@@ -1,0 +1,81 @@
+"""Batch-drawing primitives shared by the strategies; all O(G) or O(G log G) for a global batch
+of G items, never O(N).
+
+Stratified draws: the unit interval (or the integer range [0, m)) is cut into G equal strata and
+one uniform point is drawn in each (low-variance / systematic sampling, as in Megatron's blended
+index or particle-filter resampling). Integer strata of a range with m >= G are disjoint, so the
+G positions are distinct and already sorted: a batch never holds an item twice, and the served
+difficulty mix of a batch matches the eligible set with minimal variance. Every marginal is
+uniform up to the rounding of stratum sizes (floor(m/G) vs ceil(m/G)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import rng
+
+
+def positions(seed: int, step: int, j: torch.Tensor, m: int) -> torch.Tensor:
+    """G distinct sorted positions in [0, m), one uniform draw per integer stratum
+    [j m // G, (j + 1) m // G). Needs m >= G."""
+    G = j.numel()
+    start = (j * m) // G
+    size = ((j + 1) * m) // G - start
+    return start + rng.below(rng.bits(seed, rng.DRAW, step, j), size)
+
+
+def strat_uniform(seed: int, step: int, j: torch.Tensor) -> torch.Tensor:
+    """G sorted float64 points, u_j = (j + U_j) / G with U_j uniform in (0, 1)."""
+    return (j.to(torch.float64) + rng.uniform(rng.bits(seed, rng.DRAW, step, j))) / j.numel()
+
+
+def make_distinct(r: torch.Tensor, n: int, j: torch.Tensor) -> torch.Tensor:
+    """Turn sorted (non-decreasing) integers in [0, n) into strictly increasing ones in [0, n)
+    with the smallest moves: s = cummax(r - j) clipped to n - G, result s + j. Needs n >= G.
+    Only collisions are moved (to the next free rank), so the bias is confined to items whose
+    probability exceeds one stratum (1/G)."""
+    s = torch.cummax(r - j, 0).values.clamp_(max=n - j.numel())
+    return s + j
+
+
+def shuffle(seed: int, step: int, x: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """Deterministic permutation of the batch (argsort of counter-based keys) so that rank
+    slices are not difficulty-ordered."""
+    keys = rng.bits(seed, rng.SHUFFLE, step, j)
+    return x[torch.argsort(keys, stable=True)]
+
+
+def last_occurrence(idx: torch.Tensor) -> torch.Tensor:
+    """Positions of the last occurrence of each distinct value of ``idx`` (for updates with
+    repeated indices: the latest feedback wins, deterministically)."""
+    order = torch.argsort(idx, stable=True)
+    s = idx[order]
+    keep = torch.ones_like(s, dtype=torch.bool)
+    keep[:-1] = s[1:] != s[:-1]
+    return order[keep]
+
+
+def searchsorted(seq: torch.Tensor, values: torch.Tensor, right: bool = False) -> torch.Tensor:
+    """``torch.searchsorted`` on CUDA; numpy's single-threaded one on CPU (torch's CPU kernel
+    goes through an OpenMP parallel-for that can stall for milliseconds on a busy machine)."""
+    if seq.device.type != "cpu":
+        return torch.searchsorted(seq, values, right=right)
+    side = "right" if right else "left"
+    out = np.searchsorted(seq.numpy(), values.numpy(), side=side)
+    return torch.from_numpy(out.astype(np.int64, copy=False))
+
+
+def run_bounds(g: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a sorted tensor g and j = arange(len(g)): (first position of g[i]'s run, run length),
+    via cummax / cummin instead of a search. O(G)."""
+    G = g.numel()
+    start = torch.ones(G, dtype=torch.bool, device=g.device)
+    start[1:] = g[1:] != g[:-1]
+    first = torch.cummax(torch.where(start, j, torch.zeros_like(j)), 0).values
+    end = torch.ones(G, dtype=torch.bool, device=g.device)
+    end[:-1] = start[1:]
+    last = torch.where(end, j, torch.full_like(j, G)).flip(0)
+    last = torch.cummin(last, 0).values.flip(0)
+    return first, last - first + 1

@@ -1,0 +1,35 @@
+"""Sampling strategies: one small class per policy (see each module for formulas and sources).
+
+Bytes per item held by each strategy (the Sampler adds 1 B for coverage and, when the source has
+a ``difficulty`` column, 4 B float32 for served-difficulty stats):
+
+| strategy           | per-item state                                  | bytes/item |
+|--------------------|--------------------------------------------------|------------|
+| Uniform            | none                                             | 0          |
+| Curriculum         | difficulty order, int32                          | 4          |
+| UCB                | group order int32 + item -> group int32          | 8          |
+| AngleWindow        | angle order, int32                               | 4          |
+| Prioritized        | float32 sum tree (2L, L = next pow2 >= N)        | 8 to 16    |
+| ProgressiveDropout | int32 count tree                                 | 8 to 16    |
+
+So with the Sampler's 5 B, Curriculum is 9 B/item and UCB 13 B/item (<= 16).
+"""
+
+from .angle import AngleWindow
+from .base import Context, Strategy
+from .curriculum import Curriculum
+from .dropout import ProgressiveDropout
+from .prioritized import Prioritized
+from .ucb import UCB
+from .uniform import Uniform
+
+__all__ = [
+    "AngleWindow",
+    "Context",
+    "Curriculum",
+    "Prioritized",
+    "ProgressiveDropout",
+    "Strategy",
+    "UCB",
+    "Uniform",
+]

@@ -1,0 +1,116 @@
+"""The strategy interface: one small class per policy.
+
+A strategy is bound once to a ``Context`` (N items, device, columns of the source), then
+``draw(step, j)`` returns the G item ids of the global batch for that step, as a pure function of
+(seed, step, strategy state); ``check(idx, fb)`` raises ``ValueError`` for feedback it cannot use
+and mutates nothing; ``update(idx, fb)`` then applies it and must not raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+Feedback = dict[str, torch.Tensor]  # signal name -> float64 tensor, same length as idx
+
+
+@dataclass
+class Context:
+    n: int
+    device: torch.device
+    seed: int
+    has: Callable[[str], bool]
+    column: Callable[[str], np.ndarray]
+
+    def require(self, name: str, who: str) -> np.ndarray:
+        if not self.has(name):
+            raise ValueError(f"{who}: the source has no column {name!r}")
+        col = np.asarray(self.column(name))
+        if col.shape[0] != self.n:
+            raise ValueError(f"{who}: column {name!r} has {col.shape[0]} rows, expected {self.n}")
+        return col
+
+
+def index_dtype(n: int) -> torch.dtype:
+    """int32 ids while they fit (4 bytes per item), else int64."""
+    return torch.int32 if n < 2**31 else torch.int64
+
+
+def rank_order(values: np.ndarray, device: torch.device, descending: bool = False) -> torch.Tensor:
+    """Item ids sorted by ``values`` (stable, NaN always last), computed once at bind time.
+
+    Values are compared as float32 through an order-preserving int32 key, so numpy's stable
+    radix sort does the work (about 10x faster than a comparison sort at 2^25 items)."""
+    v = np.asarray(values, dtype=np.float32)
+    if descending:
+        v = -v
+    i = v.view(np.int32)
+    key = np.where(i < 0, i ^ np.int32(0x7FFFFFFF), i)
+    key[np.isnan(v)] = np.iinfo(np.int32).max
+    order = radix_argsort(key.view(np.uint32) ^ np.uint32(0x80000000))
+    return torch.from_numpy(order.astype(np_index_dtype(len(v)), copy=False)).to(device)
+
+
+def radix_argsort(key: np.ndarray) -> np.ndarray:
+    """Stable argsort of uint32 keys in two LSD passes of 16 bits (numpy's stable sort is a
+    radix sort for 16-bit types): O(N)."""
+    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    hi = (key >> 16).astype(np.uint16)[order]
+    return order[np.argsort(hi, kind="stable")]
+
+
+def np_index_dtype(n: int) -> type:
+    return np.int32 if n < 2**31 else np.int64
+
+
+def group_ids(col: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, inverse, counts) of a group column; O(N) bincount for integer labels with a
+    small range, else ``np.unique``."""
+    if col.dtype.kind in "biu" and col.size:
+        lo, hi = int(col.min()), int(col.max())
+        if hi - lo < 2**24:
+            counts = np.bincount((col - lo).astype(np.int64, copy=False), minlength=hi - lo + 1)
+            present = counts > 0
+            remap = (np.cumsum(present) - 1).astype(np.int32)
+            inverse = remap[col - lo]
+            return np.nonzero(present)[0] + lo, inverse, counts[present]
+    labels, inverse, counts = np.unique(col, return_inverse=True, return_counts=True)
+    if col.dtype.kind not in "biuf":
+        labels = np.arange(labels.size)
+    return labels, inverse.astype(np.int32), counts
+
+
+class Strategy:
+    """Base class; subclasses set ``name`` and document ``bytes_per_item``."""
+
+    name = "strategy"
+    bytes_per_item = 0  # per-item state held by the strategy (the Sampler adds 1 B for coverage)
+    group_based = False
+
+    def bind(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def check(self, idx: torch.Tensor, fb: Feedback) -> None:
+        return None
+
+    def update(self, idx: torch.Tensor, fb: Feedback) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+    def stats(self, step: int) -> dict[str, Any]:
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name}
