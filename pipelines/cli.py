@@ -95,4 +95,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--output", "-o", default="gradum-demo-out")
     demo.add_argument("--limit", type=int, default=None, help="score only the first N records")
+    demo.add_argument("--clusters", type=int, default=8, help="k-means clusters (0: none)")
     demo.set_defaults(func=_run_demo, accepts_extra=True)

@@ -118,7 +118,7 @@ def _read_file(path: str) -> Iterator[Item]:
         return
     with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as fh:
         position = -1
-        for raw in fh:
+        for raw in iter(fh.readline, b""):
             line = raw.rstrip(b"\r\n")
             if not line.strip():
                 continue
@@ -148,6 +148,17 @@ def _read_file(path: str) -> Iterator[Item]:
                     text,
                 )
                 continue
+            bad = _surrogate_field(payload)
+            if bad is not None:
+                # Beam's coders (like Arrow) refuse such strings; keep the raw line instead.
+                yield (
+                    "dead",
+                    path,
+                    position,
+                    f"record is not valid Unicode (lone surrogate in {bad})",
+                    text,
+                )
+                continue
             if not isinstance(payload, dict):
                 yield (
                     "dead",
@@ -158,6 +169,27 @@ def _read_file(path: str) -> Iterator[Item]:
                 )
                 continue
             yield ("ok", path, position, payload)
+
+
+def _surrogate_field(value: Any, where: str = "record") -> str | None:
+    """Where a lone UTF-16 surrogate hides in a parsed JSON value, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _surrogate_field(k, "a key") or _surrogate_field(v, f"field {k!r}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for v in value:
+            found = _surrogate_field(v, where)
+            if found:
+                return found
+    return None
 
 
 def _read_parquet(path: str) -> Iterator[Item]:

@@ -55,6 +55,8 @@ def make_record(
         return None, "text is not valid Unicode (lone surrogate)"
     if size > max_text_bytes:
         return None, f"text is {size} bytes, over the cap of {max_text_bytes}"
+    if id_field is None and source.startswith("builtin:") and isinstance(payload.get("id"), str):
+        id_field = "id"  # the built-in corpora carry stable ids of their own
     if id_field:
         rid = payload.get(id_field)
         if rid is None or (isinstance(rid, str) and not rid):

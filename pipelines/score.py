@@ -97,7 +97,8 @@ def prepare_output(out: str, overwrite: bool) -> None:
                 shutil.rmtree(path)
             elif os.path.exists(path):
                 os.remove(path)
-    os.makedirs(out, exist_ok=True)
+    # shards/ marks the directory as a (so far incomplete) gradum dataset from the start.
+    os.makedirs(os.path.join(out, "shards"), exist_ok=True)
 
 
 def scorer_specs(cfg: JobConfig) -> list[tuple[str, dict[str, Any]]]:
@@ -138,6 +139,9 @@ def _beam_options(beam_args: list[str]):
             args.append(f"--direct_num_workers={min(os.cpu_count() or 1, 8)}")
         if not any(a.startswith("--direct_running_mode") for a in args):
             args.append("--direct_running_mode=multi_processing")
+    if "Portable" in runner and not any(a.startswith("--environment_type") for a in args):
+        # The embedded job server runs the SDK in this process; no Docker is needed.
+        args.append("--environment_type=LOOPBACK")
     return PipelineOptions(args), args
 
 
@@ -356,6 +360,10 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
 
 def _explain(exc: BaseException) -> str | None:
     """The user-facing message inside a Beam failure, if it is one of ours."""
+    from pipelines.writers import DeadLetterFractionError
+
+    if isinstance(exc, DeadLetterFractionError | JobError):
+        return str(exc).split(" [while running")[0]
     text = str(exc)
     for marker in ("DeadLetterFractionError:", "JobError:"):
         if marker in text:

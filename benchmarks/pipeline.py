@@ -1,0 +1,308 @@
+"""Benchmark the Beam scoring job against a bare single-process loop, side by side.
+
+Usage: .venv/bin/python benchmarks/pipeline.py [--sizes 10000,100000] [--workers 1,2]
+       [--embedding-n 2000] [--budget 660] [--workdir DIR] [--out results.md]
+
+Measures on ``builtin:graded`` (task=language) records:
+  (a) the five CPU signals through ``python -m pipelines.score`` (DirectRunner,
+      multi_processing, --direct_num_workers=2) vs a bare loop calling
+      ``scorers.get(name).score(texts)`` in batches of 256 on the same records;
+  (b) docs/s with ``--embedding default`` (and the bare embedding loop) on a smaller n;
+  (c) docs/s against worker count and corpus size.
+
+Job figures are wall time of the whole subprocess (interpreter start, imports, pipeline
+construction, scoring, shard writing, manifest): what a user waits for. "Steady state" is the
+marginal rate between two corpus sizes at the same worker count, (n2 - n1) / (t2 - t1), which
+cancels the fixed start-up cost. The bare loop times scoring only (records generated first).
+
+A run whose estimated time (fixed cost + n / marginal rate, from the runs already done) would
+push the total past --budget seconds is skipped and reported with its estimate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CPU_SIGNALS = "length,compression_ratio,lexical_diversity,readability,word_rarity"
+BATCH = 256
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import apache_beam
+
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "python": platform.python_version(),
+        "beam": apache_beam.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def spec(n: int) -> str:
+    return f"builtin:graded?n={n}&task=language"
+
+
+def bare_loop(n: int, names: list[str]) -> dict[str, float]:
+    """Score n records in one process, batches of 256; time the scoring only."""
+    import scorers
+    from pipelines.corpora import load_builtin
+
+    t0 = time.perf_counter()
+    texts = [r["text"] for r in load_builtin(spec(n))]
+    gen = time.perf_counter() - t0
+    instances = [scorers.get(name) for name in names]
+    for s in instances:  # load models / tables outside the timed loop
+        s.score(texts[:2])
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), BATCH):
+        batch = texts[i : i + BATCH]
+        for s in instances:
+            s.score(batch)
+    wall = time.perf_counter() - t0
+    return {
+        "n": n,
+        "wall": wall,
+        "cpu": time.process_time() - c0,
+        "gen": gen,
+        "docs_s": n / wall,
+    }
+
+
+def job(n: int, workers: int, work: Path, extra: list[str]) -> dict[str, float]:
+    out = work / f"out-{n}-{workers}-{len(extra)}"
+    shutil.rmtree(out, ignore_errors=True)
+    log = work / f"{out.name}.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.score",
+        spec(n),
+        "--output",
+        str(out),
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        f"--direct_num_workers={workers}",
+        *extra,
+    ]
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        rc = subprocess.run(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    text = log.read_text(errors="replace")
+    if rc != 0:
+        raise SystemExit(f"job failed (rc={rc}): {' '.join(cmd)}\n{text[-3000:]}")
+    m = re.search(r"gradum: ([\d,]+) records read.* in ([\d.]+)s", text)
+    inner = float(m.group(2)) if m else float("nan")
+    shutil.rmtree(out, ignore_errors=True)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {
+        "n": n,
+        "workers": workers,
+        "wall": wall,
+        "inner": inner,
+        "cpu": cpu,
+        "docs_s": n / wall,
+        "load": load,
+        "cmd": " ".join(cmd),
+    }
+
+
+class Budget:
+    """Skip a run whose estimate would push the total past the budget."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = time.perf_counter()
+        self.fits: dict[int, tuple[float, float]] = {}  # workers -> (fixed s, s per doc)
+        self.skipped: list[str] = []
+
+    def used(self) -> float:
+        return time.perf_counter() - self.start
+
+    def learn(self, runs: list[dict]) -> None:
+        by_w: dict[int, list[dict]] = {}
+        for r in runs:
+            by_w.setdefault(r["workers"], []).append(r)
+        for w, rs in by_w.items():
+            rs = sorted(rs, key=lambda r: r["n"])
+            if len(rs) >= 2:
+                a, b = rs[0], rs[-1]
+                per = max((b["wall"] - a["wall"]) / (b["n"] - a["n"]), 1e-6)
+                self.fits[w] = (max(a["wall"] - per * a["n"], 0.0), per)
+            elif w not in self.fits:
+                self.fits[w] = (0.5 * rs[0]["wall"], 0.5 * rs[0]["wall"] / rs[0]["n"])
+
+    def estimate(self, n: int, workers: int) -> float:
+        fit = self.fits.get(workers) or next(iter(self.fits.values()), (30.0, 3e-3))
+        return fit[0] + fit[1] * n
+
+    def allow(self, label: str, estimate: float) -> bool:
+        if self.used() + estimate > self.seconds:
+            self.skipped.append(
+                f"{label}: skipped, estimated {estimate:,.0f} s with {self.used():,.0f} s "
+                f"of the {self.seconds:,.0f} s budget used"
+            )
+            print(self.skipped[-1], flush=True)
+            return False
+        return True
+
+
+def fmt(x: float, spec_: str = ",.0f") -> str:
+    return "n/a" if x != x else format(x, spec_)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--embedding-n", type=int, default=2000)
+    ap.add_argument("--budget", type=float, default=660.0, help="seconds for the whole run")
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--out", default=None, help="also write the markdown tables here")
+    a = ap.parse_args()
+    sizes = [int(float(s)) for s in a.sizes.split(",")]
+    workers = [int(w) for w in a.workers.split(",")]
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="gradum-bench-pipeline-"))
+    work.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    print(f"machine: {info}", flush=True)
+    budget = Budget(a.budget)
+    names = CPU_SIGNALS.split(",")
+    quiet = ["--no-progress"]
+
+    # (a) bare loop vs 2 workers, smallest size first (gives the budget its first fit).
+    bare: dict[int, dict] = {}
+    runs: list[dict] = []
+    n0 = sizes[0]
+    bare[n0] = bare_loop(n0, names)
+    print(f"bare n={n0}: {bare[n0]['docs_s']:,.0f} docs/s", flush=True)
+    order = [(n0, 2)] + [(n0, w) for w in workers if w != 2]
+    order += [(n, w) for n in sizes[1:] for w in sorted(workers, reverse=True)]
+    for n, w in order:
+        est = budget.estimate(n, w) if budget.fits else 90.0
+        if not budget.allow(f"job n={n:,} workers={w}", est):
+            continue
+        r = job(n, w, work, [f"--signals={CPU_SIGNALS}", *quiet])
+        runs.append(r)
+        budget.learn(runs)
+        print(f"job n={n} w={w}: {r['wall']:.1f}s, {r['docs_s']:,.0f} docs/s", flush=True)
+        if n not in bare:
+            est_bare = n * bare[n0]["wall"] / n0 * 1.5
+            if budget.allow(f"bare n={n:,}", est_bare):
+                bare[n] = bare_loop(n, names)
+                print(f"bare n={n}: {bare[n]['docs_s']:,.0f} docs/s", flush=True)
+
+    # (b) embedding, small n: job with the embedding scorer only, and the bare loop.
+    emb_job = emb_bare = None
+    ne = a.embedding_n
+    if budget.allow(f"embedding bare n={ne:,}", 60.0):
+        emb_bare = bare_loop(ne, ["embedding"])
+        print(f"embedding bare n={ne}: {emb_bare['docs_s']:,.0f} docs/s", flush=True)
+    est = budget.estimate(0, 2) + (ne / emb_bare["docs_s"] if emb_bare else 60.0) * 1.2
+    if budget.allow(f"embedding job n={ne:,}", est):
+        emb_job = job(ne, 2, work, ["--signals=length", "--embedding=default", *quiet])
+        print(f"embedding job n={ne}: {emb_job['docs_s']:,.0f} docs/s", flush=True)
+
+    report = render(info, bare, runs, emb_bare, emb_job, budget, a)
+    print(report)
+    if a.out:
+        Path(a.out).write_text(report)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def render(info, bare, runs, emb_bare, emb_job, budget: Budget, a) -> str:
+    lines = [
+        f"- machine: {info['nproc']} CPUs ({info['cpu']}), {info['platform']}",
+        f"- python {info['python']}, apache-beam {info['beam']}",
+        f"- total benchmark time: {budget.used():,.0f} s (budget {a.budget:,.0f} s)",
+        "",
+        "### (a) CPU signals: job vs bare single-process loop",
+        "",
+        "| n | bare loop docs/s | job workers | job wall s | job docs/s (wall) "
+        "| job / bare | job CPU s | load avg at start |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        b = bare.get(r["n"])
+        ratio = r["docs_s"] / b["docs_s"] if b else float("nan")
+        lines.append(
+            f"| {r['n']:,} | {fmt(b['docs_s']) if b else 'n/a'} | {r['workers']} "
+            f"| {r['wall']:.1f} | {r['docs_s']:,.0f} | {fmt(ratio, '.3f')}x "
+            f"| {r['cpu']:.0f} | {r['load']:.1f} |"
+        )
+    lines += ["", "Bare loop (scoring only, one process, batches of 256):", ""]
+    for n, b in sorted(bare.items()):
+        lines.append(
+            f"- n={n:,}: {b['wall']:.1f} s, {b['docs_s']:,.0f} docs/s "
+            f"(record generation, not timed: {b['gen']:.1f} s)"
+        )
+    lines += ["", "### (c) steady state: marginal rate between corpus sizes", ""]
+    by_w: dict[int, list[dict]] = {}
+    for r in runs:
+        by_w.setdefault(r["workers"], []).append(r)
+    for w, rs in sorted(by_w.items()):
+        rs = sorted(rs, key=lambda r: r["n"])
+        if len(rs) < 2:
+            lines.append(f"- workers={w}: one size only, no marginal rate")
+            continue
+        x, y = rs[0], rs[-1]
+        per = (y["wall"] - x["wall"]) / (y["n"] - x["n"])
+        fixed = x["wall"] - per * x["n"]
+        lines.append(
+            f"- workers={w}: {1 / per:,.0f} docs/s marginal between n={x['n']:,} and "
+            f"n={y['n']:,}; fixed cost ~{fixed:,.0f} s"
+        )
+    if budget.fits:
+        lines.append("")
+        for w, (fixed, per) in sorted(budget.fits.items()):
+            lines.append(
+                f"- estimate, workers={w}, n=1,000,000: {fixed + per * 1e6:,.0f} s "
+                f"({1e6 / (fixed + per * 1e6):,.0f} docs/s)"
+            )
+    lines += ["", "### (b) embedding scorer (all-MiniLM-L6-v2 on CPU)", ""]
+    if emb_bare:
+        lines.append(
+            f"- bare loop, n={emb_bare['n']:,}: {emb_bare['wall']:.1f} s, "
+            f"{emb_bare['docs_s']:,.0f} docs/s"
+        )
+    if emb_job:
+        lines.append(
+            f"- job `--signals=length --embedding=default`, workers=2, n={emb_job['n']:,}: "
+            f"{emb_job['wall']:.1f} s wall, {emb_job['docs_s']:,.0f} docs/s"
+        )
+    if budget.skipped:
+        lines += ["", "### skipped", ""] + [f"- {s}" for s in budget.skipped]
+    lines += ["", "### commands", ""]
+    for r in runs + ([emb_job] if emb_job else []):
+        lines.append(f"- `{r['cmd']}`")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

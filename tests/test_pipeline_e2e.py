@@ -1,0 +1,258 @@
+"""The scoring job end to end, on small corpora, on the local runners."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import add_score_arguments
+from shards import IncompleteDatasetError, ShardSet, read_dead_letters, validate
+
+IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+
+def score(*argv: str) -> int:
+    import argparse
+
+    from pipelines.score import run_from_args
+
+    parser = argparse.ArgumentParser()
+    add_score_arguments(parser)
+    args, beam_args = parser.parse_known_args(list(argv))
+    return run_from_args(args, beam_args)
+
+
+def _mixed_input(tmp_path: Path) -> Path:
+    good = [
+        {"text": f"Record number {i} says something plain and clear.", "n": i} for i in range(40)
+    ]
+    lines = [json.dumps(g).encode() for g in good]
+    lines += [
+        b"{not json",  # malformed JSON
+        b'{"text": "caf\xe9 in latin-1"}',  # invalid UTF-8
+        b'{"body": "no text field"}',  # missing text
+        b'{"text": ""}',  # empty text
+        b'{"text": 42}',  # non-string text
+        json.dumps({"text": "x" * 5000}).encode(),  # over the size cap below
+        b'{"text": "lone \\ud800 surrogate"}',  # not valid Unicode
+        b"[1, 2, 3]",  # JSON but not an object
+        json.dumps({"text": "BOOM this one breaks the scorer"}).encode(),
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+@pytest.fixture
+def exploding_scorer(monkeypatch, tmp_path):
+    """A scorer that raises on texts containing BOOM, registered for this test only."""
+    (tmp_path / "explode_scorer.py").write_text(
+        "import numpy as np\n"
+        "class Explode:\n"
+        "    name, version, outputs = 'explode', '1', {'explode': 1}\n"
+        "    def describe(self):\n"
+        "        return {'name': 'explode'}\n"
+        "    def score(self, texts):\n"
+        "        if any('BOOM' in t for t in texts):\n"
+        "            raise ValueError('cannot score BOOM')\n"
+        "        return {'explode': np.array([len(t) for t in texts], dtype=np.float32)}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import scorers
+
+    monkeypatch.setitem(scorers._REGISTRY, "explode", "explode_scorer:Explode")
+
+
+def test_every_bad_input_kind_is_dead_lettered_and_counts_balance(tmp_path, exploding_scorer):
+    src = _mixed_input(tmp_path)
+    out = tmp_path / "out"
+    rc = score(
+        str(src),
+        "--output",
+        str(out),
+        "--signals",
+        "compression_ratio,explode",
+        "--max-text-bytes",
+        "1000",
+        "--batch-size",
+        "16",
+        "--max-dead-letter-fraction",
+        "0.5",
+        "--no-progress",
+        *IN_MEMORY,
+    )
+    assert rc == 0
+    ds = ShardSet.open(out)
+    counts = ds.manifest["counts"]
+    assert counts == {"input": 49, "written": 40, "dead_letter": 9}
+    assert ds.num_rows == 40
+    assert sorted(ds.column("n").tolist()) == list(range(40))
+    reasons = sorted(d["reason"].split(":")[0].split(" (")[0] for d in read_dead_letters(out))
+    assert len(reasons) == 9
+    for expected in (
+        "malformed JSON",
+        "invalid UTF-8",
+        "missing text field 'text'",
+        "empty text",
+        "record is not valid Unicode",
+        "JSON line is a list, not an object",
+        "scorer failed",
+    ):
+        assert any(r.startswith(expected) for r in reasons), (expected, reasons)
+    boom = [d for d in read_dead_letters(out) if d["stage"] == "score"]
+    assert boom and "BOOM" in boom[0]["payload"]["record"]["text"]
+    assert validate(out) == []
+    difficulty = ds.column("difficulty")
+    assert ((difficulty >= 0) & (difficulty <= 1)).all()
+    signals = {s["name"]: s for s in ds.manifest["signals"]}
+    assert signals["compression_ratio"]["params"]["params"]["level"] == 6
+    stats = ds.manifest["stats"]["compression_ratio"]
+    assert stats["count"] == 40 and len(stats["quantiles"]) == 101
+
+
+def test_too_many_dead_letters_fail_loudly_without_a_manifest(tmp_path, capsys):
+    src = _mixed_input(tmp_path)
+    out = tmp_path / "out"
+    rc = score(
+        str(src),
+        "--output",
+        str(out),
+        "--signals",
+        "compression_ratio",
+        "--no-progress",
+        *IN_MEMORY,
+    )
+    assert rc == 1
+    assert "over --max-dead-letter-fraction=0.01" in capsys.readouterr().err
+    assert not (out / "manifest.json").exists()
+    with pytest.raises(IncompleteDatasetError):
+        ShardSet.open(out)
+
+
+def test_graded_difficulty_follows_the_known_level_and_reruns_are_byte_identical(tmp_path):
+    args = [
+        "builtin:graded?n=600",
+        "--signals",
+        "compression_ratio,lexical_diversity,readability",
+        "--no-progress",
+        *IN_MEMORY,
+    ]
+    assert score(*args, "--output", str(tmp_path / "a")) == 0
+    assert score(*args, "--output", str(tmp_path / "b"), "--rows-per-shard", "100") == 0
+    assert score(*args, "--output", str(tmp_path / "c"), "--rows-per-shard", "100") == 0
+    a, b, c = (ShardSet.open(tmp_path / x) for x in "abc")
+    import numpy as np
+
+    level, difficulty = a.column("level"), a.column("difficulty")
+    assert np.corrcoef(level, difficulty)[0, 1] > 0.5
+    means = [difficulty[level == lv].mean() for lv in range(1, 6)]
+    assert means == sorted(means)
+    assert b.num_rows == 600 and len(b.manifest["shards"]) >= 5
+    assert [s["sha256"] for s in b.manifest["shards"]] == [
+        s["sha256"] for s in c.manifest["shards"]
+    ]
+
+
+def test_portable_runner_matches_the_direct_runner(tmp_path):
+    args = ["builtin:graded?n=120", "--signals", "compression_ratio,readability", "--no-progress"]
+    assert score(*args, "--output", str(tmp_path / "direct"), *IN_MEMORY) == 0
+    assert (
+        score(
+            *args,
+            "--output",
+            str(tmp_path / "portable"),
+            "--runner=PortableRunner",
+            "--job_endpoint=embed",
+        )
+        == 0
+    )
+    d, p = ShardSet.open(tmp_path / "direct"), ShardSet.open(tmp_path / "portable")
+    assert (
+        p.manifest["counts"]
+        == d.manifest["counts"]
+        == {"input": 120, "written": 120, "dead_letter": 0}
+    )
+    assert [s["sha256"] for s in p.manifest["shards"]] == [
+        s["sha256"] for s in d.manifest["shards"]
+    ]
+
+
+def test_overwrite_rules(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [
+        "builtin:graded?n=50",
+        "--signals",
+        "readability",
+        "--output",
+        str(out),
+        "--no-progress",
+        *IN_MEMORY,
+    ]
+    assert score(*args) == 0
+    first = (out / "manifest.json").read_text()
+    assert score(*args) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert (out / "manifest.json").read_text() == first
+    assert score(*args[:1], "builtin:graded?n=20&seed=9", *args[1:], "--overwrite") == 0
+    assert ShardSet.open(out).num_rows == 70
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "precious.txt").write_text("keep me")
+    assert score("builtin:graded?n=5", "--output", str(tmp_path / "foreign"), *IN_MEMORY) == 2
+    assert (tmp_path / "foreign" / "precious.txt").exists()
+
+
+def test_a_killed_run_leaves_no_manifest_and_a_rerun_succeeds(tmp_path):
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.score",
+        "builtin:graded?n=400000",
+        "--output",
+        str(out),
+        "--signals",
+        "lexical_diversity",
+        *IN_MEMORY,
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert out.exists() and not (out / "manifest.json").exists()
+    with pytest.raises(IncompleteDatasetError):
+        ShardSet.open(out)
+    assert (
+        score(
+            "builtin:graded?n=30",
+            "--output",
+            str(out),
+            "--signals",
+            "lexical_diversity",
+            "--no-progress",
+            *IN_MEMORY,
+        )
+        == 0
+    )
+    assert ShardSet.open(out).num_rows == 30
+
+
+def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    assert score(str(tmp_path / "none-*.jsonl"), "--output", str(tmp_path / "o")) == 2
+    assert "matches no file" in capsys.readouterr().err
+    assert score("builtin:graded?n=5", "--output", str(tmp_path / "o"), "--signals", "nope") == 2
+    assert "unknown signal 'nope'" in capsys.readouterr().err
+    assert (
+        score("builtin:graded?n=5", "--output", str(tmp_path / "o"), "--difficulty", "perplexity")
+        == 2
+    )
+    assert "not a scored signal" in capsys.readouterr().err

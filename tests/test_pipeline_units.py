@@ -1,0 +1,172 @@
+"""Unit tests of the pipeline's pure parts: records, sketch, difficulty, isolation, readers."""
+
+import gzip
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines.difficulty import buckets, combine, parse_weights
+from pipelines.inference import score_isolating
+from pipelines.records import make_record, record_id
+from pipelines.sketch import QuantileSketch
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        ({"body": "x"}, "missing text field"),
+        ({"text": 3}, "is a int, not a string"),
+        ({"text": "   \n"}, "empty text"),
+        ({"text": "ok \ud800 no"}, "lone surrogate"),
+        ({"text": "x" * 101}, "over the cap"),
+    ],
+)
+def test_bad_payloads_are_rejected_with_a_reason(payload, reason):
+    record, why = make_record("f", 0, payload, max_text_bytes=100)
+    assert record is None and reason in why
+
+
+def test_good_payload_keeps_metadata_and_gets_a_stable_id():
+    record, why = make_record("f.jsonl", 7, {"text": "hi", "level": 3, "tags": ["a"]})
+    assert why is None
+    assert (
+        record["id"] == record_id("f.jsonl", 7) == make_record("f.jsonl", 7, {"text": "x"})[0]["id"]
+    )
+    assert record["meta"] == {"level": 3, "tags": '["a"]'}
+    record, _ = make_record("f", 0, {"text": "hi", "key": 12}, id_field="key")
+    assert record["id"] == "12"
+    assert make_record("f", 0, {"text": "hi"}, id_field="key")[1] == "missing id field 'key'"
+
+
+class _Explode:
+    name, version, outputs = "explode", "1", {"explode": 1}
+
+    def score(self, texts):
+        if any("BOOM" in t for t in texts):
+            raise ValueError("cannot score BOOM")
+        return {"explode": np.array([len(t) for t in texts], dtype=np.float32)}
+
+
+def test_one_bad_text_is_isolated_and_the_rest_of_its_batch_is_scored():
+    texts = [f"text {i}" for i in range(37)]
+    texts[5] = texts[30] = "BOOM"
+    results = score_isolating([_Explode()], texts)
+    assert [i for i, (_, err) in enumerate(results) if err] == [5, 30]
+    assert "cannot score BOOM" in results[5][1]
+    assert all(res["explode"] == len(texts[i]) for i, (res, err) in enumerate(results) if not err)
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(finite, min_size=1, max_size=300), st.integers(1, 5))
+def test_sketch_merge_is_order_free(values, parts):
+    whole = QuantileSketch().add(np.array(values))
+    chunks = np.array_split(np.array(values), parts)
+    forward, backward = QuantileSketch(), QuantileSketch()
+    for c in chunks:
+        forward.merge(QuantileSketch().add(c))
+    for c in reversed(chunks):
+        backward.merge(QuantileSketch().add(c))
+    for s in (forward, backward):
+        assert s.counts == whole.counts and s.n == whole.n
+    probe = np.array(values[:20])
+    assert np.array_equal(forward.rank(probe), whole.rank(probe))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(1e-3, 1e6), min_size=5, max_size=400))
+def test_sketch_quantiles_within_relative_error(values):
+    alpha = 0.01
+    sketch = QuantileSketch(alpha).add(np.array(values))
+    ordered = np.sort(values)
+    for q, got in zip(
+        [0.0, 0.25, 0.5, 0.9, 1.0], sketch.quantiles([0.0, 0.25, 0.5, 0.9, 1.0]), strict=True
+    ):
+        true = ordered[int(math.floor(q * (len(values) - 1)))]
+        assert abs(got - true) <= alpha * true * 1.0001 + 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(finite, min_size=2, max_size=300))
+def test_sketch_rank_is_monotone_and_in_unit_interval(values):
+    sketch = QuantileSketch().add(np.array(values))
+    probe = np.sort(np.array(values))
+    ranks = sketch.rank(probe)
+    assert np.all((ranks >= 0) & (ranks <= 1))
+    assert np.all(np.diff(ranks) >= 0)
+    assert math.isnan(sketch.rank(np.array([np.nan]))[0])
+
+
+def test_difficulty_flips_easy_direction_and_skips_nan():
+    ranks = {"ppl": np.array([0.9, 0.1, np.nan]), "flesch": np.array([0.2, np.nan, np.nan])}
+    d = combine(ranks, {"ppl": 1, "flesch": -1}, {"ppl": 1.0, "flesch": 3.0})
+    assert d[0] == pytest.approx((0.9 + 3 * 0.8) / 4)
+    assert d[1] == pytest.approx(0.1)
+    assert math.isnan(d[2])
+    assert buckets(d, 10).tolist() == [8, 1, -1]
+    assert buckets(np.array([1.0], dtype=np.float32), 10).tolist() == [9]
+
+
+def test_difficulty_weights_parse_and_refuse_unknown():
+    avail = {"perplexity": 1, "readability": -1, "embedding": 0}
+    assert parse_weights(None, avail) == {"perplexity": 1.0, "readability": 1.0}
+    assert parse_weights("perplexity:2", avail) == {"perplexity": 2.0}
+    for bad in ("nope", "perplexity:-1", "perplexity:x", "embedding"):
+        with pytest.raises(ValueError):
+            parse_weights(bad, avail)
+
+
+def test_readers_handle_every_file_format(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.readers import expand_inputs, read_unit
+
+    with gzip.open(tmp_path / "a.jsonl.gz", "wb") as fh:
+        fh.write(b'{"text": "one"}\n\n{"text": "two"}\n\xff\xfe bad\n[1, 2]\n')
+    pq.write_table(pa.table({"text": ["p1", "p2", "p3"], "n": [1, 2, 3]}), tmp_path / "b.parquet")
+    (tmp_path / "c.txt").write_text("line one\n\nline two\n")
+    units = expand_inputs([str(tmp_path / "*")])
+    items = [it for u in units for it in read_unit(u)]
+    ok = [it for it in items if it[0] == "ok"]
+    dead = [it for it in items if it[0] == "dead"]
+    assert [it[3]["text"] for it in ok] == ["one", "two", "p1", "p2", "p3", "line one", "line two"]
+    assert sorted(d[3].split(":")[0] for d in dead) == [
+        "JSON line is a list, not an object",
+        "invalid UTF-8",
+    ]
+    with pytest.raises(FileNotFoundError):
+        expand_inputs([str(tmp_path / "nothing-*.jsonl")])
+    (tmp_path / "d.csv").write_text("x")
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        expand_inputs([str(tmp_path / "d.csv")])
+
+
+def test_readers_load_a_saved_hf_dataset(tmp_path):
+    from datasets import Dataset
+
+    from pipelines.readers import expand_inputs, read_unit
+
+    Dataset.from_dict({"text": ["a b", "c d"], "label": [0, 1]}).save_to_disk(tmp_path / "hf")
+    units = expand_inputs([str(tmp_path / "hf")])
+    assert units == [("hf_disk", str(tmp_path / "hf"))]
+    rows = [it[3] for u in units for it in read_unit(u)]
+    assert rows == [{"text": "a b", "label": 0}, {"text": "c d", "label": 1}]
+
+
+def test_graded_builtin_is_chunked_for_parallel_reading():
+    from pipelines.readers import expand_inputs, read_unit
+
+    units = expand_inputs(["builtin:graded?n=45000&seed=2"])
+    assert len(units) == 3
+    ids = [it[3]["id"] for u in units for it in read_unit(u)]
+    assert len(ids) == len(set(ids)) == 45000
+    assert json.dumps(ids[:2]) == json.dumps(
+        ["graded-language-2-000000000", "graded-language-2-000000001"]
+    )
