@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -38,35 +35,13 @@ def score_isolating(
     return [({k: v[i] for k, v in columns.items()}, None) for i in range(len(texts))]
 
 
-class _Progress:
-    """Per-process progress line on stderr every ``every`` seconds (local runs)."""
-
-    def __init__(self, every: float) -> None:
-        self.every = every
-        self.start = self.last = time.monotonic()
-        self.scored = self.failed = 0
-
-    def tick(self, scored: int, failed: int) -> None:
-        self.scored += scored
-        self.failed += failed
-        now = time.monotonic()
-        if self.every > 0 and now - self.last >= self.every:
-            self.last = now
-            rate = self.scored / max(now - self.start, 1e-9)
-            print(
-                f"[gradum worker {os.getpid()}] scored {self.scored:,} "
-                f"dead-lettered {self.failed:,} ({rate:,.0f} docs/s)",
-                file=sys.stderr,
-                flush=True,
-            )
-
-
-class ScorerModelHandler(ModelHandler[dict, dict, list]):
+class ScorerModelHandler(ModelHandler[list, list, list]):
     """A RunInference handler whose "model" is the list of gradum scorers.
 
-    RunInference loads it once per worker process and batches records for it; the model
-    scorers sort each batch by token length themselves. Output: the record with a
-    ``scores`` dict, or with ``error`` set when its text could not be scored.
+    RunInference loads it once per worker process. Each example is already a batch of
+    records (made by the reader), so Beam's per-element cost is paid per batch; the model
+    scorers sort a batch by token length themselves. The inference of a batch is one
+    ``(scores, error)`` pair per record.
     """
 
     def __init__(
@@ -78,9 +53,9 @@ class ScorerModelHandler(ModelHandler[dict, dict, list]):
         progress_every: float = 10.0,
     ) -> None:
         self._specs = [(name, dict(params)) for name, params in specs]
-        self._batch = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
+        del min_batch_size, max_batch_size  # examples arrive as batches already
+        self._batch = {"min_batch_size": 1, "max_batch_size": 1}
         self._progress_every = progress_every
-        self._progress: _Progress | None = None
         self._scored = Metrics.counter("gradum", "scored")
         self._failed = Metrics.counter("gradum", "scorer_dead_letter")
 
@@ -90,19 +65,23 @@ class ScorerModelHandler(ModelHandler[dict, dict, list]):
         return ScorerSet(scorers.get(name, **params) for name, params in self._specs)
 
     def run_inference(
-        self, batch: Sequence[dict], model: list, inference_args: dict | None = None
+        self, batch: Sequence[list], model: list, inference_args: dict | None = None
     ) -> Iterable[PredictionResult]:
-        if self._progress is None:
-            self._progress = _Progress(self._progress_every)
-        results = score_isolating(model, [r["text"] for r in batch])
-        failed = sum(1 for _, err in results if err is not None)
-        self._scored.inc(len(batch) - failed)
-        self._failed.inc(failed)
-        self._progress.tick(len(batch) - failed, failed)
-        return [
-            PredictionResult(example=rec, inference=res)
-            for rec, res in zip(batch, results, strict=True)
-        ]
+        from pipelines.progress import PROGRESS
+
+        PROGRESS.every = self._progress_every
+        out = []
+        for records in batch:
+            results = score_isolating(model, [r["text"] for r in records])
+            failed = sum(1 for _, err in results if err is not None)
+            self._scored.inc(len(records) - failed)
+            self._failed.inc(failed)
+            PROGRESS.add(scored=len(records) - failed, dead=failed)
+            out.append(PredictionResult(example=records, inference=results))
+        return out
+
+    def get_num_bytes(self, batch: Sequence[list]) -> int:
+        return sum(len(r["text"]) for records in batch for r in records)
 
     def batch_elements_kwargs(self) -> dict[str, int]:
         return dict(self._batch)

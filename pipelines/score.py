@@ -178,57 +178,65 @@ def build_pipeline(
 
     from pipelines import steps, writers
     from pipelines.inference import ScorerModelHandler
-    from pipelines.readers import expand_inputs, read_unit
+    from pipelines.readers import expand_inputs
     from pipelines.schema import MetaSchemaCombineFn
 
     units = expand_inputs(cfg.inputs)
-    items = (
+    parsed = (
         pipeline
         | "Units" >> beam.Create(units)
         | "SpreadUnits" >> beam.Reshuffle()
-        | "Read" >> beam.FlatMap(read_unit)
+        | "Read"
+        >> beam.ParDo(
+            steps.ReadFn(
+                cfg.text_field,
+                cfg.id_field,
+                cfg.max_text_bytes,
+                cfg.batch_size,
+                progress_every=10.0 if cfg.progress else 0.0,
+            )
+        ).with_outputs("dead", "count", main="ok")
     )
-    parsed = items | "Validate" >> beam.ParDo(
-        steps.ValidateFn(cfg.text_field, cfg.id_field, cfg.max_text_bytes)
-    ).with_outputs("dead", main="ok")
-    handler = ScorerModelHandler(
-        specs, max_batch_size=cfg.batch_size, progress_every=10.0 if cfg.progress else 0.0
-    )
+    handler = ScorerModelHandler(specs, progress_every=10.0 if cfg.progress else 0.0)
     scored = (
         parsed.ok
-        | "SpreadRecords" >> beam.Reshuffle()
+        | "SpreadBatches" >> beam.Reshuffle()
         | "Score" >> RunInference(handler)
         | "SplitScored" >> beam.FlatMap(steps.split_scored).with_outputs("dead", main="ok")
     )
     rows = scored.ok
+    n_rows = rows | "BatchSizes" >> beam.Map(len) | "CountRows" >> beam.CombineGlobally(sum)
     cluster_model = None
     if cfg.clusters > 0:
         sample_size = max(256 * cfg.clusters, 20_000)
         cluster_model = (
             rows
-            | "SampleKeys" >> beam.Map(steps.sample_entry, cfg.seed)
-            | "Sample" >> beam.combiners.Top.Of(sample_size, key=lambda t: t[0], reverse=True)
+            | "Sample"
+            >> beam.FlatMap(
+                steps.sample_entries, cfg.seed, beam.pvalue.AsSingleton(n_rows), sample_size
+            )
+            | "CollectSample" >> beam.combiners.ToList()
             | "KMeans" >> beam.Map(steps.fit, cfg.clusters, cfg.seed)
         )
         rows = rows | "Assign" >> beam.Map(
-            steps.assign_cluster, beam.pvalue.AsSingleton(cluster_model)
+            steps.assign_clusters, beam.pvalue.AsSingleton(cluster_model)
         )
     sketches = rows | "Sketch" >> beam.CombineGlobally(
         steps.SketchCombineFn(columns, cfg.sketch_error)
     )
-    final = rows | "Difficulty" >> beam.Map(
-        steps.with_difficulty, beam.pvalue.AsSingleton(sketches), directions, weights, cfg.buckets
-    )
-    meta_types = (
-        rows
-        | "MetaSchema" >> beam.Map(lambda r: r["meta"])
-        | "MetaTypes" >> (beam.CombineGlobally(MetaSchemaCombineFn()))
-    )
-    n_rows = final | "CountRows" >> beam.combiners.Count.Globally()
+    meta_types = rows | "MetaTypes" >> beam.CombineGlobally(MetaSchemaCombineFn())
     shards = (
-        final
-        | "KeyShard"
-        >> beam.Map(steps.key_by_shard, beam.pvalue.AsSingleton(n_rows), cfg.rows_per_shard)
+        rows
+        | "Difficulty"
+        >> beam.FlatMap(
+            steps.with_difficulty,
+            beam.pvalue.AsSingleton(sketches),
+            directions,
+            weights,
+            cfg.buckets,
+            beam.pvalue.AsSingleton(n_rows),
+            cfg.rows_per_shard,
+        )
         | "GroupShard" >> beam.GroupByKey()
         | "WriteShards"
         >> beam.ParDo(
@@ -246,7 +254,7 @@ def build_pipeline(
         | "GroupDead" >> beam.GroupByKey()
         | "WriteDead" >> beam.Map(writers.write_dead_letters, cfg.output)
     )
-    n_input = items | "CountInput" >> beam.combiners.Count.Globally()
+    n_input = parsed.count | "CountInput" >> beam.CombineGlobally(sum)
     side = beam.pvalue
     _ = (
         pipeline
@@ -280,8 +288,9 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
         raise JobError("--max-dead-letter-fraction must be in [0, 1]")
     if cfg.output.startswith(("gs://", "s3://")):
         raise JobError(
-            "write --output to a local or mounted path; object-store output "
-            "is staged by the Dataflow template (infra/dataflow)"
+            "--output must be a local or mounted path (shards are committed by rename); "
+            "on Dataflow mount the bucket with gcsfuse and pass /gcs/BUCKET/PATH "
+            "(see infra/dataflow/README.md)"
         )
     from pipelines.readers import expand_inputs
 

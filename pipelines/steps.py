@@ -11,6 +11,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from pipelines import clustering, difficulty
+from pipelines.progress import PROGRESS
 from pipelines.readers import jsonable
 from pipelines.records import make_record
 from pipelines.sketch import QuantileSketch
@@ -26,60 +27,102 @@ def dead_letter(stage: str, reason: str, source: str, position: int, payload: An
     }
 
 
-class ValidateFn(beam.DoFn):
-    """Raw items -> records (main output) or dead letters (tag ``dead``)."""
+class ReadFn(beam.DoFn):
+    """A read unit -> batches of valid records (main output, lists of ``batch_size``), dead
+    letters (tag ``dead``) and the number of input records it held (tag ``count``).
 
-    def __init__(self, text_field: str, id_field: str | None, max_text_bytes: int) -> None:
+    Records travel as batches from here on: Beam's per-element cost is then paid once per
+    batch, not once per record.
+    """
+
+    def __init__(
+        self,
+        text_field: str,
+        id_field: str | None,
+        max_text_bytes: int,
+        batch_size: int,
+        progress_every: float = 0.0,
+    ) -> None:
+        self.progress_every = progress_every
         self.text_field, self.id_field, self.max_text_bytes = text_field, id_field, max_text_bytes
+        self.batch_size = batch_size
         self.read = Metrics.counter("gradum", "read")
         self.dead = Metrics.counter("gradum", "input_dead_letter")
 
-    def process(self, item: tuple):
-        self.read.inc()
-        if item[0] == "dead":
-            _, source, position, reason, payload = item
-            self.dead.inc()
-            yield beam.pvalue.TaggedOutput(
-                "dead", dead_letter("read", reason, source, position, payload)
+    def process(self, unit: tuple):
+        from pipelines.readers import read_unit
+
+        PROGRESS.every = self.progress_every
+        batch: list[dict] = []
+        n = 0
+        for item in read_unit(unit):
+            n += 1
+            if item[0] == "dead":
+                _, source, position, reason, payload = item
+                self.dead.inc()
+                PROGRESS.dead += 1
+                yield beam.pvalue.TaggedOutput(
+                    "dead", dead_letter("read", reason, source, position, payload)
+                )
+                continue
+            _, source, position, payload = item
+            record, reason = make_record(
+                source,
+                position,
+                payload,
+                text_field=self.text_field,
+                id_field=self.id_field,
+                max_text_bytes=self.max_text_bytes,
             )
-            return
-        _, source, position, payload = item
-        record, reason = make_record(
-            source,
-            position,
-            payload,
-            text_field=self.text_field,
-            id_field=self.id_field,
-            max_text_bytes=self.max_text_bytes,
-        )
-        if record is None:
-            self.dead.inc()
-            yield beam.pvalue.TaggedOutput(
-                "dead", dead_letter("validate", reason, source, position, payload)
-            )
-        else:
-            yield record
+            if record is None:
+                self.dead.inc()
+                PROGRESS.dead += 1
+                yield beam.pvalue.TaggedOutput(
+                    "dead", dead_letter("validate", reason, source, position, payload)
+                )
+                continue
+            batch.append(record)
+            if len(batch) >= self.batch_size:
+                yield batch
+                batch = []
+            if n % 1000 == 0:
+                PROGRESS.add(read=1000, dead=0)
+        if batch:
+            yield batch
+        PROGRESS.add(read=n % 1000)
+        self.read.inc(n)
+        yield beam.pvalue.TaggedOutput("count", n)
 
 
 def split_scored(result):
-    """PredictionResult -> record with its scores (main) or a dead letter (tag ``dead``)."""
-    record, (scores, error) = result.example, result.inference
-    if error is not None:
-        payload = dict(record["meta"], text=record["text"], id=record["id"])
-        yield beam.pvalue.TaggedOutput(
-            "dead", dead_letter("score", error, record["source"], record["position"], payload)
-        )
-        return
-    out = dict(record)
-    embedding = scores.pop("embedding", None)
-    out["scores"] = {k: float(v) for k, v in scores.items()}
-    if embedding is not None:
-        out["embedding"] = np.asarray(embedding, dtype=np.float32)
-    yield out
+    """PredictionResult of a batch -> the scored records (main, one list) and a dead letter per
+    record whose text could not be scored (tag ``dead``)."""
+    scored = []
+    for record, (scores, error) in zip(result.example, result.inference, strict=True):
+        if error is not None:
+            payload = dict(record["meta"], text=record["text"], id=record["id"])
+            yield beam.pvalue.TaggedOutput(
+                "dead", dead_letter("score", error, record["source"], record["position"], payload)
+            )
+            continue
+        out = dict(record)
+        embedding = scores.pop("embedding", None)
+        out["scores"] = {k: float(v) for k, v in scores.items()}
+        if embedding is not None:
+            out["embedding"] = np.asarray(embedding, dtype=np.float32)
+        scored.append(out)
+    if scored:
+        yield scored
 
 
-def sample_entry(record: dict, seed: int) -> tuple[str, str, np.ndarray]:
-    return (clustering.sample_key(seed, record["id"]), record["id"], record["embedding"])
+def sample_entries(batch: list[dict], seed: int, n_rows: int, sample_size: int):
+    """The records of a batch that fall in the k-means sample: those whose sha1(seed, id)
+    lies below ``sample_size / n_rows`` of the hash range. Deterministic and uniform."""
+    threshold = min(1.0, sample_size / max(n_rows, 1)) * 16**12
+    for r in batch:
+        key = clustering.sample_key(seed, r["id"])
+        if int(key[:12], 16) < threshold:
+            yield (key, r["id"], r["embedding"])
 
 
 def fit(sample: list, k: int, seed: int) -> dict:
@@ -87,16 +130,25 @@ def fit(sample: list, k: int, seed: int) -> dict:
     return {"centroids": centroids, "info": info}
 
 
-def assign_cluster(record: dict, model: dict) -> dict:
-    cluster, dist = clustering.assign(record["embedding"][None, :], model["centroids"])
-    out = dict(record)
-    out["cluster"] = int(cluster[0])
-    out["scores"] = dict(record["scores"], centroid_distance=float(dist[0]))
+def assign_clusters(batch: list[dict], model: dict) -> list[dict]:
+    """Nearest centroid and cosine distance for a batch of records."""
+    if not batch:
+        return batch
+    cluster, dist = clustering.assign(np.stack([r["embedding"] for r in batch]), model["centroids"])
+    out = []
+    for r, c, d in zip(batch, cluster.tolist(), dist.tolist(), strict=True):
+        r = dict(r, cluster=c)
+        r["scores"] = dict(r["scores"], centroid_distance=d)
+        out.append(r)
     return out
 
 
+def _column(batch: list[dict], name: str) -> np.ndarray:
+    return np.array([r["scores"].get(name, math.nan) for r in batch], dtype=np.float64)
+
+
 class SketchCombineFn(beam.CombineFn):
-    """One :class:`QuantileSketch` per signal column, merged order-free."""
+    """One :class:`QuantileSketch` per signal column over batches of records, order-free."""
 
     def __init__(self, columns: list[str], alpha: float) -> None:
         self.columns, self.alpha = list(columns), alpha
@@ -104,15 +156,9 @@ class SketchCombineFn(beam.CombineFn):
     def create_accumulator(self):
         return {c: QuantileSketch(self.alpha) for c in self.columns}
 
-    def add_input(self, acc, record):
+    def add_input(self, acc, batch):
         for c in self.columns:
-            acc[c].add(np.array([record["scores"].get(c, math.nan)]))
-        return acc
-
-    def add_inputs(self, acc, records):
-        records = list(records)
-        for c in self.columns:
-            acc[c].add(np.array([r["scores"].get(c, math.nan) for r in records]))
+            acc[c].add(_column(batch, c))
         return acc
 
     def merge_accumulators(self, accs):
@@ -128,20 +174,28 @@ class SketchCombineFn(beam.CombineFn):
 
 
 def with_difficulty(
-    record: dict, sketches: dict, directions: dict, weights: dict, n_buckets: int
-) -> dict:
-    ranks = {c: sketches[c].rank(np.array([record["scores"].get(c, math.nan)])) for c in weights}
+    batch: list[dict],
+    sketches: dict,
+    directions: dict,
+    weights: dict,
+    n_buckets: int,
+    n_rows: int,
+    rows_per_shard: int,
+):
+    """Difficulty and bucket for a batch; yields ``(shard_index, record)``."""
+    if not batch:
+        return
+    ranks = {c: sketches[c].rank(_column(batch, c)) for c in weights}
     d = difficulty.combine(ranks, directions, weights)
-    out = dict(record)
-    out["difficulty"] = float(d[0])
-    out["bucket"] = int(difficulty.buckets(d, n_buckets)[0])
-    return out
+    b = difficulty.buckets(d, n_buckets)
+    n_shards = max(1, math.ceil(n_rows / rows_per_shard))
+    by_shard: dict[int, list[dict]] = {}
+    for r, dv, bv in zip(batch, d.tolist(), b.tolist(), strict=True):
+        by_shard.setdefault(stable_hash(r["id"]) % n_shards, []).append(
+            dict(r, difficulty=dv, bucket=bv)
+        )
+    yield from by_shard.items()
 
 
 def stable_hash(text: str) -> int:
     return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16)
-
-
-def key_by_shard(record: dict, n_rows: int, rows_per_shard: int) -> tuple[int, dict]:
-    n_shards = max(1, math.ceil(n_rows / rows_per_shard))
-    return stable_hash(record["id"]) % n_shards, record

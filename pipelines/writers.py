@@ -29,8 +29,11 @@ class WriteShardFn(beam.DoFn):
     def process(self, element, meta_types: dict[str, str]):
         from shards import ShardWriter
 
-        index, records = element
-        records = sorted(records, key=lambda r: (r["id"], r["source"], r["position"]))
+        index, groups = element
+        records = sorted(
+            (r for group in groups for r in group),
+            key=lambda r: (r["id"], r["source"], r["position"]),
+        )
         unique, seen = [], None
         for r in records:
             if r["id"] == seen:

@@ -9,8 +9,8 @@ a ``difficulty`` column, 4 B float32 for served-difficulty stats):
 | Curriculum         | difficulty order, int32                          | 4          |
 | UCB                | group order int32 + item -> group int32          | 8          |
 | AngleWindow        | angle order, int32                               | 4          |
-| Prioritized        | float32 sum tree (2L, L = next pow2 >= N)        | 8 to 16    |
-| ProgressiveDropout | int32 count tree                                 | 8 to 16    |
+| Prioritized        | float32 leaves + float64 32-ary sums (0.26 B)    | 5 (4.3)    |
+| ProgressiveDropout | int32 leaves + int64 32-ary sums (0.26 B)        | 5 (4.3)    |
 
 So with the Sampler's 5 B, Curriculum is 9 B/item and UCB 13 B/item (<= 16).
 """

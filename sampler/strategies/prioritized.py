@@ -6,12 +6,14 @@
     importance weight w_i = (N P(i))^(-beta) / max_batch w
 
 All items start at priority ``initial``. Draws: stratified targets over [0, total) descended
-through a sum tree, O(G log N); colliding leaves move to the next item so a batch is distinct.
-Updates: O(u log N) (latest feedback wins for repeated ids).
+through a K-ary sum tree (``sampler.sumtree``: K = 32, flat top level of <= 16384 sums),
+O(G K log_K N); colliding leaves move to the next item so a batch is distinct. Updates:
+O(u K log_K N) (latest feedback wins for repeated ids).
 
-Per-item state: the float32 sum tree, 2L values with L = next power of two >= N: 8 B per item
-when N is a power of two, up to 16 B otherwise. Sums are recomputed from children, not updated
-by deltas, so fp32 round-off does not accumulate.
+Per-item state: float32 leaf priorities (4 B) + float64 internal sums (8 / (K - 1) = 0.26 B)
++ padding, about 4.3 B per item (``bytes_per_item`` = 5). Internal sums are float64 and are
+recomputed from their children on every update, not updated by deltas, so round-off does not
+accumulate and the tree is a pure function of the leaves (the state holds only the leaves).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .base import Context, Feedback, Strategy
 
 class Prioritized(Strategy):
     name = "prioritized"
-    bytes_per_item = 16
+    bytes_per_item = 5
 
     def __init__(
         self,
@@ -66,7 +68,7 @@ class Prioritized(Strategy):
         u = draw.strat_uniform(self.ctx.seed, step, j) * total
         leaf = self.tree.find(u)
         leaf = draw.make_distinct(leaf, self.ctx.n, j)
-        p = self.tree.tree[leaf + self.tree.L].to(torch.float64) / total
+        p = self.tree.get(leaf).to(torch.float64) / total
         w = (self.ctx.n * p).clamp(min=1e-300) ** (-self.beta)
         return leaf, (w / w.max()).to(torch.float32)
 
@@ -83,9 +85,9 @@ class Prioritized(Strategy):
         idx = idx[keep]
         new = fb[self.signal][keep].abs() + self.eps
         if self.ema > 0:
-            old = self.tree.tree[idx + self.tree.L].to(torch.float64) ** (1.0 / self.alpha)
+            old = self.tree.get(idx).to(torch.float64) ** (1.0 / self.alpha)
             new = self.ema * old + (1 - self.ema) * new
-        self.tree.set(idx, new**self.alpha)
+        self.tree.set(idx, new**self.alpha, unique=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"leaves": self.tree.leaves().cpu().clone()}

@@ -1,0 +1,127 @@
+"""sampler.hf: a real ``transformers.Trainer`` run on a tiny GPT-2 built from a config (no
+downloads) whose batches come from the sampler and whose per-example losses are fed back."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("accelerate")  # transformers.Trainer needs it
+
+from sampler import Sampler  # noqa: E402
+from sampler import strategies as S  # noqa: E402
+from sampler.hf import make_trainer, per_example_loss  # noqa: E402
+
+N, T, V, B, STEPS = 64, 8, 64, 4, 5
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self) -> None:
+        rs = np.random.default_rng(0)
+        self.ids = torch.from_numpy(rs.integers(0, V, (N, T))).long()
+
+    def __len__(self) -> int:
+        return N
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+def _source() -> dict[str, np.ndarray]:
+    rs = np.random.default_rng(1)
+    return {
+        "difficulty": rs.random(N).astype(np.float32),
+        "cluster": (np.arange(N) % 4).astype(np.int32),
+    }
+
+
+class _Recorder(Sampler):
+    """Records every batch served and every update received."""
+
+    def __init__(self, *a, **k) -> None:
+        super().__init__(*a, **k)
+        self.served_log: list[list[int]] = []
+        self.update_log: list[tuple[list[int], list[float]]] = []
+
+    def sample(self):
+        b = super().sample()
+        self.served_log.append(b.indices.tolist())
+        return b
+
+    def update(self, indices, **fb):
+        self.update_log.append((torch.as_tensor(indices).tolist(), fb["loss"].tolist()))
+        return super().update(indices, **fb)
+
+
+def _train(strategy, tmp_path) -> tuple[_Recorder, object]:
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(
+        n_layer=1, n_embd=32, n_head=2, vocab_size=V, n_positions=T, bos_token_id=0, eos_token_id=0, resid_pdrop=0.0,
+        embd_pdrop=0.0, attn_pdrop=0.0,
+    )  # fmt: skip
+    model = transformers.GPT2LMHeadModel(cfg)
+    sampler = _Recorder(_source(), strategy, batch_size=B, seed=3, device="cpu")
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=STEPS,
+        per_device_train_batch_size=B,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    trainer = make_trainer(sampler, model=model, args=args, train_dataset=_Rows())
+    trainer.train()
+    return sampler, model
+
+
+def _check_feedback(sampler: _Recorder, model) -> None:
+    # every optimisation step drew one batch from the sampler and fed its losses back
+    assert len(sampler.update_log) == STEPS
+    assert len(sampler.served_log) == STEPS  # num_workers=0: no batch drawn ahead
+    assert sampler.updates == STEPS
+    ds = _Rows()
+    for served, (ids, losses) in zip(sampler.served_log, sampler.update_log, strict=True):
+        assert ids == served  # the batch trained on is the batch the sampler served
+        assert len(losses) == B and all(np.isfinite(losses)) and all(x > 0 for x in losses)
+    # the losses fed back are real per-example losses of the model (check the last step)
+    ids, losses = sampler.update_log[-1]
+    x = ds.ids[ids]
+    assert max(losses) > min(losses)  # per example, not one batch mean repeated
+    with torch.no_grad():
+        logits = model(input_ids=x).logits
+    ref = per_example_loss(logits, x).tolist()
+    # the model moved one optimiser step since, so only roughly equal
+    assert np.allclose(losses, ref, rtol=0.2)
+    assert sampler.feedback["loss_n"] == STEPS * B
+
+
+def test_trainer_prioritized_receives_losses(tmp_path):
+    sampler, model = _train(S.Prioritized(alpha=1.0, eps=1e-6), tmp_path)
+    _check_feedback(sampler, model)
+    leaves = sampler.strategy.tree.leaves()
+    last: dict[int, float] = {}
+    for ids, losses in sampler.update_log:
+        last.update(zip(ids, losses, strict=True))
+    for i, loss in last.items():  # priority of every updated item is its latest loss
+        assert float(leaves[i]) == pytest.approx(loss + 1e-6, rel=1e-5)
+    untouched = sorted(set(range(N)) - set(last))
+    assert torch.all(leaves[untouched] == 1.0)
+
+
+def test_trainer_ucb_receives_losses(tmp_path):
+    strat = S.UCB(group="cluster", reward="loss", window=50)
+    sampler, model = _train(strat, tmp_path)
+    _check_feedback(sampler, model)
+    st = sampler.stats()
+    probs = np.asarray(st["group_probabilities"], dtype=np.float64)
+    assert probs.shape == (4,) and np.isclose(probs.sum(), 1.0)
+    assert not np.allclose(probs, 0.25)  # loss rewards moved the group probabilities
