@@ -51,7 +51,9 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
         min_batch_size: int = 1,
         max_batch_size: int = 256,
         progress_every: float = 10.0,
+        torch_threads: int | None = None,
     ) -> None:
+        self._torch_threads = torch_threads
         self._specs = [(name, dict(params)) for name, params in specs]
         del min_batch_size, max_batch_size  # examples arrive as batches already
         self._batch = {"min_batch_size": 1, "max_batch_size": 1}
@@ -61,6 +63,13 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
 
     def load_model(self) -> list:
         import scorers
+
+        if self._torch_threads and any(n in ("lm", "embedding") for n, _ in self._specs):
+            import torch
+
+            # Several worker processes share the cores: one pool of threads each would
+            # oversubscribe them (measured: 2 workers x 2 threads ran at half speed).
+            torch.set_num_threads(self._torch_threads)
 
         return ScorerSet(scorers.get(name, **params) for name, params in self._specs)
 

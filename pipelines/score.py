@@ -145,6 +145,15 @@ def _beam_options(beam_args: list[str]):
     return PipelineOptions(args), args
 
 
+def _threads_per_worker(beam_argv: list[str]) -> int | None:
+    """Torch threads per local worker process: the cores divided among the workers."""
+    opts = dict(a[2:].split("=", 1) for a in beam_argv if a.startswith("--") and "=" in a)
+    if "Direct" not in opts.get("runner", "") or opts.get("direct_running_mode") == "in_memory":
+        return None
+    workers = int(opts.get("direct_num_workers", "1") or 1) or (os.cpu_count() or 1)
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def _train_reference(cfg: JobConfig) -> str:
     from pipelines.readers import read_sample
     from scorers.reference_lm import train_reference_lm
@@ -163,6 +172,7 @@ def _train_reference(cfg: JobConfig) -> str:
 
 def build_pipeline(
     pipeline,
+    torch_threads,
     cfg: JobConfig,
     specs,
     columns,
@@ -197,7 +207,9 @@ def build_pipeline(
             )
         ).with_outputs("dead", "count", main="ok")
     )
-    handler = ScorerModelHandler(specs, progress_every=10.0 if cfg.progress else 0.0)
+    handler = ScorerModelHandler(
+        specs, progress_every=10.0 if cfg.progress else 0.0, torch_threads=torch_threads
+    )
     scored = (
         parsed.ok
         | "SpreadBatches" >> beam.Reshuffle()
@@ -349,7 +361,16 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
     started = time.monotonic()
     pipeline = beam.Pipeline(options=beam_options)
     build_pipeline(
-        pipeline, cfg, specs, columns, directions, weights, signals, embedding_dim, options_record
+        pipeline,
+        _threads_per_worker(beam_argv),
+        cfg,
+        specs,
+        columns,
+        directions,
+        weights,
+        signals,
+        embedding_dim,
+        options_record,
     )
     result = pipeline.run()
     result.wait_until_finish()

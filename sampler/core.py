@@ -98,7 +98,7 @@ class Sampler:
         self.difficulty: torch.Tensor | None = None
         if self.source.has("difficulty"):
             d = np.asarray(self.source.column("difficulty"), dtype=np.float32)
-            self.difficulty = torch.from_numpy(d).to(self.device)
+            self.difficulty = torch.from_numpy(np.array(d, copy=True)).to(self.device)
         self._j = torch.arange(self.global_batch, device=self.device)
         self._lock = threading.RLock()
         self._reset_counters()
