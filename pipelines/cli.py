@@ -64,6 +64,15 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-embeddings", action="store_true", help="store the embedding vectors in the shards"
     )
+    parser.add_argument(
+        "--reference-lm-steps", type=int, default=300, help="training steps of --lm reference"
+    )
+    parser.add_argument(
+        "--reference-lm-samples",
+        type=int,
+        default=2000,
+        help="records --lm reference trains on (the first N readable ones)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 

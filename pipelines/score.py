@@ -67,6 +67,8 @@ class JobConfig:
             overwrite=args.overwrite,
             progress=not args.no_progress,
             keep_embeddings=args.keep_embeddings,
+            reference_lm_steps=args.reference_lm_steps,
+            reference_lm_samples=args.reference_lm_samples,
         )
 
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipelines.cli import add_score_arguments
@@ -256,3 +257,31 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
         == 2
     )
     assert "not a scored signal" in capsys.readouterr().err
+
+
+def test_reference_lm_is_trained_on_the_input_and_scores_it(tmp_path):
+    out = tmp_path / "out"
+    rc = score(
+        "builtin:graded?n=250",
+        "--output",
+        str(out),
+        "--lm",
+        "reference",
+        "--reference-lm-steps",
+        "60",
+        "--signals",
+        "length",
+        "--no-progress",
+        *IN_MEMORY,
+    )
+    assert rc == 0
+    ds = ShardSet.open(out)
+    assert (out / "reference_lm" / "config.json").exists()
+    ppl = ds.column("perplexity")
+    assert np.isfinite(ppl).all() and (ppl > 1).all()
+    assert np.isfinite(ds.column("angle_concentration")).all()
+    lm = {s["name"]: s for s in ds.manifest["signals"]}["perplexity"]
+    assert lm["params"]["params"]["model"].endswith("reference_lm")
+    level = ds.column("level")
+    # Higher levels use longer words from larger lexicons: even a briefly trained LM sees it.
+    assert np.median(ppl[level == 5]) > np.median(ppl[level == 1])
