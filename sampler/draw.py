@@ -79,3 +79,15 @@ def run_bounds(g: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     last = torch.where(end, j, torch.full_like(j, G)).flip(0)
     last = torch.cummin(last, 0).values.flip(0)
     return first, last - first + 1
+
+
+def run_bounds_np(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``run_bounds`` on a sorted numpy array (CPU fast path): (first position of g[i]'s run, run
+    length) for every i. O(G)."""
+    G = g.size
+    start = np.empty(G, dtype=bool)
+    start[:1] = True
+    np.not_equal(g[1:], g[:-1], out=start[1:])
+    heads = np.flatnonzero(start)
+    lens = np.diff(heads, append=G)
+    return np.repeat(heads, lens), np.repeat(lens, lens)

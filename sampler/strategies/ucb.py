@@ -14,6 +14,8 @@ for each group a stratified draw of distinct positions inside its contiguous blo
 group-sorted order (O(G log G)). Distinct within a batch when a group holds at least as many items
 as it is allocated. Update: O(u log u + touched_groups * W); probabilities are recomputed, O(K),
 once per update and swapped in whole (draws never see a half-updated state).
+On CPU, draw / update / score run in numpy on views of the same tensors (same values; torch's
+per-op overhead dominated at these sizes).
 
 Per-item state: order int32 (4 B) + item -> group int32 (4 B) = 8 B. Per-group state: W float32
 window + a few counters (about 4 W + 40 B per group).
@@ -86,16 +88,35 @@ class UCB(Strategy):
 
     # -- probabilities -------------------------------------------------------------------
     def _refresh(self) -> None:
-        mu = self.wsum / self.fill.clamp(min=1)
-        total = max(1, int(self.count.sum()))
-        score = mu + self.c * torch.sqrt(2.0 * math.log(total + 1) / (self.count + 1.0))
+        if self.wsum.device.type == "cpu":
+            score = self._score_np()
+        else:
+            mu = self.wsum / self.fill.clamp(min=1)
+            total = max(1, int(self.count.sum()))
+            score = mu + self.c * torch.sqrt(2.0 * math.log(total + 1) / (self.count + 1.0))
         p = torch.softmax(score / self.tau, 0)
         cdf = torch.cumsum(p, 0)
         cdf[-1] = 1.0
         self.probs, self.cdf, self.score = p, cdf, score  # swapped in whole
 
+    def _score_np(self) -> torch.Tensor:
+        """The CPU score in numpy with torch's exact float32 bonus arithmetic (count + 1.0 is
+        float32; scalar / tensor is reciprocal then multiply; torch's float32 sqrt)."""
+        cnt = self.count.numpy()
+        mu = self.wsum.numpy() / np.maximum(self.fill.numpy(), 1)
+        total = max(1, int(cnt.sum()))
+        x = cnt.astype(np.float32)
+        x += np.float32(1)
+        r = np.reciprocal(x)
+        r *= np.float32(2.0 * math.log(total + 1))
+        bonus = torch.sqrt(torch.from_numpy(r)).numpy()
+        bonus *= np.float32(self.c)
+        return torch.from_numpy(mu + bonus)
+
     # -- draw ------------------------------------------------------------------------------
     def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, None]:
+        if j.device.type == "cpu":
+            return self._draw_np(step, j.numpy()), None
         u = draw.strat_uniform(self.ctx.seed, step, j)
         g = draw.searchsorted(self.cdf, u, right=True).clamp_(max=self.K - 1)  # sorted
         first, cnt = draw.run_bounds(g, j)
@@ -109,6 +130,27 @@ class UCB(Strategy):
         pos = start + rng.below(rng.bits(self.ctx.seed, rng.DRAW + 16, step, j), width)
         return self.order[self.offsets[g] + pos].long(), None
 
+    def _draw_np(self, step: int, j: np.ndarray) -> torch.Tensor:
+        """``draw`` on CPU in numpy, same values (a few dozen ops on 1024 items: torch's per-op
+        dispatch overhead dominated the CPU time)."""
+        G, seed = j.size, self.ctx.seed
+        u = (j.astype(np.float64) + rng.uniform_np(rng.bits_np(seed, rng.DRAW, step, j))) / G
+        g = np.searchsorted(self.cdf.numpy(), u, side="right")
+        np.minimum(g, self.K - 1, out=g)
+        first, cnt = draw.run_bounds_np(g)
+        r = j - first
+        size = self.sizes.numpy()[g]
+        rs = r * size
+        start = rs // cnt
+        width = (rs + size) // cnt - start
+        over = cnt > size  # group smaller than its allocation: cycle through it
+        if over.any():
+            start = np.where(over, r % size, start)
+            width = np.where(over, 1, width)
+        pos = start + ((rng.bits_np(seed, rng.DRAW + 16, step, j) * width) >> 32)
+        pos += self.offsets.numpy()[g]
+        return torch.from_numpy(self.order.numpy()[pos].astype(np.int64, copy=False))
+
     # -- feedback --------------------------------------------------------------------------
     def check(self, idx: torch.Tensor, fb: Feedback) -> None:
         need = _KINDS[self.reward]
@@ -117,6 +159,10 @@ class UCB(Strategy):
 
     def update(self, idx: torch.Tensor, fb: Feedback) -> None:
         if idx.numel() == 0:
+            return
+        if idx.device.type == "cpu":
+            self._update_np(idx.numpy(), fb)
+            self._refresh()
             return
         g = self.item_group[idx].long()
         order = torch.argsort(g, stable=True)
@@ -157,6 +203,45 @@ class UCB(Strategy):
         self.fill[ug] = (self.fill[ug] + c).clamp(max=W)
         self.count[ug] += c
         self._refresh()
+
+    def _update_np(self, idx: np.ndarray, fb: Feedback) -> None:
+        """``update`` on CPU in numpy on views of the state tensors, same values."""
+        g32 = self.item_group.numpy()[idx]
+        # stable sort by group; on uint16 keys numpy uses a radix sort (same permutation)
+        order = np.argsort(g32.astype(np.uint16) if self.K <= 65536 else g32, kind="stable")
+        g = g32.astype(np.int64)
+        gs = g[order]
+        first, cnt = draw.run_bounds_np(gs)
+        heads = np.flatnonzero(first == np.arange(gs.size))
+        ug, c = gs[heads], cnt[heads]
+        if self.reward == "abs_advantage":
+            v = np.abs(fb["advantage"].numpy())
+        elif self.reward in ("reward", "loss"):
+            v = fb[self.reward].numpy()
+        else:
+            loss = fb["loss"].numpy()
+            ema_loss, ema_seen = self.ema_loss.numpy(), self.ema_seen.numpy()
+            v = np.where(ema_seen[g], ema_loss[g], loss) - loss
+            gsum = np.zeros(ug.size, dtype=np.float64)
+            np.add.at(gsum, np.repeat(np.arange(ug.size), c), loss[order])
+            gmean = gsum / c
+            old = ema_loss[ug]
+            ema_loss[ug] = np.where(ema_seen[ug], self.ema * old + (1 - self.ema) * gmean, gmean)
+            ema_seen[ug] = True
+        vs = v[order].astype(np.float32)
+        W = self.window
+        buf, ptr, fill = self.buf.numpy(), self.ptr.numpy(), self.fill.numpy()
+        r = np.arange(gs.size) - first
+        keep = r >= cnt - W  # only the last W values of a group survive
+        if not keep.all():
+            gs, r, vs = gs[keep], r[keep], vs[keep]
+        pos = (ptr[gs] + r) % W
+        old = buf[gs, pos]  # invariant: wsum[g] == buf[g].sum() (empty slots are 0)
+        np.add.at(self.wsum.numpy(), gs, vs.astype(np.float64) - old.astype(np.float64))
+        buf[gs, pos] = vs
+        ptr[ug] = (ptr[ug] + c) % W
+        fill[ug] = np.minimum(fill[ug] + c, W)
+        self.count.numpy()[ug] += c
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
