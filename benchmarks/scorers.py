@@ -76,7 +76,7 @@ def bench_lexical(texts: list[str]) -> dict[str, float]:
     from lexicalrichness import LexicalRichness
 
     # textstat looks words up in NLTK's cmudict, downloaded on first use; offline, make it
-    # use its own pyphen fallback for every word (documented in results_scorers.md).
+    # use its own pyphen fallback for every word (documented in benchmarks/README.md).
     ts_syl.get_cmudict = lambda lang: None
 
     ld, rd = scorers.get("lexical_diversity"), scorers.get("readability")
