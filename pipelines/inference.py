@@ -48,14 +48,12 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
         self,
         specs: Sequence[ScorerSpec],
         *,
-        min_batch_size: int = 1,
-        max_batch_size: int = 256,
         progress_every: float = 10.0,
         torch_threads: int | None = None,
     ) -> None:
         self._torch_threads = torch_threads
         self._specs = [(name, dict(params)) for name, params in specs]
-        del min_batch_size, max_batch_size  # examples arrive as batches already
+        # Examples arrive as batches already (the reader makes them): one per call.
         self._batch = {"min_batch_size": 1, "max_batch_size": 1}
         self._progress_every = progress_every
         self._scored = Metrics.counter("gradum", "scored")

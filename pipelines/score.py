@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 DEFAULT_SIGNALS = "length,compression_ratio,lexical_diversity,readability,word_rarity"
@@ -48,28 +48,12 @@ class JobConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> JobConfig:
-        return cls(
-            inputs=list(args.inputs),
-            output=args.output,
-            signals=[s for s in args.signals.split(",") if s.strip()],
-            text_field=args.text_field,
-            id_field=args.id_field,
-            lm=args.lm,
-            embedding=args.embedding,
-            clusters=args.clusters,
-            difficulty=args.difficulty,
-            buckets=args.buckets,
-            batch_size=args.batch_size,
-            max_text_bytes=args.max_text_bytes,
-            max_dead_letter_fraction=args.max_dead_letter_fraction,
-            rows_per_shard=args.rows_per_shard,
-            seed=args.seed,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-            keep_embeddings=args.keep_embeddings,
-            reference_lm_steps=args.reference_lm_steps,
-            reference_lm_samples=args.reference_lm_samples,
-        )
+        """Every field of the same name in ``args``; ``--signals`` split, ``--no-progress`` flipped."""
+        given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        given["inputs"] = list(args.inputs)
+        given["signals"] = [s for s in args.signals.split(",") if s.strip()]
+        given["progress"] = not args.no_progress
+        return cls(**given)
 
 
 class JobError(Exception):
@@ -126,33 +110,40 @@ def scorer_specs(cfg: JobConfig) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _beam_options(beam_args: list[str]):
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    args = list(beam_args)
-    if not any(a.startswith("--runner") for a in args):
-        args.append("--runner=DirectRunner")
-    runner = (
-        next(a.split("=", 1)[1] for a in args if a.startswith("--runner="))
-        if any(a.startswith("--runner=") for a in args)
-        else ""
+    """Beam's options with gradum's local defaults: the DirectRunner, multi-process, one worker
+    per core (up to 8); LOOPBACK for the embedded portable job server (no Docker needed).
+    Options the user gave are kept as given."""
+    from apache_beam.options.pipeline_options import (
+        DirectOptions,
+        PipelineOptions,
+        PortableOptions,
+        StandardOptions,
     )
-    if "Direct" in runner:
-        if not any(a.startswith("--direct_num_workers") for a in args):
-            args.append(f"--direct_num_workers={min(os.cpu_count() or 1, 8)}")
-        if not any(a.startswith("--direct_running_mode") for a in args):
-            args.append("--direct_running_mode=multi_processing")
-    if "Portable" in runner and not any(a.startswith("--environment_type") for a in args):
-        # The embedded job server runs the SDK in this process; no Docker is needed.
-        args.append("--environment_type=LOOPBACK")
-    return PipelineOptions(args), args
+
+    options = PipelineOptions(list(beam_args))
+    given = {a[2:].split("=", 1)[0] for a in beam_args if a.startswith("--")}
+    standard = options.view_as(StandardOptions)
+    standard.runner = standard.runner or "DirectRunner"
+    if "Direct" in standard.runner:
+        direct = options.view_as(DirectOptions)
+        if "direct_num_workers" not in given:
+            direct.direct_num_workers = min(os.cpu_count() or 1, 8)
+        if "direct_running_mode" not in given:
+            direct.direct_running_mode = "multi_processing"
+    if "Portable" in standard.runner and "environment_type" not in given:
+        options.view_as(PortableOptions).environment_type = "LOOPBACK"
+    return options
 
 
-def _threads_per_worker(beam_argv: list[str]) -> int | None:
+def _threads_per_worker(options) -> int | None:
     """Torch threads per local worker process: the cores divided among the workers."""
-    opts = dict(a[2:].split("=", 1) for a in beam_argv if a.startswith("--") and "=" in a)
-    if "Direct" not in opts.get("runner", "") or opts.get("direct_running_mode") == "in_memory":
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    direct = options.view_as(DirectOptions)
+    runner = options.view_as(StandardOptions).runner or ""
+    if "Direct" not in runner or direct.direct_running_mode == "in_memory":
         return None
-    workers = int(opts.get("direct_num_workers", "1") or 1) or (os.cpu_count() or 1)
+    workers = direct.direct_num_workers or (os.cpu_count() or 1)
     return max(1, (os.cpu_count() or 1) // workers)
 
 
@@ -175,6 +166,7 @@ def _train_reference(cfg: JobConfig) -> str:
 def build_pipeline(
     pipeline,
     torch_threads,
+    units,
     cfg: JobConfig,
     specs,
     columns,
@@ -190,10 +182,8 @@ def build_pipeline(
 
     from pipelines import steps, writers
     from pipelines.inference import ScorerModelHandler
-    from pipelines.readers import expand_inputs
     from pipelines.schema import MetaSchemaCombineFn
 
-    units = expand_inputs(cfg.inputs)
     parsed = (
         pipeline
         | "Units" >> beam.Create(units)
@@ -309,7 +299,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
     from pipelines.readers import expand_inputs
 
     try:
-        expand_inputs(cfg.inputs)  # fail early, before touching --output
+        units = expand_inputs(cfg.inputs)  # fail early, before touching --output
     except (FileNotFoundError, ValueError) as exc:
         raise JobError(str(exc)) from None
     prepare_output(cfg.output, cfg.overwrite)
@@ -350,7 +340,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
         )
     if cfg.keep_embeddings:
         model = next((s for s in instances if s.name == "embedding"), None)
-        embedding_dim = int(model.score(["probe"])["embedding"].shape[1]) if model else None
+        embedding_dim = model.dim if model else None
     try:
         default_pool = {c: d for c, d in directions.items() if c not in _NOT_IN_DEFAULT_DIFFICULTY}
         weights = parse_weights(cfg.difficulty, directions if cfg.difficulty else default_pool)
@@ -358,13 +348,18 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
             weights = parse_weights(None, directions)
     except ValueError as exc:
         raise JobError(str(exc)) from None
-    beam_options, beam_argv = _beam_options(beam_args or [])
-    options_record = dict(asdict(cfg), beam_args=beam_argv, difficulty_weights=weights)
+    beam_options = _beam_options(beam_args or [])
+    options_record = dict(
+        asdict(cfg),
+        beam_options=beam_options.get_all_options(drop_default=True),
+        difficulty_weights=weights,
+    )
     started = time.monotonic()
     pipeline = beam.Pipeline(options=beam_options)
     build_pipeline(
         pipeline,
-        _threads_per_worker(beam_argv),
+        _threads_per_worker(beam_options),
+        units,
         cfg,
         specs,
         columns,

@@ -36,6 +36,7 @@ class QuantileSketch:
         self.total_sq = 0.0
         self.min = math.inf
         self.max = -math.inf
+        self._frozen: tuple[int, np.ndarray, np.ndarray] | None = None  # sorted buckets, by n
 
     # building ---------------------------------------------------------------------------
     def keys(self, values: np.ndarray) -> np.ndarray:
@@ -78,9 +79,8 @@ class QuantileSketch:
 
     # reading ----------------------------------------------------------------------------
     def _sorted(self) -> tuple[np.ndarray, np.ndarray]:
-        cached = getattr(self, "_frozen", None)
-        if cached is not None and cached[0] == self.n:
-            return cached[1], cached[2]
+        if self._frozen is not None and self._frozen[0] == self.n:
+            return self._frozen[1], self._frozen[2]
         keys = np.array(sorted(self.counts), dtype=np.int64)
         counts = np.array([self.counts[k] for k in keys.tolist()], dtype=np.int64)
         self._frozen = (self.n, keys, counts)

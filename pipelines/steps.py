@@ -27,6 +27,12 @@ def dead_letter(stage: str, reason: str, source: str, position: int, payload: An
     }
 
 
+def record_dead_letter(stage: str, reason: str, record: dict) -> dict:
+    """The dead letter of a validated record: its fields, text and id as the payload."""
+    payload = dict(record["meta"], text=record["text"], id=record["id"])
+    return dead_letter(stage, reason, record["source"], record["position"], payload)
+
+
 class ReadFn(beam.DoFn):
     """A read unit -> batches of valid records (main output, lists of ``batch_size``), dead
     letters (tag ``dead``) and the number of input records it held (tag ``count``).
@@ -60,7 +66,7 @@ class ReadFn(beam.DoFn):
             if item[0] == "dead":
                 _, source, position, reason, payload = item
                 self.dead.inc()
-                PROGRESS.dead += 1
+                PROGRESS.add(read=1, dead=1)
                 yield beam.pvalue.TaggedOutput(
                     "dead", dead_letter("read", reason, source, position, payload)
                 )
@@ -76,7 +82,7 @@ class ReadFn(beam.DoFn):
             )
             if record is None:
                 self.dead.inc()
-                PROGRESS.dead += 1
+                PROGRESS.add(read=1, dead=1)
                 yield beam.pvalue.TaggedOutput(
                     "dead", dead_letter("validate", reason, source, position, payload)
                 )
@@ -85,11 +91,9 @@ class ReadFn(beam.DoFn):
             if len(batch) >= self.batch_size:
                 yield batch
                 batch = []
-            if n % 1000 == 0:
-                PROGRESS.add(read=1000, dead=0)
+            PROGRESS.add(read=1)
         if batch:
             yield batch
-        PROGRESS.add(read=n % 1000)
         self.read.inc(n)
         yield beam.pvalue.TaggedOutput("count", n)
 
@@ -100,10 +104,7 @@ def split_scored(result):
     scored = []
     for record, (scores, error) in zip(result.example, result.inference, strict=True):
         if error is not None:
-            payload = dict(record["meta"], text=record["text"], id=record["id"])
-            yield beam.pvalue.TaggedOutput(
-                "dead", dead_letter("score", error, record["source"], record["position"], payload)
-            )
+            yield beam.pvalue.TaggedOutput("dead", record_dead_letter("score", error, record))
             continue
         out = dict(record)
         embedding = scores.pop("embedding", None)

@@ -13,6 +13,7 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from pipelines.schema import convert_meta, meta_column, row_schema
+from pipelines.steps import record_dead_letter
 
 
 class WriteShardFn(beam.DoFn):
@@ -37,16 +38,8 @@ class WriteShardFn(beam.DoFn):
         unique, seen = [], None
         for r in records:
             if r["id"] == seen:
-                yield beam.pvalue.TaggedOutput(
-                    "dead",
-                    {
-                        "stage": "write",
-                        "reason": f"duplicate id {r['id']!r}",
-                        "source": r["source"],
-                        "position": r["position"],
-                        "payload": dict(r["meta"], text=r["text"], id=r["id"]),
-                    },
-                )
+                reason = f"duplicate id {r['id']!r}"
+                yield beam.pvalue.TaggedOutput("dead", record_dead_letter("write", reason, r))
                 continue
             seen = r["id"]
             unique.append(r)
