@@ -94,6 +94,7 @@ def row_schema(
     if embedding_dim:
         fields.append(pa.field("embedding", pa.list_(pa.float32(), embedding_dim)))
     if clusters:
-        fields += [pa.field("cluster", pa.int32()), pa.field("centroid_distance", pa.float32())]
+        # centroid_distance is a signal column (it takes part in difficulty), listed above.
+        fields.append(pa.field("cluster", pa.int32()))
     fields += [pa.field("difficulty", pa.float32()), pa.field("bucket", pa.int16())]
     return pa.schema(fields)

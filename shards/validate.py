@@ -91,4 +91,8 @@ def _check_shard(full: Path, entry: dict[str, Any]) -> tuple[list[str], pa.Schem
         return problems, None
     if table.num_rows != int(entry["rows"]):
         problems.append(f"{full}: has {table.num_rows} rows, manifest says {entry['rows']}")
+    names = table.schema.names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        problems.append(f"{full}: column names repeated in the schema: {', '.join(repeated)}")
     return problems, table.schema

@@ -285,3 +285,28 @@ def test_reference_lm_is_trained_on_the_input_and_scores_it(tmp_path):
     level = ds.column("level")
     # Higher levels use longer words from larger lexicons: even a briefly trained LM sees it.
     assert np.median(ppl[level == 5]) > np.median(ppl[level == 1])
+
+
+def test_clusters_assign_every_record_to_a_saved_centroid(tmp_path):
+    out = tmp_path / "out"
+    rc = score(
+        "builtin:graded?n=150",
+        "--output",
+        str(out),
+        "--clusters",
+        "3",
+        "--signals",
+        "readability",
+        "--no-progress",
+        *IN_MEMORY,
+    )
+    assert rc == 0
+    ds = ShardSet.open(out)
+    cluster, dist = ds.column("cluster"), ds.column("centroid_distance")
+    assert set(cluster.tolist()) <= {0, 1, 2} and len(set(cluster.tolist())) > 1
+    assert ((dist >= 0) & (dist <= 2)).all()
+    centroids = np.load(out / "centroids.npy")
+    assert centroids.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(centroids, axis=1), 1, atol=1e-5)
+    assert ds.manifest["clusters"]["k"] == 3
+    assert "centroid_distance" in ds.manifest["options"]["difficulty_weights"]

@@ -270,6 +270,14 @@ def test_validate_schema_differs(ds):
         ShardSet.open(ds)
 
 
+def test_validate_repeated_column_name(tmp_path):
+    table = pa.table([pa.array([1, 2]), pa.array([0.5, 0.7])], names=["x", "x"])
+    with shards.ShardWriter(tmp_path, table.schema) as w:
+        w.write(table)
+    shards.write_manifest(tmp_path, shards.build_manifest(w.shards))
+    _one(validate(tmp_path), "part-00000.arrow", "column names repeated", "x")
+
+
 def test_validate_counts_unbalanced(ds):
     m = _manifest(ds)
     m["counts"] = {"input": 60, "written": 50, "dead_letter": 3}
