@@ -9,11 +9,23 @@ The train DataLoader uses ``sampler.torch.BatchSampler`` (one sampler step per d
 each example carries its row id (``gradum_index``), which ``compute_loss`` pops before the model
 call; the per-example loss (token-mean cross-entropy for causal / masked LM logits with ``labels``
 and the -100 ignore index, shifted for causal LMs) is fed back with ``sampler.update(ids,
-loss=...)``. Staleness is the DataLoader's prefetch depth, as in ``sampler.torch``.
+loss=...)``. Staleness is the DataLoader's prefetch depth, as in ``sampler.torch``: the
+Trainer fetches ``gradient_accumulation_steps`` batches per optimizer step and accelerate's loader
+draws one batch ahead, so a batch reflects the feedback of all but the last GA + 1 batches.
+
+Resume: every checkpoint the Trainer saves gets ``gradum_sampler.rank{r}.pt`` (the sampler's
+``state_dict``, the number of batches trained on, and the batches already drawn ahead but not yet
+trained on); ``trainer.train(resume_from_checkpoint=...)`` restores it, replays the drawn-ahead
+batches first, and then continues drawing, so the resumed run trains on exactly the batches of an
+uninterrupted run and the sampler ends in the same state. The Trainer's own data skipping is
+turned off (``ignore_data_skip=True``): the sampler's state is the data position.
 """
 
 from __future__ import annotations
 
+import os
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -48,25 +60,111 @@ def per_example_loss(
     return (tok * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
+STATE_FILE = "gradum_sampler.rank{rank}.pt"
+
+
 class _Indexed(torch.utils.data.Dataset):
+    """Items are ``(row, step)`` pairs from ``_Feed``; returns them with the row's example."""
+
     def __init__(self, ds: Any) -> None:
         self.ds = ds
 
     def __len__(self) -> int:
         return len(self.ds)
 
-    def __getitem__(self, i: int) -> Any:
-        return (int(i), self.ds[int(i)])
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        i, step = key
+        return (int(i), int(step), self.ds[int(i)])
+
+
+class _Position:
+    """Where training stands: batches trained on, the last sampler step trained on, batches
+    drawn recently (to know which were drawn ahead), and batches to replay after a resume."""
+
+    def __init__(self) -> None:
+        self.consumed = 0
+        self.last_step = -1
+        self.drawn: deque[tuple[int, list[int]]] = deque(maxlen=1024)
+        self.replay: list[tuple[int, list[int]]] = []
+
+    def ahead(self) -> list[tuple[int, list[int]]]:
+        return [(s, idx) for s, idx in self.drawn if s > self.last_step]
+
+
+class _Feed(BatchSampler):
+    """Replays ``pos.replay`` first, then draws; yields ``(row, step)`` pairs."""
+
+    def __init__(self, sampler: Sampler, num_steps: int, pos: _Position) -> None:
+        super().__init__(sampler, num_steps)
+        self.pos = pos
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:  # type: ignore[override]
+        for _ in range(self.num_steps or 0):
+            if self.pos.replay:
+                step, idx = self.pos.replay.pop(0)
+            else:
+                b = self.sampler.sample()
+                step, idx = b.step, b.indices.tolist()
+                self.draw_log.append((step, self.sampler.updates))
+            self.pos.drawn.append((step, idx))
+            yield [(i, step) for i in idx]
+
+
+def _state_path(folder: str, rank: int) -> str:
+    return os.path.join(folder, STATE_FILE.format(rank=rank))
 
 
 def make_trainer(sampler: Sampler, causal: bool = True, trainer_cls: Any = None, **kwargs: Any):
     """A ``transformers.Trainer`` (or subclass ``trainer_cls``) whose batches come from
-    ``sampler`` and whose per-example losses are fed back to it."""
+    ``sampler``, whose per-example losses are fed back to it, and whose checkpoints carry the
+    sampler's state (exact resume with ``train(resume_from_checkpoint=...)``)."""
     tr = _transformers()
     base = trainer_cls or tr.Trainer
     collate = kwargs.pop("data_collator", None) or tr.default_data_collator
+    pos = _Position()
+
+    class _SaveSampler(tr.TrainerCallback):
+        def on_save(self, args, state, control, **kw):  # noqa: ANN001
+            folder = os.path.join(
+                args.output_dir, f"{tr.trainer_utils.PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            )
+            ahead = pos.ahead()
+            torch.save(
+                {
+                    "sampler": sampler.state_dict(),
+                    "consumed": pos.consumed,
+                    "last_step": pos.last_step,
+                    "ahead_steps": torch.tensor([s for s, _ in ahead], dtype=torch.int64),
+                    "ahead": torch.tensor([idx for _, idx in ahead], dtype=torch.int64),
+                },
+                _state_path(folder, args.process_index),
+            )
+            return control
 
     class GradumTrainer(base):  # type: ignore[misc, valid-type]
+        def train(self, resume_from_checkpoint: str | bool | None = None, **kw: Any):
+            folder = resume_from_checkpoint
+            if folder is True:
+                folder = tr.trainer_utils.get_last_checkpoint(self.args.output_dir)
+            if isinstance(folder, str):
+                self._load_sampler(folder)
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kw)
+
+        def _load_sampler(self, folder: str) -> None:
+            path = _state_path(folder, self.args.process_index)
+            if not os.path.exists(path):
+                raise ValueError(
+                    f"sampler.hf: {folder} holds no sampler state ({os.path.basename(path)}); "
+                    "was it saved by a trainer from make_trainer?"
+                )
+            saved = torch.load(path, weights_only=True)
+            sampler.load_state_dict(saved["sampler"])
+            pos.consumed, pos.last_step = int(saved["consumed"]), int(saved["last_step"])
+            pos.replay = list(
+                zip(saved["ahead_steps"].tolist(), saved["ahead"].tolist(), strict=True)
+            )
+            pos.drawn.clear()
+
         def get_train_dataloader(self) -> torch.utils.data.DataLoader:
             steps = self.args.max_steps * self.args.gradient_accumulation_steps
             if steps <= 0:
@@ -74,20 +172,22 @@ def make_trainer(sampler: Sampler, causal: bool = True, trainer_cls: Any = None,
                     "sampler.hf: set TrainingArguments(max_steps=...) (the sampler is infinite)"
                 )
 
-            def coll(items: list[tuple[int, Any]]) -> dict[str, Any]:
-                batch = collate([x for _, x in items])
-                batch["gradum_index"] = torch.tensor([i for i, _ in items], dtype=torch.int64)
+            def coll(items: list[tuple[int, int, Any]]) -> dict[str, Any]:
+                batch = collate([x for _, _, x in items])
+                batch["gradum_index"] = torch.tensor([i for i, _, _ in items], dtype=torch.int64)
+                batch["gradum_step"] = torch.tensor([s for _, s, _ in items], dtype=torch.int64)
                 return batch
 
             return torch.utils.data.DataLoader(
                 _Indexed(self.train_dataset),
-                batch_sampler=BatchSampler(sampler, num_steps=steps),
+                batch_sampler=_Feed(sampler, max(0, steps - pos.consumed), pos),
                 collate_fn=coll,
                 num_workers=self.args.dataloader_num_workers,
             )
 
         def compute_loss(self, model, inputs, return_outputs=False, **kw):  # noqa: ANN001
             idx = inputs.pop("gradum_index", None)
+            step = inputs.pop("gradum_step", None)
             outputs = model(**inputs)
             if idx is None or "labels" not in inputs:
                 loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
@@ -95,10 +195,15 @@ def make_trainer(sampler: Sampler, causal: bool = True, trainer_cls: Any = None,
             per = per_example_loss(outputs["logits"], inputs["labels"], causal=causal)
             if model.training:
                 sampler.update(idx.cpu(), loss=per.detach().cpu().double())
+                pos.consumed += 1
+                if step is not None and step.numel():
+                    pos.last_step = max(pos.last_step, int(step.max()))
             loss = per.mean()
             return (loss, outputs) if return_outputs else loss
 
     kwargs.setdefault("args", None)
     if kwargs["args"] is not None:
         kwargs["args"].remove_unused_columns = False
-    return GradumTrainer(data_collator=collate, **kwargs)
+        kwargs["args"].ignore_data_skip = True
+    callbacks = list(kwargs.pop("callbacks", None) or []) + [_SaveSampler()]
+    return GradumTrainer(data_collator=collate, callbacks=callbacks, **kwargs)
