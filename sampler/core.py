@@ -133,24 +133,36 @@ class Sampler:
         """The global batch for ``step`` under the current state, without advancing."""
         with self._lock:
             idx, _ = self.strategy.draw(step, self._j)
-            return draw.shuffle(self.seed, step, idx, self._j)
+            return idx[draw.shuffle_order(self.seed, step, self._j)]
 
     def sample(self) -> Batch:
         """Draw the global batch for the current step, advance, and return this rank's slice."""
         with self._lock:
             t = self.step
             idx, w = self.strategy.draw(t, self._j)
-            perm = torch.argsort(
-                draw.rng.bits(self.seed, draw.rng.SHUFFLE, t, self._j), stable=True
-            )
-            idx = idx[perm]
+            perm = draw.shuffle_order(self.seed, t, self._j)
             w = None if w is None else w[perm]
-            self.seen[idx] = 1
+            if draw.on_numpy(self._j):  # numpy on views of the same tensors: same values
+                ids = idx.numpy()[perm.numpy()]
+                self.seen.numpy()[ids] = 1
+                d = (
+                    None
+                    if self.difficulty is None
+                    else self.difficulty.numpy()[ids].sum(dtype=np.float64)
+                )
+                idx = torch.from_numpy(ids)
+            else:
+                idx = idx[perm]
+                self.seen[idx] = 1
+                d = (
+                    None
+                    if self.difficulty is None
+                    else self.difficulty[idx].sum(dtype=torch.float64)
+                )
             self.served += idx.numel()
-            if self.difficulty is not None:
-                d = float(self.difficulty[idx].to(torch.float64).sum())
-                self.difficulty_sum += d
-                self.last_difficulty = d / idx.numel()
+            if d is not None:
+                self.difficulty_sum += float(d)
+                self.last_difficulty = float(d) / idx.numel()
             self.step = t + 1
         lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
         return Batch(idx[lo:hi], t, None if w is None else w[lo:hi], idx)

@@ -16,14 +16,33 @@ import torch
 
 from . import rng
 
+# CPU tensors take numpy fast paths that give the same values as the torch code (which runs on
+# CUDA); tests set this to False to run the torch code on CPU and compare.
+NUMPY_ON_CPU = True
+
+
+def on_numpy(t: torch.Tensor) -> bool:
+    """Whether work on ``t``'s device takes the numpy fast path."""
+    return NUMPY_ON_CPU and t.device.type == "cpu"
+
 
 def positions(seed: int, step: int, j: torch.Tensor, m: int) -> torch.Tensor:
     """G distinct sorted positions in [0, m), one uniform draw per integer stratum
-    [j m // G, (j + 1) m // G). Needs m >= G."""
+    [j m // G, (j + 1) m // G). Needs m >= G. On CPU computed in numpy (same values)."""
+    if on_numpy(j):
+        return torch.from_numpy(positions_np(seed, step, j.numpy(), m))
     G = j.numel()
     start = (j * m) // G
     size = ((j + 1) * m) // G - start
     return start + rng.below(rng.bits(seed, rng.DRAW, step, j), size)
+
+
+def positions_np(seed: int, step: int, j: np.ndarray, m: int) -> np.ndarray:
+    """``positions`` on a numpy int64 array (torch's per-op dispatch dominates at G = 1024)."""
+    G = j.size
+    start = (j * m) // G
+    size = ((j + 1) * m) // G - start
+    return start + ((rng.bits_np(seed, rng.DRAW, step, j) * size) >> 32)
 
 
 def strat_uniform(seed: int, step: int, j: torch.Tensor) -> torch.Tensor:
@@ -40,11 +59,14 @@ def make_distinct(r: torch.Tensor, n: int, j: torch.Tensor) -> torch.Tensor:
     return s + j
 
 
-def shuffle(seed: int, step: int, x: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-    """Deterministic permutation of the batch (argsort of counter-based keys) so that rank
-    slices are not difficulty-ordered."""
-    keys = rng.bits(seed, rng.SHUFFLE, step, j)
-    return x[torch.argsort(keys, stable=True)]
+def shuffle_order(seed: int, step: int, j: torch.Tensor) -> torch.Tensor:
+    """Deterministic permutation of the batch positions (stable argsort of counter-based keys)
+    so that rank slices are not difficulty-ordered. On CPU computed in numpy (a stable sort of
+    the same keys gives the same permutation)."""
+    if on_numpy(j):
+        keys = rng.bits_np(seed, rng.SHUFFLE, step, j.numpy())
+        return torch.from_numpy(np.argsort(keys, kind="stable"))
+    return torch.argsort(rng.bits(seed, rng.SHUFFLE, step, j), stable=True)
 
 
 def last_occurrence(idx: torch.Tensor) -> torch.Tensor:

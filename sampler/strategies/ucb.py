@@ -88,7 +88,7 @@ class UCB(Strategy):
 
     # -- probabilities -------------------------------------------------------------------
     def _refresh(self) -> None:
-        if self.wsum.device.type == "cpu":
+        if draw.on_numpy(self.wsum):
             score = self._score_np()
         else:
             mu = self.wsum / self.fill.clamp(min=1)
@@ -115,7 +115,7 @@ class UCB(Strategy):
 
     # -- draw ------------------------------------------------------------------------------
     def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, None]:
-        if j.device.type == "cpu":
+        if draw.on_numpy(j):
             return self._draw_np(step, j.numpy()), None
         u = draw.strat_uniform(self.ctx.seed, step, j)
         g = draw.searchsorted(self.cdf, u, right=True).clamp_(max=self.K - 1)  # sorted
@@ -160,7 +160,7 @@ class UCB(Strategy):
     def update(self, idx: torch.Tensor, fb: Feedback) -> None:
         if idx.numel() == 0:
             return
-        if idx.device.type == "cpu":
+        if draw.on_numpy(idx):
             self._update_np(idx.numpy(), fb)
             self._refresh()
             return
