@@ -35,13 +35,39 @@ def score_isolating(
     return [({k: v[i] for k, v in columns.items()}, None) for i in range(len(texts))]
 
 
+def score_batch(
+    scorer_set: list[Any], texts: list[str]
+) -> tuple[dict[str, np.ndarray], list[str | None]]:
+    """Score ``texts`` column-wise: ``(columns, errors)``, one error (or None) per text. The
+    whole batch is scored in one call per scorer; only when that fails is it bisected
+    (:func:`score_isolating`) and the failed texts' entries left NaN."""
+    try:
+        columns: dict[str, np.ndarray] = {}
+        for scorer in scorer_set:
+            columns.update(scorer.score(texts))
+        return columns, [None] * len(texts)
+    except Exception:  # noqa: BLE001 - isolated below
+        pass
+    results = score_isolating(scorer_set, texts)
+    good = next((s for s, _ in results if s is not None), None)
+    columns = {}
+    for k, v in (good or {}).items():
+        shape = np.shape(v)
+        col = np.full((len(texts), *shape), np.nan, dtype=np.float64)
+        for i, (scores, _) in enumerate(results):
+            if scores is not None:
+                col[i] = scores[k]
+        columns[k] = col
+    return columns, [err for _, err in results]
+
+
 class ScorerModelHandler(ModelHandler[list, list, list]):
     """A RunInference handler whose "model" is the list of gradum scorers.
 
     RunInference loads it once per worker process. Each example is already a batch of
     records (made by the reader), so Beam's per-element cost is paid per batch; the model
-    scorers sort a batch by token length themselves. The inference of a batch is one
-    ``(scores, error)`` pair per record.
+    scorers sort a batch by token length themselves. The inference of a batch is
+    ``(columns, errors)``: one array per output column and one error (or None) per record.
     """
 
     def __init__(
@@ -79,8 +105,8 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
         PROGRESS.every = self._progress_every
         out = []
         for records in batch:
-            results = score_isolating(model, [r["text"] for r in records])
-            failed = sum(1 for _, err in results if err is not None)
+            results = score_batch(model, [r["text"] for r in records])
+            failed = sum(1 for err in results[1] if err is not None)
             self._scored.inc(len(records) - failed)
             self._failed.inc(failed)
             PROGRESS.add(scored=len(records) - failed, dead=failed)

@@ -26,7 +26,11 @@ Item = tuple
 _JSONL = (".jsonl", ".ndjson", ".json")
 _TEXT = (".txt", ".text", ".md")
 _COMPRESSED = (".gz", ".bz2", ".zst", ".deflate")
-BUILTIN_CHUNK = 20_000
+BUILTIN_CHUNK = 5_000
+# Uncompressed line files are cut at line starts into units of about size / 32 bytes (1 MiB
+# to 64 MiB), so that each unit is read and scored where it lands (no data shuffle).
+MIN_UNIT_BYTES = 1 << 20
+MAX_UNIT_BYTES = 64 << 20
 
 
 def _strip_compression(path: str) -> str:
@@ -39,8 +43,10 @@ def _strip_compression(path: str) -> str:
 def expand_inputs(specs: list[str]) -> list[tuple[str, str]]:
     """Resolve specs into sorted ``(kind, target)`` read units; raise on a spec matching nothing.
 
-    Kinds: ``file``, ``hf_disk``, ``hf_hub``, ``builtin``. A large ``builtin:graded`` is cut
-    into chunks of 20,000 records (``start=`` / ``n=``) so that workers generate in parallel.
+    Kinds: ``lines`` (``(kind, path, start byte, end byte, first line)``: a piece of an
+    uncompressed JSONL / text file), ``file`` (a whole file), ``hf_disk``, ``hf_hub``,
+    ``builtin``. A large ``builtin:graded`` is cut into chunks of 5,000 records (``start=`` /
+    ``n=``) so that workers generate in parallel.
     """
     from apache_beam.io.filesystems import FileSystems
 
@@ -78,7 +84,42 @@ def expand_inputs(specs: list[str]) -> list[tuple[str, str]]:
                 f"cannot tell the format of {target!r}: use .jsonl, .parquet or .txt "
                 "(optionally compressed), a saved HF dataset directory, hf:NAME or builtin:NAME"
             )
-    return units
+    return [u for kind, target in units for u in _split_lines(kind, target)]
+
+
+def _split_lines(kind: str, path: str) -> list[tuple]:
+    """An uncompressed JSONL / text file -> ``lines`` units cut just after a newline, each
+    with the number of the line it starts at (one sequential pass counting newlines)."""
+    if kind != "file" or not path.endswith(_JSONL + _TEXT):
+        return [(kind, path)]
+    from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+    size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    step = min(MAX_UNIT_BYTES, max(MIN_UNIT_BYTES, size // 32))
+    cuts = [(0, 0)]  # (byte offset, line number) of each unit's first line
+    offset, lines, target = 0, 0, step
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        while target < size:
+            block = fh.read(1 << 20)
+            if not block:
+                break
+            end = offset + len(block)
+            while target < end:
+                nl = block.find(b"\n", max(0, target - offset))
+                if nl < 0:
+                    break
+                cuts.append((offset + nl + 1, lines + block.count(b"\n", 0, nl + 1)))
+                target = offset + nl + 1 + step
+            lines += block.count(b"\n")
+            offset = end
+    bounds = [c for c in cuts if c[0] < size] + [(size, -1)]
+    return [("lines", path, a, b, n) for (a, n), (b, _) in zip(bounds, bounds[1:], strict=False)]
+
+
+def is_fine_grained(unit: tuple) -> bool:
+    """Whether a unit is small enough to be scored where it is read (no shuffle of its
+    records): a piece of a line file, or a chunk of ``builtin:graded``."""
+    return unit[0] == "lines" or (unit[0] == "builtin" and unit[1].startswith("builtin:graded"))
 
 
 def _chunk_builtin(spec: str) -> list[str]:
@@ -93,10 +134,12 @@ def _chunk_builtin(spec: str) -> list[str]:
     ] or [f"builtin:graded?start={start}&n=0{rest}"]
 
 
-def read_unit(unit: tuple[str, str]) -> Iterator[Item]:
+def read_unit(unit: tuple) -> Iterator[Item]:
     """Yield the items of one read unit, in a deterministic order."""
-    kind, target = unit
-    if kind == "builtin":
+    kind, target = unit[0], unit[1]
+    if kind == "lines":
+        yield from _read_lines(target, *unit[2:])
+    elif kind == "builtin":
         name, params = parse_builtin(target)
         offset = params.get("start", 0)
         for i, record in enumerate(load_builtin(target)):
@@ -117,58 +160,82 @@ def _read_file(path: str) -> Iterator[Item]:
         yield from _read_parquet(path)
         return
     with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as fh:
-        position = -1
-        for raw in iter(fh.readline, b""):
-            line = raw.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            position += 1
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield (
-                    "dead",
-                    path,
-                    position,
-                    f"invalid UTF-8: {exc.reason} at byte {exc.start}",
-                    line.decode("utf-8", "backslashreplace"),
-                )
-                continue
-            if base.endswith(_TEXT):
-                yield ("ok", path, position, {"text": text})
-                continue
-            try:
-                payload = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield (
-                    "dead",
-                    path,
-                    position,
-                    f"malformed JSON: {exc.msg} (column {exc.colno})",
-                    text,
-                )
-                continue
-            bad = _surrogate_field(payload)
-            if bad is not None:
-                # Beam's coders (like Arrow) refuse such strings; keep the raw line instead.
-                yield (
-                    "dead",
-                    path,
-                    position,
-                    f"record is not valid Unicode (lone surrogate in {bad})",
-                    text,
-                )
-                continue
-            if not isinstance(payload, dict):
-                yield (
-                    "dead",
-                    path,
-                    position,
-                    f"JSON line is a {type(payload).__name__}, not an object",
-                    payload,
-                )
-                continue
-            yield ("ok", path, position, payload)
+        yield from _parse_lines(path, iter(fh.readline, b""), 0)
+
+
+def _read_lines(path: str, start: int, end: int, first_line: int) -> Iterator[Item]:
+    """The lines of ``path`` that start in bytes [start, end) (``start`` is a line start)."""
+    from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+    def lines(fh) -> Iterator[bytes]:
+        offset = start
+        while offset < end:
+            raw = fh.readline()
+            if not raw:
+                return
+            offset += len(raw)
+            yield raw
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        fh.seek(start)
+        yield from _parse_lines(path, lines(fh), first_line)
+
+
+def _parse_lines(path: str, raws, first_line: int) -> Iterator[Item]:
+    """Items of JSONL / text lines; ``position`` is the 0-based line number in the file
+    (blank lines are not records, but are counted)."""
+    base = _strip_compression(path)
+    for position, raw in enumerate(raws, start=first_line):
+        line = raw.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield (
+                "dead",
+                path,
+                position,
+                f"invalid UTF-8: {exc.reason} at byte {exc.start}",
+                line.decode("utf-8", "backslashreplace"),
+            )
+            continue
+        if base.endswith(_TEXT):
+            yield ("ok", path, position, {"text": text})
+            continue
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield (
+                "dead",
+                path,
+                position,
+                f"malformed JSON: {exc.msg} (column {exc.colno})",
+                text,
+            )
+            continue
+        # A lone surrogate can only come from a JSON \u escape (raw bytes decoded as UTF-8).
+        bad = _surrogate_field(payload) if "\\u" in text else None
+        if bad is not None:
+            # Beam's coders (like Arrow) refuse such strings; keep the raw line instead.
+            yield (
+                "dead",
+                path,
+                position,
+                f"record is not valid Unicode (lone surrogate in {bad})",
+                text,
+            )
+            continue
+        if not isinstance(payload, dict):
+            yield (
+                "dead",
+                path,
+                position,
+                f"JSON line is a {type(payload).__name__}, not an object",
+                payload,
+            )
+            continue
+        yield ("ok", path, position, payload)
 
 
 def _surrogate_field(value: Any, where: str = "record") -> str | None:

@@ -9,6 +9,11 @@ from typing import Any
 Record = dict[str, Any]
 
 
+def stable_hash(text: str) -> int:
+    """48 bits of sha1(text): shard keys and staging file names."""
+    return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16)
+
+
 def record_id(source: str, position: int) -> str:
     """Stable id when the input has none: ``r-`` + 16 hex digits of sha1(source NUL position)."""
     return "r-" + hashlib.sha1(f"{source}\0{position}".encode()).hexdigest()[:16]

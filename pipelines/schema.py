@@ -26,7 +26,7 @@ def meta_column(key: str, signal_columns: set[str]) -> str:
 
 
 class MetaSchemaCombineFn(beam.CombineFn):
-    """Union of passthrough field types over batches of records -> one Arrow type per field.
+    """Union of passthrough field types over scored batches (``{"records": ...}``) -> one Arrow type per field.
 
     bool -> bool; int -> int64; int and float -> float64; str -> string; any other mix ->
     string (non-strings written as JSON). Combining is a set union: order-free.
@@ -35,8 +35,8 @@ class MetaSchemaCombineFn(beam.CombineFn):
     def create_accumulator(self) -> dict[str, set[str]]:
         return {}
 
-    def add_input(self, acc: dict[str, set[str]], batch: list[dict]) -> dict[str, set[str]]:
-        for record in batch:
+    def add_input(self, acc: dict[str, set[str]], batch: dict) -> dict[str, set[str]]:
+        for record in batch["records"]:
             for k, v in record["meta"].items():
                 acc.setdefault(k, set()).add(type(v).__name__)
         return acc

@@ -8,12 +8,15 @@ sketches -> difficulty and bucket -> Arrow shards -> manifest.json, written last
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from pipelines.records import stable_hash
 
 DEFAULT_SIGNALS = "length,compression_ratio,lexical_diversity,readability,word_rarity"
 # Length is a descriptor, not a difficulty signal: it stays out of the default weights.
@@ -70,14 +73,21 @@ def prepare_output(out: str, overwrite: bool) -> None:
             )
         os.remove(manifest)  # from here on the old dataset reads as incomplete
     if os.path.isdir(out):
-        ours = {"shards", "dead_letter", "centroids.npy", "reference_lm", ".manifest.json.tmp"}
+        ours = {
+            "shards",
+            "dead_letter",
+            "centroids.npy",
+            "reference_lm",
+            "staging",
+            ".manifest.json.tmp",
+        }
         foreign = [n for n in os.listdir(out) if n not in ours]
         if foreign:
             raise JobError(
                 f"{out} exists and holds files that are not a gradum dataset "
                 f"({', '.join(sorted(foreign)[:3])}); choose an empty or new directory"
             )
-        for name in ("shards", "dead_letter", "centroids.npy"):
+        for name in ("shards", "dead_letter", "centroids.npy", "staging"):
             path = os.path.join(out, name)
             if os.path.isdir(path):
                 shutil.rmtree(path)
@@ -180,10 +190,11 @@ def build_pipeline(
     import apache_beam as beam
     from apache_beam.ml.inference.base import RunInference
 
-    from pipelines import steps, writers
+    from pipelines import staging, steps, writers
     from pipelines.inference import ScorerModelHandler
     from pipelines.schema import MetaSchemaCombineFn
 
+    side = beam.pvalue
     parsed = (
         pipeline
         | "Units" >> beam.Create(units)
@@ -197,69 +208,76 @@ def build_pipeline(
                 cfg.batch_size,
                 progress_every=10.0 if cfg.progress else 0.0,
             )
-        ).with_outputs("dead", "count", main="ok")
+        ).with_outputs("dead", "count", "spread", main="ok")
     )
     handler = ScorerModelHandler(
         specs, progress_every=10.0 if cfg.progress else 0.0, torch_threads=torch_threads
     )
+    # Batches of small units are scored where they were read; the rest are spread first.
+    batches = (parsed.ok, parsed.spread | "SpreadBatches" >> beam.Reshuffle()) | beam.Flatten()
     scored = (
-        parsed.ok
-        | "SpreadBatches" >> beam.Reshuffle()
+        batches
         | "Score" >> RunInference(handler)
         | "SplitScored" >> beam.FlatMap(steps.split_scored).with_outputs("dead", main="ok")
     )
     rows = scored.ok
-    n_rows = rows | "BatchSizes" >> beam.Map(len) | "CountRows" >> beam.CombineGlobally(sum)
+    scored_columns = [c for c in columns if c != "centroid_distance"]
+    # Only these small summaries leave the scoring stage; the records go to staging files.
+    staged = rows | "Stage" >> beam.ParDo(staging.StageFn(cfg.output, scored_columns))
+    sketches = rows | "Sketch" >> beam.CombineGlobally(
+        steps.SketchCombineFn(scored_columns, cfg.sketch_error)
+    )
+    meta_types = rows | "MetaTypes" >> beam.CombineGlobally(MetaSchemaCombineFn())
+    n_rows = staged | "BatchSizes" >> beam.Map(lambda d: d["rows"]) | beam.CombineGlobally(sum)
+    staged_list = side.AsList(staged)
     cluster_model = None
     if cfg.clusters > 0:
         sample_size = max(256 * cfg.clusters, 20_000)
         cluster_model = (
-            rows
+            staged
             | "Sample"
-            >> beam.FlatMap(
-                steps.sample_entries, cfg.seed, beam.pvalue.AsSingleton(n_rows), sample_size
-            )
+            >> beam.FlatMap(staging.sample_entries, cfg.seed, side.AsSingleton(n_rows), sample_size)
             | "CollectSample" >> beam.combiners.ToList()
             | "KMeans" >> beam.Map(steps.fit, cfg.clusters, cfg.seed)
         )
-        rows = rows | "Assign" >> beam.Map(
-            steps.assign_clusters, beam.pvalue.AsSingleton(cluster_model)
+        distance_sketch = (
+            staged
+            | "Assign" >> beam.Map(staging.assign_staged, side.AsSingleton(cluster_model))
+            | "SketchDistance"
+            >> beam.CombineGlobally(steps.SketchCombineFn(["centroid_distance"], cfg.sketch_error))
         )
-    sketches = rows | "Sketch" >> beam.CombineGlobally(
-        steps.SketchCombineFn(columns, cfg.sketch_error)
-    )
-    meta_types = rows | "MetaTypes" >> beam.CombineGlobally(MetaSchemaCombineFn())
+        sketches = (sketches, distance_sketch) | "AllSketches" >> beam.Flatten()
+        sketches = sketches | "MergeSketches" >> beam.CombineGlobally(_merge_dicts)
+    n_shards = n_rows | "ShardCount" >> beam.Map(_shard_count, cfg.rows_per_shard)
     shards = (
-        rows
-        | "Difficulty"
-        >> beam.FlatMap(
-            steps.with_difficulty,
-            beam.pvalue.AsSingleton(sketches),
-            directions,
-            weights,
-            cfg.buckets,
-            beam.pvalue.AsSingleton(n_rows),
-            cfg.rows_per_shard,
-        )
-        | "GroupShard" >> beam.GroupByKey()
+        n_shards
+        | "ShardIndices" >> beam.FlatMap(lambda n: list(range(n)))
+        | "SpreadShards" >> beam.Reshuffle()
         | "WriteShards"
         >> beam.ParDo(
             writers.WriteShardFn(
-                cfg.output, columns, clusters=cfg.clusters > 0, embedding_dim=embedding_dim
+                cfg.output,
+                columns,
+                directions=directions,
+                weights=weights,
+                n_buckets=cfg.buckets,
+                clusters=cfg.clusters > 0,
+                embedding_dim=embedding_dim,
             ),
-            beam.pvalue.AsSingleton(meta_types),
+            side.AsSingleton(n_shards),
+            staged_list,
+            side.AsSingleton(sketches),
+            side.AsSingleton(meta_types),
         ).with_outputs("dead", main="shards")
     )
     dead = (parsed.dead, scored.dead, shards.dead) | "AllDead" >> beam.Flatten()
     dead_infos = (
         dead
-        | "KeyDead"
-        >> beam.Map(lambda d: (steps.stable_hash(f"{d['source']}\0{d['position']}") % 4, d))
+        | "KeyDead" >> beam.Map(lambda d: (stable_hash(f"{d['source']}\0{d['position']}") % 4, d))
         | "GroupDead" >> beam.GroupByKey()
         | "WriteDead" >> beam.Map(writers.write_dead_letters, cfg.output)
     )
     n_input = parsed.count | "CountInput" >> beam.CombineGlobally(sum)
-    side = beam.pvalue
     _ = (
         pipeline
         | "Commit" >> beam.Create([None])
@@ -277,6 +295,17 @@ def build_pipeline(
             max_dead_fraction=cfg.max_dead_letter_fraction,
         )
     )
+
+
+def _shard_count(n_rows: int, rows_per_shard: int) -> int:
+    return max(1, math.ceil(n_rows / rows_per_shard))
+
+
+def _merge_dicts(dicts) -> dict:
+    out: dict = {}
+    for d in dicts:
+        out.update(d)
+    return out
 
 
 def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any]:

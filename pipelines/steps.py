@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import math
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipelines import clustering, difficulty
+from pipelines import clustering
 from pipelines.progress import PROGRESS
 from pipelines.readers import jsonable
 from pipelines.records import make_record
@@ -34,7 +32,8 @@ def record_dead_letter(stage: str, reason: str, record: dict) -> dict:
 
 
 class ReadFn(beam.DoFn):
-    """A read unit -> batches of valid records (main output, lists of ``batch_size``), dead
+    """A read unit -> batches of valid records (lists of ``batch_size``: main output for a
+    fine-grained unit, tag ``spread`` for one that must be spread over the workers), dead
     letters (tag ``dead``) and the number of input records it held (tag ``count``).
 
     Records travel as batches from here on: Beam's per-element cost is then paid once per
@@ -56,7 +55,12 @@ class ReadFn(beam.DoFn):
         self.dead = Metrics.counter("gradum", "input_dead_letter")
 
     def process(self, unit: tuple):
-        from pipelines.readers import read_unit
+        from pipelines.readers import is_fine_grained, read_unit
+
+        # Batches of a small read unit are scored where they are read (no data shuffle);
+        # a unit that cannot be split (a compressed file, a Hub stream) is spread over the
+        # workers by the "spread" output.
+        spread = not is_fine_grained(unit)
 
         PROGRESS.every = self.progress_every
         batch: list[dict] = []
@@ -89,41 +93,34 @@ class ReadFn(beam.DoFn):
                 continue
             batch.append(record)
             if len(batch) >= self.batch_size:
-                yield batch
+                yield beam.pvalue.TaggedOutput("spread", batch) if spread else batch
                 batch = []
             PROGRESS.add(read=1)
         if batch:
-            yield batch
+            yield beam.pvalue.TaggedOutput("spread", batch) if spread else batch
         self.read.inc(n)
         yield beam.pvalue.TaggedOutput("count", n)
 
 
 def split_scored(result):
-    """PredictionResult of a batch -> the scored records (main, one list) and a dead letter per
+    """PredictionResult of a batch -> a scored batch ``{"records", "columns"}`` (main; the
+    signal arrays, and ``embedding`` as a 2-D float32 array when scored) and a dead letter per
     record whose text could not be scored (tag ``dead``)."""
-    scored = []
-    for record, (scores, error) in zip(result.example, result.inference, strict=True):
-        if error is not None:
-            yield beam.pvalue.TaggedOutput("dead", record_dead_letter("score", error, record))
-            continue
-        out = dict(record)
-        embedding = scores.pop("embedding", None)
-        out["scores"] = {k: float(v) for k, v in scores.items()}
-        if embedding is not None:
-            out["embedding"] = np.asarray(embedding, dtype=np.float32)
-        scored.append(out)
-    if scored:
-        yield scored
-
-
-def sample_entries(batch: list[dict], seed: int, n_rows: int, sample_size: int):
-    """The records of a batch that fall in the k-means sample: those whose sha1(seed, id)
-    lies below ``sample_size / n_rows`` of the hash range. Deterministic and uniform."""
-    threshold = min(1.0, sample_size / max(n_rows, 1)) * 16**12
-    for r in batch:
-        key = clustering.sample_key(seed, r["id"])
-        if int(key[:12], 16) < threshold:
-            yield (key, r["id"], r["embedding"])
+    columns, errors = result.inference
+    ok = [i for i, e in enumerate(errors) if e is None]
+    for i, e in enumerate(errors):
+        if e is not None:
+            record = result.example[i]
+            yield beam.pvalue.TaggedOutput("dead", record_dead_letter("score", e, record))
+    if not ok:
+        return
+    keep = None if len(ok) == len(errors) else np.asarray(ok)
+    out = {}
+    for k, v in columns.items():
+        v = np.asarray(v, dtype=np.float32 if k == "embedding" else np.float64)
+        out[k] = v if keep is None else v[keep]
+    records = result.example if keep is None else [result.example[i] for i in ok]
+    yield {"records": records, "columns": out}
 
 
 def fit(sample: list, k: int, seed: int) -> dict:
@@ -131,25 +128,9 @@ def fit(sample: list, k: int, seed: int) -> dict:
     return {"centroids": centroids, "info": info}
 
 
-def assign_clusters(batch: list[dict], model: dict) -> list[dict]:
-    """Nearest centroid and cosine distance for a batch of records."""
-    if not batch:
-        return batch
-    cluster, dist = clustering.assign(np.stack([r["embedding"] for r in batch]), model["centroids"])
-    out = []
-    for r, c, d in zip(batch, cluster.tolist(), dist.tolist(), strict=True):
-        r = dict(r, cluster=c)
-        r["scores"] = dict(r["scores"], centroid_distance=d)
-        out.append(r)
-    return out
-
-
-def _column(batch: list[dict], name: str) -> np.ndarray:
-    return np.array([r["scores"].get(name, math.nan) for r in batch], dtype=np.float64)
-
-
 class SketchCombineFn(beam.CombineFn):
-    """One :class:`QuantileSketch` per signal column over batches of records, order-free."""
+    """One :class:`QuantileSketch` per signal column over scored batches (or any dict with the
+    value arrays under ``"columns"``), order-free."""
 
     def __init__(self, columns: list[str], alpha: float) -> None:
         self.columns, self.alpha = list(columns), alpha
@@ -159,7 +140,7 @@ class SketchCombineFn(beam.CombineFn):
 
     def add_input(self, acc, batch):
         for c in self.columns:
-            acc[c].add(_column(batch, c))
+            acc[c].add(batch["columns"][c])
         return acc
 
     def merge_accumulators(self, accs):
@@ -172,31 +153,3 @@ class SketchCombineFn(beam.CombineFn):
 
     def extract_output(self, acc):
         return acc
-
-
-def with_difficulty(
-    batch: list[dict],
-    sketches: dict,
-    directions: dict,
-    weights: dict,
-    n_buckets: int,
-    n_rows: int,
-    rows_per_shard: int,
-):
-    """Difficulty and bucket for a batch; yields ``(shard_index, record)``."""
-    if not batch:
-        return
-    ranks = {c: sketches[c].rank(_column(batch, c)) for c in weights}
-    d = difficulty.combine(ranks, directions, weights)
-    b = difficulty.buckets(d, n_buckets)
-    n_shards = max(1, math.ceil(n_rows / rows_per_shard))
-    by_shard: dict[int, list[dict]] = {}
-    for r, dv, bv in zip(batch, d.tolist(), b.tolist(), strict=True):
-        by_shard.setdefault(stable_hash(r["id"]) % n_shards, []).append(
-            dict(r, difficulty=dv, bucket=bv)
-        )
-    yield from by_shard.items()
-
-
-def stable_hash(text: str) -> int:
-    return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16)

@@ -3,77 +3,113 @@
 from __future__ import annotations
 
 import json
-import math
 import os
+import shutil
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
+from pipelines import difficulty
 from pipelines.schema import convert_meta, meta_column, row_schema
+from pipelines.staging import STAGING, assignments_path, read_ipc
 from pipelines.steps import record_dead_letter
 
 
 class WriteShardFn(beam.DoFn):
-    """``(shard_index, records)`` -> one Arrow shard, rows sorted by id; duplicate ids are
-    dead-lettered (tag ``dead``). Yields the shard's ``{path, rows, bytes, sha256}``."""
+    """Shard ``index`` of ``n_shards`` -> one Arrow shard built from the staging files: the rows
+    whose ``hash(id) % n_shards == index``, sorted by (id, source, position), with difficulty,
+    bucket and (with clusters) the nearest centroid. Duplicate ids are dead-lettered (tag
+    ``dead``). Yields the shard's ``{path, rows, bytes, sha256}``."""
 
     def __init__(
-        self, out_dir: str, signal_columns: list[str], *, clusters: bool, embedding_dim: int | None
+        self,
+        out_dir: str,
+        signal_columns: list[str],
+        *,
+        directions: dict[str, int],
+        weights: dict[str, float],
+        n_buckets: int,
+        clusters: bool,
+        embedding_dim: int | None,
     ) -> None:
         self.out_dir, self.signal_columns = out_dir, list(signal_columns)
+        self.directions, self.weights, self.n_buckets = directions, weights, n_buckets
         self.clusters, self.embedding_dim = clusters, embedding_dim
         self.written = Metrics.counter("gradum", "written")
 
-    def process(self, element, meta_types: dict[str, str]):
+    def _gather(self, index: int, n_shards: int, staged: list[dict]) -> pa.Table:
+        parts = []
+        for d in sorted(staged, key=lambda d: d["path"]):
+            t = read_ipc(d["path"])
+            if self.clusters:
+                with np.load(assignments_path(d)) as a:
+                    t = t.append_column("cluster", pa.array(a["cluster"]))
+                    t = t.append_column("centroid_distance", pa.array(a["distance"]))
+            keep = np.flatnonzero(t["hash"].to_numpy() % n_shards == index)
+            if keep.size:
+                parts.append(t.take(keep))
+        if not parts:
+            return None
+        table = pa.concat_tables(parts)
+        order = pc.sort_indices(
+            table, [("id", "ascending"), ("source", "ascending"), ("position", "ascending")]
+        )
+        return table.take(order)
+
+    def process(
+        self,
+        index: int,
+        n_shards: int,
+        staged: list[dict],
+        sketches: dict,
+        meta_types: dict[str, str],
+    ):
         from shards import ShardWriter
 
-        index, groups = element
-        records = sorted(
-            (r for group in groups for r in group),
-            key=lambda r: (r["id"], r["source"], r["position"]),
-        )
-        unique, seen = [], None
-        for r in records:
-            if r["id"] == seen:
-                reason = f"duplicate id {r['id']!r}"
-                yield beam.pvalue.TaggedOutput("dead", record_dead_letter("write", reason, r))
-                continue
-            seen = r["id"]
-            unique.append(r)
+        table = self._gather(index, n_shards, staged)
+        if table is None:
+            return
+        ids = table["id"].to_pylist()
+        dup = np.array([i > 0 and ids[i] == ids[i - 1] for i in range(len(ids))], dtype=bool)
+        for i in np.flatnonzero(dup).tolist():
+            row = {k: table[k][i].as_py() for k in ("id", "text", "source", "position")}
+            row["meta"] = json.loads(table["meta"][i].as_py())
+            reason = f"duplicate id {row['id']!r}"
+            yield beam.pvalue.TaggedOutput("dead", record_dead_letter("write", reason, row))
+        if dup.any():
+            table = table.filter(pa.array(~dup))
+        ranks = {c: sketches[c].rank(table[c].to_numpy().astype(np.float64)) for c in self.weights}
+        d = difficulty.combine(ranks, self.directions, self.weights)
+        names = set(self.signal_columns)
         schema = row_schema(
             meta_types,
             self.signal_columns,
             clusters=self.clusters,
             embedding_dim=self.embedding_dim,
         )
-        names = set(self.signal_columns)
-        cols: dict[str, Any] = {
-            "id": [r["id"] for r in unique],
-            "text": [r["text"] for r in unique],
-            "source": [r["source"] for r in unique],
-        }
-        for key, kind in meta_types.items():
-            cols[meta_column(key, names)] = [convert_meta(r["meta"].get(key), kind) for r in unique]
+        cols: dict[str, Any] = {k: table[k] for k in ("id", "text", "source")}
+        if meta_types:
+            metas = [json.loads(m) for m in table["meta"].to_pylist()]
+            for key, kind in meta_types.items():
+                cols[meta_column(key, names)] = [convert_meta(m.get(key), kind) for m in metas]
         for c in self.signal_columns:
-            cols[c] = np.array([r["scores"].get(c, math.nan) for r in unique], dtype=np.float32)
+            cols[c] = table[c].to_numpy().astype(np.float32)
         if self.embedding_dim:
-            flat = np.concatenate([r["embedding"] for r in unique]) if unique else np.zeros(0)
-            cols["embedding"] = pa.FixedSizeListArray.from_arrays(
-                pa.array(flat.astype(np.float32)), self.embedding_dim
-            )
+            cols["embedding"] = table["embedding"]
         if self.clusters:
-            cols["cluster"] = np.array([r["cluster"] for r in unique], dtype=np.int32)
-        cols["difficulty"] = np.array([r["difficulty"] for r in unique], dtype=np.float32)
-        cols["bucket"] = np.array([r["bucket"] for r in unique], dtype=np.int16)
-        table = pa.table({f.name: cols[f.name] for f in schema}, schema=schema)
+            cols["cluster"] = table["cluster"]
+        cols["difficulty"] = d.astype(np.float32)
+        cols["bucket"] = difficulty.buckets(d, self.n_buckets).astype(np.int16)
+        out = pa.table({f.name: cols[f.name] for f in schema}, schema=schema)
         with ShardWriter(
-            self.out_dir, schema, max_rows=max(1, len(unique)) + 1, start_index=index
+            self.out_dir, schema, max_rows=max(1, out.num_rows) + 1, start_index=index
         ) as writer:
-            writer.write(table)
-        self.written.inc(len(unique))
+            writer.write(out)
+        self.written.inc(out.num_rows)
         yield from writer.shards
 
 
@@ -139,4 +175,6 @@ def finalize(
         options=options,
     )
     manifest["dead_letter_files"] = sorted(dead_infos, key=lambda d: d["path"])
-    return str(write_manifest(out_dir, json.loads(json.dumps(manifest, default=str))))
+    path = write_manifest(out_dir, json.loads(json.dumps(manifest, default=str)))
+    shutil.rmtree(os.path.join(out_dir, STAGING), ignore_errors=True)
+    return str(path)

@@ -164,7 +164,7 @@ def test_graded_builtin_is_chunked_for_parallel_reading():
     from pipelines.readers import expand_inputs, read_unit
 
     units = expand_inputs(["builtin:graded?n=45000&seed=2"])
-    assert len(units) == 3
+    assert len(units) == 9
     ids = [it[3]["id"] for u in units for it in read_unit(u)]
     assert len(ids) == len(set(ids)) == 45000
     assert json.dumps(ids[:2]) == json.dumps(
