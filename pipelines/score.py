@@ -1,8 +1,15 @@
 """The scoring job: ``gradum score`` and ``python -m pipelines.score``.
 
 inputs -> records (bad ones dead-lettered with their reason) -> scorers through
-RunInference -> optional spherical k-means over embeddings -> order-free quantile
-sketches -> difficulty and bucket -> Arrow shards -> manifest.json, written last.
+RunInference -> staging files (OUT/staging/, Arrow IPC) + order-free quantile sketches ->
+optional spherical k-means over embeddings -> difficulty and bucket -> Arrow shards ->
+manifest.json, written last (staging/ is removed after it).
+
+Data movement: line files are cut into byte-range units (``readers.expand_inputs``) and each
+unit is read, scored and staged in one fused stage, so a record's text crosses no Beam shuffle;
+only unit descriptors, staging-file descriptors, sketch accumulators and dead letters do. Units
+that cannot be split (compressed files, Parquet, saved or streamed HF datasets, small built-in
+corpora) have their batches spread over the workers by one Reshuffle.
 """
 
 from __future__ import annotations

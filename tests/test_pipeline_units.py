@@ -170,3 +170,71 @@ def test_graded_builtin_is_chunked_for_parallel_reading():
     assert json.dumps(ids[:2]) == json.dumps(
         ["graded-language-2-000000000", "graded-language-2-000000001"]
     )
+
+
+def test_hub_datasets_are_streamed_by_name(monkeypatch):
+    """``hf:NAME:SPLIT:CONFIG`` asks ``datasets`` for a stream (no download of the whole
+    dataset) and reads it in order; the Hub itself is replaced by a local iterable dataset."""
+    import datasets
+
+    from pipelines.readers import expand_inputs, read_unit
+
+    calls = []
+
+    def fake_load_dataset(repo, config=None, split=None, streaming=False):
+        calls.append((repo, config, split, streaming))
+        ds = datasets.Dataset.from_dict({"text": ["first", "second", "third"], "n": [1, 2, 3]})
+        return ds.to_iterable_dataset()
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    units = expand_inputs(["hf:org/corpus:validation:en"])
+    assert units == [("hf_hub", "org/corpus:validation:en")]
+    items = [it for u in units for it in read_unit(u)]
+    assert calls == [("org/corpus", "en", "validation", True)]
+    assert [(it[1], it[2], it[3]["text"], it[3]["n"]) for it in items] == [
+        ("hf:org/corpus:validation:en", 0, "first", 1),
+        ("hf:org/corpus:validation:en", 1, "second", 2),
+        ("hf:org/corpus:validation:en", 2, "third", 3),
+    ]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.just(""),
+            st.text(alphabet='ab é\\"{}:,', min_size=1, max_size=30).map(
+                lambda t: json.dumps({"text": t})
+            ),
+            st.just("{broken"),
+        ),
+        max_size=60,
+    ),
+    unit=st.integers(min_value=1, max_value=200),
+    crlf=st.booleans(),
+    trailing_newline=st.booleans(),
+)
+def test_line_files_cut_into_units_read_every_line_once(
+    tmp_path_factory, lines, unit, crlf, trailing_newline
+):
+    """Byte-range units of a JSONL file yield exactly the items of reading it whole, with the
+    same line numbers, wherever the cuts fall (blank lines, CRLF, no final newline)."""
+    import pipelines.readers as R
+
+    path = tmp_path_factory.mktemp("split") / "x.jsonl"
+    sep = "\r\n" if crlf else "\n"
+    path.write_bytes((sep.join(lines) + (sep if trailing_newline and lines else "")).encode())
+    whole = list(R._read_file(str(path)))
+    old = R.MIN_UNIT_BYTES
+    R.MIN_UNIT_BYTES = unit
+    try:
+        units = R.expand_inputs([str(path)])
+    finally:
+        R.MIN_UNIT_BYTES = old
+    assert all(u[0] == "lines" for u in units)
+    if path.stat().st_size > 2 * unit + 200:  # lines are < 100 bytes: there is a cut
+        assert len(units) >= 2
+    assert [u[2] for u in units] == sorted(u[2] for u in units)
+    pieces = [it for u in units for it in R.read_unit(u)]
+    assert pieces == whole
+    assert [it[2] for it in whole] == [i for i, line in enumerate(lines) if line.strip()]
