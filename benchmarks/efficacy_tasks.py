@@ -1,0 +1,284 @@
+"""The two training tasks of ``benchmarks/efficacy.py``: data (scored by the gradum pipeline),
+a tiny causal transformer, per-example losses and the held-out metric.
+
+``arithmetic``
+    ``builtin:graded?task=arithmetic``: ``a + b = c`` with a, b of L digits, L = 1..levels
+    (the known difficulty). Tokens are digits, ``+``, ``=``, end; the numbers are written
+    least-significant digit first (so the carry flows left to right, which a small causal model
+    can learn). The model sees ``a+b=`` and is trained on the answer tokens; the metric is exact
+    match on held-out problems (teacher-forced argmax over every answer token and the end token,
+    which equals greedy decoding: the first wrong token is where greedy would go astray).
+
+``lm``
+    ``builtin:python-docs`` cut into chunks of <= 64 characters at word boundaries, documents
+    split 80 / 10 / 10 into train / validation / test by a hash of their id (no document in two
+    splits). A byte-level causal transformer; the metric is token-weighted cross-entropy (nats
+    per byte) on held-out chunks.
+
+Difficulty, bucket and any other column come from running ``pipelines.score`` on the training
+split only (cached under the work directory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+IGNORE = -100
+
+
+# -- model ---------------------------------------------------------------------------------
+class _Block(nn.Module):
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, d // self.heads).unbind(2)
+        a = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
+        )
+        x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp(self.ln2(x))
+
+
+class TinyGPT(nn.Module):
+    """A pre-LayerNorm causal transformer with learned positions (GPT-2 layout, tiny)."""
+
+    def __init__(self, vocab: int, d: int, layers: int, heads: int, max_len: int) -> None:
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(max_len, d)
+        self.blocks = nn.ModuleList(_Block(d, heads) for _ in range(layers))
+        self.ln, self.head = nn.LayerNorm(d), nn.Linear(d, vocab, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.tok(x) + self.pos(torch.arange(x.shape[1], device=x.device))
+        for blk in self.blocks:
+            h = blk(h)
+        return self.head(self.ln(h))
+
+
+# -- task ----------------------------------------------------------------------------------
+@dataclass
+class Task:
+    """Token arrays per split (inputs x, targets y with IGNORE where no loss), the training
+    split's scored columns, and the model / schedule settings shared by every strategy."""
+
+    name: str
+    metric: str  # "accuracy" (higher is better) or "loss" (lower is better)
+    x: dict[str, torch.Tensor]
+    y: dict[str, torch.Tensor]
+    columns: dict[str, np.ndarray]
+    vocab: int
+    d: int = 64
+    layers: int = 2
+    heads: int = 4
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 3e-3
+    eval_every: int = 50
+    info: dict = field(default_factory=dict)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric == "accuracy"
+
+    def model(self) -> TinyGPT:
+        return TinyGPT(self.vocab, self.d, self.layers, self.heads, self.x["train"].shape[1])
+
+    def per_example(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy over each example's target tokens, and whether all were argmax."""
+        logits = model(x)
+        tok = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            y.reshape(-1),
+            ignore_index=IGNORE,
+            reduction="none",
+        ).view(y.shape)
+        mask = y != IGNORE
+        per = (tok * mask).sum(1) / mask.sum(1).clamp(min=1)
+        right = ((logits.argmax(-1) == y) | ~mask).all(1)
+        return per, right
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> float:
+        """Exact-match accuracy, or token-weighted cross-entropy (nats per token)."""
+        model.eval()
+        hits, loss_sum, tokens = 0, 0.0, 0
+        x_all, y_all = self.x[split], self.y[split]
+        for i in range(0, len(x_all), 512):
+            x, y = x_all[i : i + 512].long(), y_all[i : i + 512].long()
+            per, right = self.per_example(model, x, y)
+            n_tok = (y != IGNORE).sum(1)
+            hits += int(right.sum())
+            loss_sum += float((per * n_tok).sum())
+            tokens += int(n_tok.sum())
+        model.train()
+        return hits / len(x_all) if self.metric == "accuracy" else loss_sum / tokens
+
+
+def _score(inp: str, out: Path, extra: list[str], fingerprint: str = "") -> None:
+    """Run the gradum pipeline on ``inp`` into ``out`` unless a run with the same input and
+    options is already there (its manifest is the commit point)."""
+    key = " ".join([inp, fingerprint, *extra])
+    stamp = out / ".efficacy-options"
+    if (out / "manifest.json").exists() and stamp.exists() and stamp.read_text() == key:
+        return
+    cmd = [sys.executable, "-m", "pipelines.score", inp, "--output", str(out)]
+    cmd += ["--overwrite", "--no-progress", "--direct_num_workers=2", *extra]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"scoring failed: {' '.join(cmd)}\n{res.stderr[-3000:]}")
+    stamp.write_text(key)
+
+
+def _read(out: Path, names: list[str]) -> dict[str, np.ndarray]:
+    import shards
+
+    s = shards.ShardSet.open(out)
+    cols = {n: np.asarray(s.column(n)) for n in names}
+    cols["text"] = np.asarray(s.take(np.arange(s.num_rows), columns=["text"])["text"].to_pylist())
+    return cols
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        for r in records:
+            fh.write(json.dumps(r) + "\n")
+    return path
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+# -- arithmetic ----------------------------------------------------------------------------
+_PLUS, _EQ, _END, _PAD = 10, 11, 12, 13
+
+
+def _encode_sum(text: str, levels: int) -> tuple[list[int], list[int]]:
+    left, c = text.split("=")
+    a, b = (s.strip() for s in left.split("+"))
+    seq = [int(ch) for ch in a[::-1]] + [_PLUS] + [int(ch) for ch in b[::-1]] + [_EQ]
+    answer_at = len(seq)
+    seq += [int(ch) for ch in c.strip()[::-1]] + [_END]
+    length = 3 * levels + 4
+    seq += [_PAD] * (length - len(seq))
+    x, y = seq[:-1], seq[1:]
+    y = [t if answer_at - 1 <= i and t != _PAD else IGNORE for i, t in enumerate(y)]
+    return x, y
+
+
+def arithmetic(
+    work: Path, n: int = 20_000, levels: int = 5, eval_n: int = 1000, difficulty: str = "chars"
+) -> Task:
+    """The arithmetic task; ``difficulty`` is the pipeline's ``--difficulty`` spec ("" for its
+    default mix of every CPU signal)."""
+    from pipelines.corpora.graded import graded_records
+
+    spec = f"builtin:graded?task=arithmetic&n={n}&levels={levels}&seed=0"
+    out = work / f"arith-{n}-{levels}-{difficulty or 'default'}"
+    extra = [f"--difficulty={difficulty}"] if difficulty else []
+    _score(spec, out, extra)
+    cols = _read(out, ["difficulty", "bucket", "level"])
+    held = list(graded_records(n=2 * eval_n, seed=1, task="arithmetic", levels=levels))
+    splits = {"train": list(cols["text"]), "val": [r["text"] for r in held[:eval_n]]}
+    splits["test"] = [r["text"] for r in held[eval_n:]]
+    x, y = {}, {}
+    for name, texts in splits.items():
+        enc = [_encode_sum(t, levels) for t in texts]
+        x[name] = torch.tensor([e[0] for e in enc], dtype=torch.uint8)
+        y[name] = torch.tensor([e[1] for e in enc], dtype=torch.int16)
+    info = {
+        "corpus": spec,
+        "scored_with": "pipelines.score " + " ".join(extra or ["(default signals)"]),
+        "spearman_difficulty_level": _spearman(cols["difficulty"], cols["level"]),
+        "train": len(splits["train"]),
+        "val": eval_n,
+        "test": eval_n,
+    }
+    columns = {k: cols[k] for k in ("difficulty", "bucket", "level")}
+    return Task(
+        "arithmetic", "accuracy", x, y, columns, vocab=14, steps=1500, batch_size=64, info=info
+    )
+
+
+# -- language model ------------------------------------------------------------------------
+def _split_of(doc_id: str) -> str:
+    h = int(hashlib.sha256(doc_id.encode()).hexdigest()[:8], 16) % 10
+    return "train" if h < 8 else ("val" if h == 8 else "test")
+
+
+def _encode_bytes(text: str, length: int) -> tuple[list[int], list[int]]:
+    b = list(text.encode("utf-8")[:length])
+    seq = b + [256] * (length + 1 - len(b))
+    y = [t if t != 256 else IGNORE for t in seq[1:]]
+    return seq[:-1], y
+
+
+def language_model(work: Path, chars: int = 64, eval_n: int = 500, difficulty: str = "") -> Task:
+    """The byte-level LM task on ``builtin:python-docs`` chunks."""
+    from pipelines.corpora.python_docs import python_docs_records
+
+    chunks: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    for rec in python_docs_records():
+        part = _split_of(rec["id"])
+        for j, piece in enumerate(textwrap.wrap(rec["text"], chars)):
+            if len(piece) >= 16:
+                chunks[part].append({"id": f"{rec['id']}#{j}", "text": piece})
+    jsonl = _write_jsonl(work / "lm-train.jsonl", chunks["train"])
+    out = work / f"lm-{chars}-{difficulty or 'default'}"
+    extra = ["--id-field=id"] + ([f"--difficulty={difficulty}"] if difficulty else [])
+    _score(str(jsonl), out, extra, hashlib.sha256(jsonl.read_bytes()).hexdigest())
+    cols = _read(out, ["difficulty", "bucket"])
+    rng = np.random.default_rng(0)
+    texts = {"train": list(cols["text"])}
+    for part in ("val", "test"):
+        pick = rng.choice(len(chunks[part]), size=min(eval_n, len(chunks[part])), replace=False)
+        texts[part] = [chunks[part][i]["text"] for i in sorted(pick)]
+    length = chars + 8
+    x, y = {}, {}
+    for name, ts in texts.items():
+        enc = [_encode_bytes(t, length) for t in ts]
+        x[name] = torch.tensor([e[0] for e in enc], dtype=torch.int16)
+        y[name] = torch.tensor([e[1] for e in enc], dtype=torch.int16)
+    info = {
+        "corpus": f"builtin:python-docs, chunks of <= {chars} characters",
+        "scored_with": "pipelines.score " + " ".join(extra),
+        "train": len(texts["train"]),
+        "val": len(texts["val"]),
+        "test": len(texts["test"]),
+        "mean_bytes": float(np.mean([len(t.encode()) for t in texts["train"]])),
+    }
+    columns = {k: cols[k] for k in ("difficulty", "bucket")}
+    return Task(
+        "lm", "loss", x, y, columns, vocab=257, steps=800, batch_size=32, eval_every=50, info=info
+    )
+
+
+def lr_at(step: int, steps: int, base: float, warmup: int = 50) -> float:
+    """Linear warm-up, then cosine decay to 10% of ``base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = (step - warmup) / max(1, steps - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
