@@ -80,14 +80,16 @@ def corpus_file(n: int, work: Path) -> Path:
     return path
 
 
-def bare_loop(n: int, names: list[str], work: Path) -> dict[str, float]:
-    """Read the JSONL and score it in one process, batches of 256 (scorers built untimed)."""
+def bare_loop(n: int, names: list, work: Path) -> dict[str, float]:
+    """Read the JSONL and score it in one process, batches of 256 (scorers built untimed).
+    ``names``: scorer names, or ``(name, params)`` pairs."""
     import json
 
     import scorers
 
     path = corpus_file(n, work)
-    instances = [scorers.get(name) for name in names]
+    specs = [(x, {}) if isinstance(x, str) else x for x in names]
+    instances = [scorers.get(name, **params) for name, params in specs]
     for s in instances:  # load models / tables outside the timed loop
         s.score(["warm up", "the scorers"])
     c0 = time.process_time()
@@ -200,6 +202,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--embedding-n", type=int, default=2000)
+    ap.add_argument("--lm-n", type=int, default=2000, help="records for the lm scorer runs")
     ap.add_argument("--budget", type=float, default=660.0, help="seconds for the whole run")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", default=None, help="also write the markdown tables here")
@@ -247,14 +250,30 @@ def main() -> None:
         emb_job = job(ne, 2, work, ["--signals=length", "--embedding=default", *quiet])
         print(f"embedding job n={ne}: {emb_job['docs_s']:,.0f} docs/s", flush=True)
 
-    report = render(info, bare, runs, emb_bare, emb_job, budget, a)
+    # (b2) the lm scorer with a reference LM trained here (no download), bare loop and job.
+    lm_bare = lm_job = None
+    nl = a.lm_n
+    if budget.allow(f"lm n={nl:,}", 120.0):
+        import json
+
+        from scorers.reference_lm import train_reference_lm
+
+        with open(corpus_file(nl, work), encoding="utf-8") as fh:
+            texts = [json.loads(line)["text"] for line in fh][:2000]
+        model = str(train_reference_lm(texts, work / "reference_lm", steps=300, seed=0))
+        lm_bare = bare_loop(nl, [("lm", {"model": model})], work)
+        print(f"lm bare n={nl}: {lm_bare['docs_s']:,.0f} docs/s", flush=True)
+        lm_job = job(nl, 2, work, ["--signals=length", f"--lm={model}", *quiet])
+        print(f"lm job n={nl}: {lm_job['docs_s']:,.0f} docs/s", flush=True)
+
+    report = render(info, bare, runs, emb_bare, emb_job, budget, a, lm_bare, lm_job)
     print(report)
     if a.out:
         Path(a.out).write_text(report)
     shutil.rmtree(work, ignore_errors=True)
 
 
-def render(info, bare, runs, emb_bare, emb_job, budget: Budget, a) -> str:
+def render(info, bare, runs, emb_bare, emb_job, budget: Budget, a, lm_bare=None, lm_job=None):
     lines = [
         f"- machine: {info['nproc']} CPUs ({info['cpu']}), {info['platform']}",
         f"- python {info['python']}, apache-beam {info['beam']}",
@@ -314,10 +333,21 @@ def render(info, bare, runs, emb_bare, emb_job, budget: Budget, a) -> str:
             f"- job `--signals=length --embedding=default`, workers=2, n={emb_job['n']:,}: "
             f"{emb_job['wall']:.1f} s wall, {emb_job['docs_s']:,.0f} docs/s"
         )
+    lines += ["", "### (b2) lm scorer (reference LM trained on the corpus, CPU)", ""]
+    if lm_bare:
+        lines.append(
+            f"- bare loop, n={lm_bare['n']:,}: {lm_bare['wall']:.1f} s, "
+            f"{lm_bare['docs_s']:,.0f} docs/s"
+        )
+    if lm_job:
+        lines.append(
+            f"- job `--signals=length --lm=PATH`, workers=2, n={lm_job['n']:,}: "
+            f"{lm_job['wall']:.1f} s wall, {lm_job['docs_s']:,.0f} docs/s"
+        )
     if budget.skipped:
         lines += ["", "### skipped", ""] + [f"- {s}" for s in budget.skipped]
     lines += ["", "### commands", ""]
-    for r in runs + ([emb_job] if emb_job else []):
+    for r in runs + [x for x in (emb_job, lm_job) if x]:
         lines.append(f"- `{r['cmd']}`")
     return "\n".join(lines) + "\n"
 

@@ -7,9 +7,9 @@ manifest.json, written last (staging/ is removed after it).
 
 Data movement: line files are cut into byte-range units (``readers.expand_inputs``) and each
 unit is read, scored and staged in one fused stage, so a record's text crosses no Beam shuffle;
-only unit descriptors, staging-file descriptors, sketch accumulators and dead letters do. Units
-that cannot be split (compressed files, Parquet, saved or streamed HF datasets, small built-in
-corpora) have their batches spread over the workers by one Reshuffle.
+only unit descriptors, staging-file descriptors, sketch accumulators and dead letters do. When
+an input cannot be split (compressed files, Parquet, saved or streamed HF datasets, small
+built-in corpora), the job spreads its batches over the workers with one Reshuffle instead.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class JobConfig:
     max_text_bytes: int = 1_000_000
     max_dead_letter_fraction: float = 0.01
     rows_per_shard: int = 100_000
+    shard_bytes: int = 128 << 20  # about this many bytes of staged data per shard at most
     seed: int = 0
     overwrite: bool = False
     progress: bool = True
@@ -199,6 +200,7 @@ def build_pipeline(
 
     from pipelines import staging, steps, writers
     from pipelines.inference import ScorerModelHandler
+    from pipelines.readers import is_fine_grained
     from pipelines.schema import MetaSchemaCombineFn
 
     side = beam.pvalue
@@ -215,13 +217,16 @@ def build_pipeline(
                 cfg.batch_size,
                 progress_every=10.0 if cfg.progress else 0.0,
             )
-        ).with_outputs("dead", "count", "spread", main="ok")
+        ).with_outputs("dead", "count", main="ok")
     )
     handler = ScorerModelHandler(
         specs, progress_every=10.0 if cfg.progress else 0.0, torch_threads=torch_threads
     )
-    # Batches of small units are scored where they were read; the rest are spread first.
-    batches = (parsed.ok, parsed.spread | "SpreadBatches" >> beam.Reshuffle()) | beam.Flatten()
+    batches = parsed.ok
+    if not all(is_fine_grained(u) for u in units):
+        # A unit that cannot be split (a compressed file, a Hub stream) would keep one worker
+        # busy alone: spread its batches. Small units are scored where they were read.
+        batches = batches | "SpreadBatches" >> beam.Reshuffle()
     scored = (
         batches
         | "Score" >> RunInference(handler)
@@ -253,9 +258,24 @@ def build_pipeline(
             | "SketchDistance"
             >> beam.CombineGlobally(steps.SketchCombineFn(["centroid_distance"], cfg.sketch_error))
         )
-        sketches = (sketches, distance_sketch) | "AllSketches" >> beam.Flatten()
-        sketches = sketches | "MergeSketches" >> beam.CombineGlobally(_merge_dicts)
-    n_shards = n_rows | "ShardCount" >> beam.Map(_shard_count, cfg.rows_per_shard)
+        sketches = (
+            pipeline
+            | "SketchesReady" >> beam.Create([None])
+            | "MergeSketches"
+            >> beam.Map(
+                lambda _, a, b: {**a, **b},
+                side.AsSingleton(sketches),
+                side.AsSingleton(distance_sketch),
+            )
+        )
+    n_bytes = (
+        staged
+        | "BatchBytes" >> beam.Map(lambda d: d["bytes"])
+        | "SumBytes" >> (beam.CombineGlobally(sum))
+    )
+    n_shards = n_rows | "ShardCount" >> beam.Map(
+        _shard_count, cfg.rows_per_shard, side.AsSingleton(n_bytes), cfg.shard_bytes
+    )
     shards = (
         n_shards
         | "ShardIndices" >> beam.FlatMap(lambda n: list(range(n)))
@@ -277,13 +297,17 @@ def build_pipeline(
             side.AsSingleton(meta_types),
         ).with_outputs("dead", main="shards")
     )
-    dead = (parsed.dead, scored.dead, shards.dead) | "AllDead" >> beam.Flatten()
-    dead_infos = (
+    # Each stage's dead letters are written on their own: no Flatten of PCollections made in
+    # different stages (the multi-process DirectRunner lost elements of such a Flatten at 1e6
+    # records in our benchmark; the manifest's accounting check caught it).
+    dead_infos = [
         dead
-        | "KeyDead" >> beam.Map(lambda d: (stable_hash(f"{d['source']}\0{d['position']}") % 4, d))
-        | "GroupDead" >> beam.GroupByKey()
-        | "WriteDead" >> beam.Map(writers.write_dead_letters, cfg.output)
-    )
+        | f"KeyDead{stage}"
+        >> beam.Map(lambda d: (stable_hash(f"{d['source']}\0{d['position']}") % 4, d))
+        | f"GroupDead{stage}" >> beam.GroupByKey()
+        | f"WriteDead{stage}" >> beam.Map(writers.write_dead_letters, cfg.output, stage.lower())
+        for stage, dead in (("Read", parsed.dead), ("Score", scored.dead), ("Write", shards.dead))
+    ]
     n_input = parsed.count | "CountInput" >> beam.CombineGlobally(sum)
     _ = (
         pipeline
@@ -293,7 +317,9 @@ def build_pipeline(
             writers.finalize,
             out_dir=cfg.output,
             shard_infos=side.AsList(shards.shards),
-            dead_infos=side.AsList(dead_infos),
+            dead_read=side.AsList(dead_infos[0]),
+            dead_score=side.AsList(dead_infos[1]),
+            dead_write=side.AsList(dead_infos[2]),
             n_input=side.AsSingleton(n_input),
             sketches=side.AsSingleton(sketches),
             cluster_model=side.AsSingleton(cluster_model) if cluster_model is not None else None,
@@ -304,15 +330,10 @@ def build_pipeline(
     )
 
 
-def _shard_count(n_rows: int, rows_per_shard: int) -> int:
-    return max(1, math.ceil(n_rows / rows_per_shard))
-
-
-def _merge_dicts(dicts) -> dict:
-    out: dict = {}
-    for d in dicts:
-        out.update(d)
-    return out
+def _shard_count(n_rows: int, rows_per_shard: int, n_bytes: int, shard_bytes: int) -> int:
+    """Enough hash shards for at most ``rows_per_shard`` rows and about ``shard_bytes`` bytes
+    each (a shard is written as one file, never rotated, so shard indices cannot collide)."""
+    return max(1, math.ceil(n_rows / rows_per_shard), math.ceil(n_bytes / shard_bytes))
 
 
 def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
@@ -322,7 +343,10 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
     import scorers
     from pipelines.difficulty import parse_weights
 
-    if cfg.clusters < 0 or cfg.buckets < 1 or cfg.rows_per_shard < 1 or cfg.batch_size < 1:
+    if (
+        cfg.clusters < 0
+        or min(cfg.buckets, cfg.rows_per_shard, cfg.batch_size, cfg.shard_bytes) < 1
+    ):
         raise JobError("--clusters must be >= 0; --buckets, --rows-per-shard, --batch-size >= 1")
     if not 0.0 <= cfg.max_dead_letter_fraction <= 1.0:
         raise JobError("--max-dead-letter-fraction must be in [0, 1]")

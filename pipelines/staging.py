@@ -63,7 +63,7 @@ def read_ipc(path: str, columns: list[str] | None = None) -> pa.Table:
 
 
 class StageFn(beam.DoFn):
-    """A batch of scored records -> its staging file; yields ``{"path", "rows"}``."""
+    """A batch of scored records -> its staging file; yields ``{"path", "rows", "bytes"}``."""
 
     def __init__(self, out_dir: str, columns: list[str]) -> None:
         self.out_dir, self.columns = out_dir, list(columns)
@@ -77,7 +77,7 @@ class StageFn(beam.DoFn):
         name = f"{stable_hash(first['source'] + chr(0) + str(first['position'])):012x}"
         path = _path(self.out_dir, f"{name}-{len(records)}.arrow")
         write_ipc(path, staged_table(batch, self.columns))
-        yield {"path": path, "rows": len(records)}
+        yield {"path": path, "rows": len(records), "bytes": os.path.getsize(path)}
 
 
 def sample_entries(staged: dict, seed: int, n_rows: int, sample_size: int):

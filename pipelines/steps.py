@@ -32,8 +32,7 @@ def record_dead_letter(stage: str, reason: str, record: dict) -> dict:
 
 
 class ReadFn(beam.DoFn):
-    """A read unit -> batches of valid records (lists of ``batch_size``: main output for a
-    fine-grained unit, tag ``spread`` for one that must be spread over the workers), dead
+    """A read unit -> batches of valid records (main output, lists of ``batch_size``), dead
     letters (tag ``dead``) and the number of input records it held (tag ``count``).
 
     Records travel as batches from here on: Beam's per-element cost is then paid once per
@@ -55,12 +54,7 @@ class ReadFn(beam.DoFn):
         self.dead = Metrics.counter("gradum", "input_dead_letter")
 
     def process(self, unit: tuple):
-        from pipelines.readers import is_fine_grained, read_unit
-
-        # Batches of a small read unit are scored where they are read (no data shuffle);
-        # a unit that cannot be split (a compressed file, a Hub stream) is spread over the
-        # workers by the "spread" output.
-        spread = not is_fine_grained(unit)
+        from pipelines.readers import read_unit
 
         PROGRESS.every = self.progress_every
         batch: list[dict] = []
@@ -93,11 +87,11 @@ class ReadFn(beam.DoFn):
                 continue
             batch.append(record)
             if len(batch) >= self.batch_size:
-                yield beam.pvalue.TaggedOutput("spread", batch) if spread else batch
+                yield batch
                 batch = []
             PROGRESS.add(read=1)
         if batch:
-            yield beam.pvalue.TaggedOutput("spread", batch) if spread else batch
+            yield batch
         self.read.inc(n)
         yield beam.pvalue.TaggedOutput("count", n)
 

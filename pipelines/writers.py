@@ -106,27 +106,33 @@ class WriteShardFn(beam.DoFn):
         cols["bucket"] = difficulty.buckets(d, self.n_buckets).astype(np.int16)
         out = pa.table({f.name: cols[f.name] for f in schema}, schema=schema)
         with ShardWriter(
-            self.out_dir, schema, max_rows=max(1, out.num_rows) + 1, start_index=index
+            self.out_dir,
+            schema,
+            max_rows=out.num_rows + 1,
+            max_bytes=1 << 62,  # one file per shard index: rotating would reuse index + 1
+            start_index=index,
         ) as writer:
             writer.write(out)
         self.written.inc(out.num_rows)
         yield from writer.shards
 
 
-def write_dead_letters(element, out_dir: str) -> dict[str, Any]:
-    """``(bucket, dead letters)`` -> ``dead_letter/part-NNNNN.jsonl``, sorted by source, position."""
+def write_dead_letters(element, out_dir: str, stage: str) -> dict[str, Any]:
+    """``(bucket, dead letters)`` of one stage -> ``dead_letter/STAGE-NNNNN.jsonl``, sorted by
+    source, position."""
     from shards import DeadLetterWriter
 
     index, items = element
     items = sorted(items, key=lambda d: (d["source"], d["position"], d["stage"]))
-    with DeadLetterWriter(out_dir, name=f"part-{index:05d}") as w:
+    name = f"{stage}-{index:05d}"
+    with DeadLetterWriter(out_dir, name=name) as w:
         for d in items:
             w.write(
                 d["reason"],
                 {"source": d["source"], "position": d["position"], "record": d["payload"]},
                 stage=d["stage"],
             )
-    return {"path": f"dead_letter/part-{index:05d}.jsonl", "rows": w.count}
+    return {"path": f"dead_letter/{name}.jsonl", "rows": w.count}
 
 
 class DeadLetterFractionError(RuntimeError):
@@ -138,7 +144,9 @@ def finalize(
     *,
     out_dir: str,
     shard_infos: list,
-    dead_infos: list,
+    dead_read: list,
+    dead_score: list,
+    dead_write: list,
     n_input: int,
     sketches: dict,
     cluster_model: Any,
@@ -149,6 +157,7 @@ def finalize(
     """Check the accounting and the dead-letter budget, then write the manifest LAST."""
     from shards import build_manifest, write_manifest
 
+    dead_infos = [*dead_read, *dead_score, *dead_write]
     written = sum(int(s["rows"]) for s in shard_infos)
     dead = sum(int(d["rows"]) for d in dead_infos)
     if n_input != written + dead:

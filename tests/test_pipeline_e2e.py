@@ -310,3 +310,32 @@ def test_clusters_assign_every_record_to_a_saved_centroid(tmp_path):
     assert np.allclose(np.linalg.norm(centroids, axis=1), 1, atol=1e-5)
     assert ds.manifest["clusters"]["k"] == 3
     assert "centroid_distance" in ds.manifest["options"]["difficulty_weights"]
+
+
+def test_shards_are_bounded_by_bytes_and_never_collide(tmp_path):
+    """Long texts: shard count follows the staged bytes (``shard_bytes``), each shard is one
+    file, and every record is written once (a byte-rotated shard once overwrote its
+    neighbour's index)."""
+    from pipelines.score import JobConfig, run_job
+
+    src = tmp_path / "long.jsonl"
+    with open(src, "w") as fh:
+        for i in range(300):
+            fh.write(json.dumps({"text": f"record {i} " + "word " * (50 + i % 40)}) + "\n")
+    cfg = JobConfig(
+        inputs=[str(src)],
+        output=str(tmp_path / "out"),
+        signals=["length", "compression_ratio"],
+        shard_bytes=20_000,
+        progress=False,
+    )
+    manifest = run_job(cfg, IN_MEMORY)
+    shards = manifest["shards"]
+    assert len(shards) >= 4
+    assert len({s["path"] for s in shards}) == len(shards)
+    ds = ShardSet.open(tmp_path / "out")
+    assert ds.num_rows == 300 and manifest["counts"]["written"] == 300
+    texts = ds.take(np.arange(300), columns=["text"])["text"].to_pylist()
+    assert sorted(int(t.split()[1]) for t in texts) == list(range(300))
+    assert not (tmp_path / "out" / "staging").exists()
+    assert validate(tmp_path / "out") == []
