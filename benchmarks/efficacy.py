@@ -277,7 +277,7 @@ def render(results: list[dict], cmd: str, wall: float) -> str:
         info = res["info"]
         metric = "exact-match accuracy" if res["metric"] == "accuracy" else "loss (nats/byte)"
         lines += [
-            f"**{res['task']}**: {info['corpus']}; difficulty from `{info['scored_with']}`"
+            f"**{res['task']}**: {info['corpus']}; difficulty from `{info.get('scored_with', 'the given columns')}`"
             + (
                 f" (Spearman with the true level {info['spearman_difficulty_level']:.2f})"
                 if "spearman_difficulty_level" in info

@@ -260,7 +260,9 @@ def main() -> None:
 
         with open(corpus_file(nl, work), encoding="utf-8") as fh:
             texts = [json.loads(line)["text"] for line in fh][:2000]
-        model = str(train_reference_lm(texts, work / "reference_lm", steps=300, seed=0))
+        model = str(
+            train_reference_lm(texts, work / "reference_lm", steps=300, seed=0, progress=False)
+        )
         lm_bare = bare_loop(nl, [("lm", {"model": model})], work)
         print(f"lm bare n={nl}: {lm_bare['docs_s']:,.0f} docs/s", flush=True)
         lm_job = job(nl, 2, work, ["--signals=length", f"--lm={model}", *quiet])

@@ -27,9 +27,9 @@ _JSONL = (".jsonl", ".ndjson", ".json")
 _TEXT = (".txt", ".text", ".md")
 _COMPRESSED = (".gz", ".bz2", ".zst", ".deflate")
 BUILTIN_CHUNK = 5_000
-# Uncompressed line files are cut at line starts into units of about size / 32 bytes (1 MiB
+# Uncompressed line files are cut at line starts into units of about size / 32 bytes (64 KiB
 # to 64 MiB), so that each unit is read and scored where it lands (no data shuffle).
-MIN_UNIT_BYTES = 1 << 20
+MIN_UNIT_BYTES = 64 << 10
 MAX_UNIT_BYTES = 64 << 20
 
 

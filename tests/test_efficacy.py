@@ -45,8 +45,9 @@ def _tiny_task(tmp_path: Path) -> str:
 
 def test_steps_to_target_uses_the_trailing_three_point_mean():
     curve = [(0, 0.0), (10, 0.9), (20, 0.0), (30, 0.6), (40, 0.6), (50, 0.6)]
-    # 0.9 alone is a spike: the trailing mean first reaches 0.5 at step 40
-    assert E.steps_to(curve, 0.5, higher=True) == 40
+    # 0.9 alone is a spike: trailing means are 0, .45, .3, .5, .4, .6
+    assert E.steps_to(curve, 0.55, higher=True) == 50
+    assert E.steps_to(curve, 0.5, higher=True) == 30
     assert E.steps_to(curve, 0.7, higher=True) == math.inf
     assert E.steps_to([(0, 3.0), (5, 2.0), (10, 1.0)], 2.0, higher=False) == 10
     assert E.final(curve) == pytest.approx(0.6)
