@@ -324,28 +324,27 @@ def render(info, bare, runs, emb_bare, emb_job, budget: Budget, a, lm_bare=None,
                 f"- estimate, workers={w}, n=1,000,000: {fixed + per * 1e6:,.0f} s "
                 f"({1e6 / (fixed + per * 1e6):,.0f} docs/s)"
             )
-    lines += ["", "### (b) embedding scorer (all-MiniLM-L6-v2 on CPU)", ""]
-    if emb_bare:
-        lines.append(
-            f"- bare loop, n={emb_bare['n']:,}: {emb_bare['wall']:.1f} s, "
-            f"{emb_bare['docs_s']:,.0f} docs/s"
-        )
-    if emb_job:
-        lines.append(
-            f"- job `--signals=length --embedding=default`, workers=2, n={emb_job['n']:,}: "
-            f"{emb_job['wall']:.1f} s wall, {emb_job['docs_s']:,.0f} docs/s"
-        )
-    lines += ["", "### (b2) lm scorer (reference LM trained on the corpus, CPU)", ""]
-    if lm_bare:
-        lines.append(
-            f"- bare loop, n={lm_bare['n']:,}: {lm_bare['wall']:.1f} s, "
-            f"{lm_bare['docs_s']:,.0f} docs/s"
-        )
-    if lm_job:
-        lines.append(
-            f"- job `--signals=length --lm=PATH`, workers=2, n={lm_job['n']:,}: "
-            f"{lm_job['wall']:.1f} s wall, {lm_job['docs_s']:,.0f} docs/s"
-        )
+    model_runs = (
+        (
+            "(b) embedding scorer (all-MiniLM-L6-v2 on CPU)",
+            "--embedding=default",
+            emb_bare,
+            emb_job,
+        ),
+        ("(b2) lm scorer (reference LM trained on the corpus, CPU)", "--lm=PATH", lm_bare, lm_job),
+    )
+    for title, flag, bare_run, job_run in model_runs:
+        lines += ["", f"### {title}", ""]
+        if bare_run:
+            lines.append(
+                f"- bare loop, n={bare_run['n']:,}: {bare_run['wall']:.1f} s, "
+                f"{bare_run['docs_s']:,.0f} docs/s"
+            )
+        if job_run:
+            lines.append(
+                f"- job `--signals=length {flag}`, workers=2, n={job_run['n']:,}: "
+                f"{job_run['wall']:.1f} s wall, {job_run['docs_s']:,.0f} docs/s"
+            )
     if budget.skipped:
         lines += ["", "### skipped", ""] + [f"- {s}" for s in budget.skipped]
     lines += ["", "### commands", ""]

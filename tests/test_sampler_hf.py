@@ -58,13 +58,17 @@ class _Recorder(Sampler):
         return super().update(indices, **fb)
 
 
-def _train(strategy, tmp_path) -> tuple[_Recorder, object]:
+def _tiny_gpt2():
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(
         n_layer=1, n_embd=32, n_head=2, vocab_size=V, n_positions=T, bos_token_id=0, eos_token_id=0, resid_pdrop=0.0,
         embd_pdrop=0.0, attn_pdrop=0.0,
     )  # fmt: skip
-    model = transformers.GPT2LMHeadModel(cfg)
+    return transformers.GPT2LMHeadModel(cfg)
+
+
+def _train(strategy, tmp_path) -> tuple[_Recorder, object]:
+    model = _tiny_gpt2()
     sampler = _Recorder(_source(), strategy, batch_size=B, seed=3, device="cpu")
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path / "out"),
@@ -128,12 +132,7 @@ def test_trainer_ucb_receives_losses(tmp_path):
 
 
 def _resumable(tmp_path, strategy, steps: int, ga: int, save_steps: int, workers: int = 0):
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(
-        n_layer=1, n_embd=32, n_head=2, vocab_size=V, n_positions=T, bos_token_id=0, eos_token_id=0, resid_pdrop=0.0,
-        embd_pdrop=0.0, attn_pdrop=0.0,
-    )  # fmt: skip
-    model = transformers.GPT2LMHeadModel(cfg)
+    model = _tiny_gpt2()
     sampler = _Recorder(_source(), strategy, batch_size=B, seed=3, device="cpu")
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path),
