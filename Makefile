@@ -41,6 +41,7 @@ bench: install
 	$(PY) benchmarks/shards.py
 	$(PY) benchmarks/sampler.py
 	$(PY) benchmarks/pipeline.py
+	$(PY) benchmarks/efficacy.py
 
 clean:
 	rm -rf $(VENV) gradum-demo-out .pytest_cache
