@@ -330,7 +330,7 @@ def plot(res: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tasks", default="arithmetic,lm")
+    ap.add_argument("--tasks", default="arithmetic,lm", help="arithmetic, lm, lm-perplexity")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--work", default="/tmp/gradum-efficacy")
@@ -354,10 +354,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             task = T.arithmetic(
                 work, n=2000 if a.quick else 20_000, eval_n=200 if a.quick else 1000
             )
-        elif name == "lm":
-            task = T.language_model(work, eval_n=100 if a.quick else 500)
+        elif name in ("lm", "lm-perplexity"):
+            task = T.language_model(
+                work, eval_n=100 if a.quick else 500, lm=name == "lm-perplexity"
+            )
         else:
-            raise SystemExit(f"unknown task {name!r}; have arithmetic, lm")
+            raise SystemExit(f"unknown task {name!r}; have arithmetic, lm, lm-perplexity")
         if a.quick:
             task.steps, task.eval_every = 60, 20
         path = work / f"task-{name}{'-quick' if a.quick else ''}.pkl"

@@ -236,8 +236,12 @@ def _encode_bytes(text: str, length: int) -> tuple[list[int], list[int]]:
     return seq[:-1], y
 
 
-def language_model(work: Path, chars: int = 64, eval_n: int = 500, difficulty: str = "") -> Task:
-    """The byte-level LM task on ``builtin:python-docs`` chunks."""
+def language_model(
+    work: Path, chars: int = 64, eval_n: int = 500, difficulty: str = "", lm: bool = False
+) -> Task:
+    """The byte-level LM task on ``builtin:python-docs`` chunks. ``lm=True`` also scores the
+    chunks with ``--lm reference`` (a small LM the pipeline trains on the training split) and,
+    unless ``difficulty`` says otherwise, orders them by its perplexity."""
     from pipelines.corpora.python_docs import python_docs_records
 
     chunks: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
@@ -247,8 +251,11 @@ def language_model(work: Path, chars: int = 64, eval_n: int = 500, difficulty: s
             if len(piece) >= 16:
                 chunks[part].append({"id": f"{rec['id']}#{j}", "text": piece})
     jsonl = _write_jsonl(work / "lm-train.jsonl", chunks["train"])
-    out = work / f"lm-{chars}-{difficulty or 'default'}"
+    if lm and not difficulty:
+        difficulty = "perplexity"
+    out = work / f"lm-{chars}-{difficulty or 'default'}{'-lm' if lm else ''}"
     extra = ["--id-field=id"] + ([f"--difficulty={difficulty}"] if difficulty else [])
+    extra += ["--lm=reference"] if lm else []
     _score(str(jsonl), out, extra, hashlib.sha256(jsonl.read_bytes()).hexdigest())
     cols = _read(out, ["difficulty", "bucket"])
     rng = np.random.default_rng(0)
@@ -271,8 +278,9 @@ def language_model(work: Path, chars: int = 64, eval_n: int = 500, difficulty: s
         "mean_bytes": float(np.mean([len(t.encode()) for t in texts["train"]])),
     }
     columns = {k: cols[k] for k in ("difficulty", "bucket")}
+    name = "lm-perplexity" if lm else "lm"
     return Task(
-        "lm", "loss", x, y, columns, vocab=257, steps=800, batch_size=32, eval_every=50, info=info
+        name, "loss", x, y, columns, vocab=257, steps=800, batch_size=32, eval_every=50, info=info
     )
 
 
