@@ -44,8 +44,8 @@ def expand_inputs(specs: list[str]) -> list[tuple[str, str]]:
     """Resolve specs into sorted ``(kind, target)`` read units; raise on a spec matching nothing.
 
     Kinds: ``lines`` (``(kind, path, start byte, end byte, first line)``: a piece of an
-    uncompressed JSONL / text file), ``file`` (a whole file), ``hf_disk``, ``hf_hub``,
-    ``builtin``. A large ``builtin:graded`` is cut into chunks of 5,000 records (``start=`` /
+    uncompressed JSONL / text file), ``parquet`` (``(kind, path, first row group, row groups,
+    first row)``), ``file`` (a whole file), ``hf_disk``, ``hf_hub``, ``builtin``. A large ``builtin:graded`` is cut into chunks of 5,000 records (``start=`` /
     ``n=``) so that workers generate in parallel.
     """
     from apache_beam.io.filesystems import FileSystems
@@ -84,7 +84,35 @@ def expand_inputs(specs: list[str]) -> list[tuple[str, str]]:
                 f"cannot tell the format of {target!r}: use .jsonl, .parquet or .txt "
                 "(optionally compressed), a saved HF dataset directory, hf:NAME or builtin:NAME"
             )
-    return [u for kind, target in units for u in _split_lines(kind, target)]
+    return [u for kind, target in units for u in _split(kind, target)]
+
+
+def _split(kind: str, path: str) -> list[tuple]:
+    if kind == "file" and path.endswith(".parquet"):
+        return _split_parquet(path)
+    return _split_lines(kind, path)
+
+
+def _split_parquet(path: str) -> list[tuple]:
+    """An uncompressed-name Parquet file -> ``parquet`` units of whole row groups
+    ``(kind, path, first group, number of groups, first row)``, about size / 32 bytes each
+    (from the footer only; no data is read)."""
+    import pyarrow.parquet as pq
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as fh:
+        meta = pq.ParquetFile(fh).metadata
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    total = sum(g.total_byte_size for g in groups)
+    step = min(MAX_UNIT_BYTES, max(MIN_UNIT_BYTES, total // 32))
+    units, first, row, size = [], 0, 0, 0
+    for i, g in enumerate(groups):
+        size += g.total_byte_size
+        if size >= step or i == len(groups) - 1:
+            units.append(("parquet", path, first, i + 1 - first, row))
+            row += sum(groups[k].num_rows for k in range(first, i + 1))
+            first, size = i + 1, 0
+    return units or [("parquet", path, 0, 0, 0)]
 
 
 def _split_lines(kind: str, path: str) -> list[tuple]:
@@ -118,8 +146,11 @@ def _split_lines(kind: str, path: str) -> list[tuple]:
 
 def is_fine_grained(unit: tuple) -> bool:
     """Whether a unit is small enough to be scored where it is read (no shuffle of its
-    records): a piece of a line file, or a chunk of ``builtin:graded``."""
-    return unit[0] == "lines" or (unit[0] == "builtin" and unit[1].startswith("builtin:graded"))
+    records): a piece of a line file, row groups of a Parquet file, or a chunk of
+    ``builtin:graded``."""
+    if unit[0] in ("lines", "parquet"):
+        return True
+    return unit[0] == "builtin" and unit[1].startswith("builtin:graded")
 
 
 def _chunk_builtin(spec: str) -> list[str]:
@@ -139,6 +170,8 @@ def read_unit(unit: tuple) -> Iterator[Item]:
     kind, target = unit[0], unit[1]
     if kind == "lines":
         yield from _read_lines(target, *unit[2:])
+    elif kind == "parquet":
+        yield from _read_parquet(target, *unit[2:])
     elif kind == "builtin":
         name, params = parse_builtin(target)
         offset = params.get("start", 0)
@@ -259,13 +292,21 @@ def _surrogate_field(value: Any, where: str = "record") -> str | None:
     return None
 
 
-def _read_parquet(path: str) -> Iterator[Item]:
+def _read_parquet(
+    path: str, first_group: int = 0, n_groups: int | None = None, first_row: int = 0
+) -> Iterator[Item]:
+    """Rows of ``n_groups`` row groups from ``first_group`` (all when None); ``position`` is
+    the row number in the file."""
     import pyarrow.parquet as pq
     from apache_beam.io.filesystems import FileSystems
 
     with FileSystems.open(path) as fh:
-        position = 0
-        for batch in pq.ParquetFile(fh).iter_batches(batch_size=4096):
+        pf = pq.ParquetFile(fh)
+        if n_groups is None:
+            n_groups = pf.metadata.num_row_groups - first_group
+        groups = list(range(first_group, first_group + n_groups))
+        position = first_row
+        for batch in pf.iter_batches(batch_size=4096, row_groups=groups):
             for row in batch.to_pylist():
                 yield ("ok", path, position, row)
                 position += 1

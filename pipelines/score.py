@@ -5,11 +5,12 @@ RunInference -> staging files (OUT/staging/, Arrow IPC) + order-free quantile sk
 optional spherical k-means over embeddings -> difficulty and bucket -> Arrow shards ->
 manifest.json, written last (staging/ is removed after it).
 
-Data movement: line files are cut into byte-range units (``readers.expand_inputs``) and each
-unit is read, scored and staged in one fused stage, so a record's text crosses no Beam shuffle;
-only unit descriptors, staging-file descriptors, sketch accumulators and dead letters do. When
-an input cannot be split (compressed files, Parquet, saved or streamed HF datasets, small
-built-in corpora), the job spreads its batches over the workers with one Reshuffle instead.
+Data movement: line files are cut into byte-range units and Parquet files into row-group units
+(``readers.expand_inputs``), and each unit is read, scored and staged in one fused stage, so a
+record's text crosses no Beam shuffle; only unit descriptors, staging-file descriptors, sketch
+accumulators and dead letters do. When an input cannot be split (compressed files, saved or
+streamed HF datasets, small built-in corpora), the job spreads its batches over the workers
+with one Reshuffle instead.
 """
 
 from __future__ import annotations

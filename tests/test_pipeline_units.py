@@ -238,3 +238,29 @@ def test_line_files_cut_into_units_read_every_line_once(
     pieces = [it for u in units for it in R.read_unit(u)]
     assert pieces == whole
     assert [it[2] for it in whole] == [i for i, line in enumerate(lines) if line.strip()]
+
+
+def test_parquet_is_cut_into_row_group_units(tmp_path):
+    """A Parquet file becomes units of whole row groups (footer only); together they yield the
+    rows of the whole file in order, positions being row numbers, and are scored where read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import pipelines.readers as R
+
+    n = 5000
+    texts = [f"row {i} " + "x" * (i % 50) for i in range(n)]
+    pq.write_table(pa.table({"text": texts, "n": list(range(n))}), tmp_path / "p.parquet",
+                   row_group_size=300)  # fmt: skip
+    old = R.MIN_UNIT_BYTES
+    R.MIN_UNIT_BYTES = 1
+    try:
+        units = R.expand_inputs([str(tmp_path / "p.parquet")])
+    finally:
+        R.MIN_UNIT_BYTES = old
+    assert len(units) > 3 and all(u[0] == "parquet" and R.is_fine_grained(u) for u in units)
+    assert sum(u[3] for u in units) == pq.ParquetFile(tmp_path / "p.parquet").num_row_groups
+    items = [it for u in units for it in R.read_unit(u)]
+    assert [(it[2], it[3]["n"], it[3]["text"]) for it in items] == [
+        (i, i, t) for i, t in enumerate(texts)
+    ]
