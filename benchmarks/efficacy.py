@@ -46,7 +46,7 @@ from sampler import strategies as S  # noqa: E402
 
 
 # -- strategies ----------------------------------------------------------------------------
-def grid(task: str, steps: int) -> dict[str, list[dict]]:
+def grid(task: str) -> dict[str, list[dict]]:
     """Each strategy's candidate settings (fractions are of the step budget)."""
     g = {
         "uniform": [{}],
@@ -213,7 +213,7 @@ def run_all(jobs: list[tuple], n_jobs: int) -> list[dict]:
 
 def evaluate_task(task: T.Task, task_path: str, seeds: int, n_jobs: int) -> dict:
     higher = task.higher_is_better
-    g = grid(task.name, task.steps)
+    g = grid(task.name)
     print(f"{task.name}: selection on validation ({sum(map(len, g.values()))} runs, seed 0)")
     sel = run_all([(task_path, n, p, 0) for n, ps in g.items() for p in ps], n_jobs)
     chosen = {}

@@ -167,6 +167,18 @@ def _write_jsonl(path: Path, records: list[dict]) -> Path:
     return path
 
 
+def encode_splits(
+    splits: dict[str, list[str]], encode, x_dtype: torch.dtype
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Texts per split -> (inputs, targets) tensors per split with ``encode(text) -> (x, y)``."""
+    x, y = {}, {}
+    for name, texts in splits.items():
+        enc = [encode(t) for t in texts]
+        x[name] = torch.tensor([e[0] for e in enc], dtype=x_dtype)
+        y[name] = torch.tensor([e[1] for e in enc], dtype=torch.int16)
+    return x, y
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ra, rb)[0, 1])
@@ -176,7 +188,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 _PLUS, _EQ, _END, _PAD = 10, 11, 12, 13
 
 
-def _encode_sum(text: str, levels: int) -> tuple[list[int], list[int]]:
+def encode_sum(text: str, levels: int) -> tuple[list[int], list[int]]:
     left, c = text.split("=")
     a, b = (s.strip() for s in left.split("+"))
     seq = [int(ch) for ch in a[::-1]] + [_PLUS] + [int(ch) for ch in b[::-1]] + [_EQ]
@@ -204,11 +216,7 @@ def arithmetic(
     held = list(graded_records(n=2 * eval_n, seed=1, task="arithmetic", levels=levels))
     splits = {"train": list(cols["text"]), "val": [r["text"] for r in held[:eval_n]]}
     splits["test"] = [r["text"] for r in held[eval_n:]]
-    x, y = {}, {}
-    for name, texts in splits.items():
-        enc = [_encode_sum(t, levels) for t in texts]
-        x[name] = torch.tensor([e[0] for e in enc], dtype=torch.uint8)
-        y[name] = torch.tensor([e[1] for e in enc], dtype=torch.int16)
+    x, y = encode_splits(splits, lambda t: encode_sum(t, levels), torch.uint8)
     info = {
         "corpus": spec,
         "scored_with": "pipelines.score " + " ".join(extra or ["(default signals)"]),
@@ -264,11 +272,7 @@ def language_model(
         pick = rng.choice(len(chunks[part]), size=min(eval_n, len(chunks[part])), replace=False)
         texts[part] = [chunks[part][i]["text"] for i in sorted(pick)]
     length = chars + 8
-    x, y = {}, {}
-    for name, ts in texts.items():
-        enc = [_encode_bytes(t, length) for t in ts]
-        x[name] = torch.tensor([e[0] for e in enc], dtype=torch.int16)
-        y[name] = torch.tensor([e[1] for e in enc], dtype=torch.int16)
+    x, y = encode_splits(texts, lambda t: _encode_bytes(t, length), torch.int16)
     info = {
         "corpus": f"builtin:python-docs, chunks of <= {chars} characters",
         "scored_with": "pipelines.score " + " ".join(extra),

@@ -27,12 +27,20 @@ def score_isolating(
         for scorer in scorer_set:
             columns.update(scorer.score(texts))
     except Exception as exc:  # noqa: BLE001 - any scorer failure is isolated, then reported
-        if len(texts) == 1:
-            cause = exc.__cause__ or exc
-            return [(None, f"scorer failed: {type(cause).__name__}: {cause}"[:500])]
-        mid = len(texts) // 2
-        return score_isolating(scorer_set, texts[:mid]) + score_isolating(scorer_set, texts[mid:])
+        return _bisect(scorer_set, texts, exc)
     return [({k: v[i] for k, v in columns.items()}, None) for i in range(len(texts))]
+
+
+def _bisect(
+    scorer_set: list[Any], texts: list[str], exc: Exception
+) -> list[tuple[dict | None, str | None]]:
+    """``texts`` failed with ``exc`` as a whole: its reason if it is one text, else each half
+    scored (and isolated) on its own."""
+    if len(texts) == 1:
+        cause = exc.__cause__ or exc
+        return [(None, f"scorer failed: {type(cause).__name__}: {cause}"[:500])]
+    mid = len(texts) // 2
+    return score_isolating(scorer_set, texts[:mid]) + score_isolating(scorer_set, texts[mid:])
 
 
 def score_batch(
@@ -40,15 +48,15 @@ def score_batch(
 ) -> tuple[dict[str, np.ndarray], list[str | None]]:
     """Score ``texts`` column-wise: ``(columns, errors)``, one error (or None) per text. The
     whole batch is scored in one call per scorer; only when that fails is it bisected
-    (:func:`score_isolating`) and the failed texts' entries left NaN."""
+    (:func:`score_isolating`, without scoring the whole batch again) and the failed texts'
+    entries left NaN."""
     try:
         columns: dict[str, np.ndarray] = {}
         for scorer in scorer_set:
             columns.update(scorer.score(texts))
         return columns, [None] * len(texts)
-    except Exception:  # noqa: BLE001 - isolated below
-        pass
-    results = score_isolating(scorer_set, texts)
+    except Exception as exc:  # noqa: BLE001 - isolated below
+        results = _bisect(scorer_set, texts, exc)
     good = next((s for s, _ in results if s is not None), None)
     columns = {}
     for k, v in (good or {}).items():

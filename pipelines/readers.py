@@ -45,8 +45,9 @@ def expand_inputs(specs: list[str]) -> list[tuple[str, str]]:
 
     Kinds: ``lines`` (``(kind, path, start byte, end byte, first line)``: a piece of an
     uncompressed JSONL / text file), ``parquet`` (``(kind, path, first row group, row groups,
-    first row)``), ``file`` (a whole file), ``hf_disk``, ``hf_hub``, ``builtin``. A large ``builtin:graded`` is cut into chunks of 5,000 records (``start=`` /
-    ``n=``) so that workers generate in parallel.
+    first row)``), ``file`` (a whole file), ``hf_disk``, ``hf_hub``, ``builtin``. A large
+    ``builtin:graded`` is cut into chunks of 5,000 records (``start=`` / ``n=``) so that
+    workers generate in parallel.
     """
     from apache_beam.io.filesystems import FileSystems
 
@@ -88,9 +89,12 @@ def expand_inputs(specs: list[str]) -> list[tuple[str, str]]:
 
 
 def _split(kind: str, path: str) -> list[tuple]:
+    """Read units of one input: pieces of an uncompressed line or Parquet file, else itself."""
     if kind == "file" and path.endswith(".parquet"):
         return _split_parquet(path)
-    return _split_lines(kind, path)
+    if kind == "file" and path.endswith(_JSONL + _TEXT):
+        return _split_lines(path)
+    return [(kind, path)]
 
 
 def _split_parquet(path: str) -> list[tuple]:
@@ -115,11 +119,9 @@ def _split_parquet(path: str) -> list[tuple]:
     return units or [("parquet", path, 0, 0, 0)]
 
 
-def _split_lines(kind: str, path: str) -> list[tuple]:
+def _split_lines(path: str) -> list[tuple]:
     """An uncompressed JSONL / text file -> ``lines`` units cut just after a newline, each
     with the number of the line it starts at (one sequential pass counting newlines)."""
-    if kind != "file" or not path.endswith(_JSONL + _TEXT):
-        return [(kind, path)]
     from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
     size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes

@@ -73,8 +73,11 @@ class WriteShardFn(beam.DoFn):
         table = self._gather(index, n_shards, staged)
         if table is None:
             return
-        ids = table["id"].to_pylist()
-        dup = np.array([i > 0 and ids[i] == ids[i - 1] for i in range(len(ids))], dtype=bool)
+        ids = table["id"]
+        dup = np.zeros(len(ids), dtype=bool)  # sorted by id: a repeat follows its first
+        if len(ids) > 1:
+            same = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+            dup[1:] = same.to_numpy(zero_copy_only=False)
         for i in np.flatnonzero(dup).tolist():
             row = {k: table[k][i].as_py() for k in ("id", "text", "source", "position")}
             row["meta"] = json.loads(table["meta"][i].as_py())

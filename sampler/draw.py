@@ -59,6 +59,13 @@ def make_distinct(r: torch.Tensor, n: int, j: torch.Tensor) -> torch.Tensor:
     return s + j
 
 
+def gather(table: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """``table[pos]`` as int64 (item ids from an order table); a numpy gather on CPU."""
+    if on_numpy(pos):
+        return torch.from_numpy(table.numpy()[pos.numpy()].astype(np.int64))
+    return table[pos].long()
+
+
 def shuffle_order(seed: int, step: int, j: torch.Tensor) -> torch.Tensor:
     """Deterministic permutation of the batch positions (stable argsort of counter-based keys)
     so that rank slices are not difficulty-ordered. On CPU computed in numpy (a stable sort of

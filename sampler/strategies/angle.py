@@ -70,7 +70,7 @@ class AngleWindow(Strategy):
         x = mu + self.sigma * torch.special.ndtri(u.clamp(1e-300, 1 - 1e-16))
         r = x.floor().clamp_(0, N - 1).to(torch.int64)
         r = draw.make_distinct(r, N, j)
-        return self.order[r].long(), None
+        return draw.gather(self.order, r), None
 
     def check(self, idx: torch.Tensor, fb: Feedback) -> None:
         if "reward" not in fb and "correct" not in fb:

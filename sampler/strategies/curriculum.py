@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from .. import draw
@@ -53,15 +52,10 @@ class Curriculum(Strategy):
     def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, None]:
         n = self.ctx.n
         m = self.eligible(step, j.numel())
-        if draw.on_numpy(j):
-            pos = draw.positions_np(self.ctx.seed, step, j.numpy(), m)
-            if self.pacing.reverse:
-                pos = (n - 1) - pos
-            return torch.from_numpy(self.order.numpy()[pos].astype(np.int64)), None
         pos = draw.positions(self.ctx.seed, step, j, m)
         if self.pacing.reverse:
             pos = (n - 1) - pos
-        return self.order[pos].long(), None
+        return draw.gather(self.order, pos), None
 
     def stats(self, step: int) -> dict[str, Any]:
         c = self.fraction(step)

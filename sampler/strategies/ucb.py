@@ -128,7 +128,7 @@ class UCB(Strategy):
         start = torch.where(over, r % size, start)
         width = torch.where(over, torch.ones_like(width), width)
         pos = start + rng.below(rng.bits(self.ctx.seed, rng.DRAW + 16, step, j), width)
-        return self.order[self.offsets[g] + pos].long(), None
+        return draw.gather(self.order, self.offsets[g] + pos), None
 
     def _draw_np(self, step: int, j: np.ndarray) -> torch.Tensor:
         """``draw`` on CPU in numpy, same values (a few dozen ops on 1024 items: torch's per-op
