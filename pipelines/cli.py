@@ -56,7 +56,20 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--max-text-bytes", type=int, default=1_000_000)
     parser.add_argument("--max-dead-letter-fraction", type=float, default=0.01)
-    parser.add_argument("--rows-per-shard", type=int, default=100_000)
+    parser.add_argument(
+        "--rows-per-shard",
+        type=int,
+        default=100_000,
+        help="about this many rows per shard: the shard count is planned from the input's "
+        "size before the job starts",
+    )
+    parser.add_argument(
+        "--num-shards",
+        type=int,
+        default=0,
+        help="number of hash shards (default 0: planned from file sizes, Parquet footers "
+        "and --rows-per-shard)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a complete dataset already at --output"

@@ -1,7 +1,7 @@
 """Spherical k-means on a seeded sample of embeddings (faiss), and assignment.
 
 Fit: the ``sample_size`` records with the smallest sha1(seed, id) (a deterministic, uniform
-sample that any runner reproduces), sorted by id, clustered by ``faiss.Kmeans`` with
+sample that any runner reproduces, taken in the scoring stage), sorted by id, clustered by ``faiss.Kmeans`` with
 ``spherical=True`` (centroids renormalised each iteration; Dhillon & Modha 2001), on the
 GPU when faiss-gpu and CUDA are present. Assignment: nearest centroid by cosine,
 ``centroid_distance = 1 - cos``.
@@ -63,11 +63,43 @@ def fit_centroids(
     return centroids, info
 
 
+ASSIGN_BLOCK = 1024
+
+
 def assign(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centroid (int32) and cosine distance (float32) of each embedding."""
+    """Nearest centroid (int32) and cosine distance (float32) of each embedding.
+
+    Rows go through the matrix product in zero-padded blocks of exactly 1,024, so each row
+    meets the same BLAS kernel whatever batch it arrives in: a row's result does not depend
+    on how the runner bundled the data (shards stay byte-identical across runners).
+    """
     e = np.asarray(embeddings, dtype=np.float32)
-    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    sims = e @ centroids.T
-    best = sims.argmax(axis=1).astype(np.int32)
-    dist = (1.0 - sims[np.arange(len(e)), best]).astype(np.float32)
+    n = len(e)
+    best = np.empty(n, dtype=np.int32)
+    dist = np.empty(n, dtype=np.float32)
+    block = np.zeros((ASSIGN_BLOCK, centroids.shape[1]), dtype=np.float32)
+    for lo in range(0, n, ASSIGN_BLOCK):
+        rows = e[lo : lo + ASSIGN_BLOCK]
+        block[: len(rows)] = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        block[len(rows) :] = 0.0
+        sims = block @ centroids.T
+        b = sims.argmax(axis=1)[: len(rows)]
+        best[lo : lo + len(rows)] = b
+        dist[lo : lo + len(rows)] = 1.0 - sims[np.arange(len(rows)), b]
     return best, np.maximum(dist, 0.0)
+
+
+def sample_threshold(sample_size: int, estimated_rows: int) -> float:
+    """The fraction of the 48-bit key range that holds about twice ``sample_size`` of
+    ``estimated_rows`` records (the launcher's estimate); the fit keeps the smallest keys."""
+    return min(1.0, 2.0 * sample_size / max(estimated_rows, 1)) * 16**12
+
+
+def sample_rows(batch: dict, seed: int, threshold: float):
+    """``(key, id, embedding)`` of a scored batch's rows whose sha1(seed, id) falls below
+    ``threshold``: a deterministic, uniform k-means sample taken where the rows are scored."""
+    emb = batch["columns"]["embedding"]
+    for i, record in enumerate(batch["records"]):
+        key = sample_key(seed, record["id"])
+        if int(key[:12], 16) < threshold:
+            yield (key, record["id"], np.asarray(emb[i], dtype=np.float32))

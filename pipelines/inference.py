@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from pipelines import fs
 
 ScorerSpec = tuple[str, dict[str, Any]]
 
@@ -69,6 +74,17 @@ def score_batch(
     return columns, [err for _, err in results]
 
 
+def _local_model(params: dict[str, Any], job_token: str) -> dict[str, Any]:
+    """``params`` with a model stored in a bucket (the job's reference LM) replaced by a copy
+    in this machine's temporary directory, made once per job and machine."""
+    model = params.get("model")
+    if not (isinstance(model, str) and fs.is_remote(model)):
+        return params
+    key = hashlib.sha1(f"{model}\0{job_token}".encode()).hexdigest()[:16]
+    local = os.path.join(tempfile.gettempdir(), "gradum-models", key)
+    return dict(params, model=fs.download_dir(model, local))
+
+
 class ScorerModelHandler(ModelHandler[list, list, list]):
     """A RunInference handler whose "model" is the list of gradum scorers.
 
@@ -84,8 +100,10 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
         *,
         progress_every: float = 10.0,
         torch_threads: int | None = None,
+        job_token: str = "",
     ) -> None:
         self._torch_threads = torch_threads
+        self._job_token = job_token
         self._specs = [(name, dict(params)) for name, params in specs]
         # Examples arrive as batches already (the reader makes them): one per call.
         self._batch = {"min_batch_size": 1, "max_batch_size": 1}
@@ -103,7 +121,10 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
             # oversubscribe them (measured: 2 workers x 2 threads ran at half speed).
             torch.set_num_threads(self._torch_threads)
 
-        return ScorerSet(scorers.get(name, **params) for name, params in self._specs)
+        return ScorerSet(
+            scorers.get(name, **_local_model(params, self._job_token))
+            for name, params in self._specs
+        )
 
     def run_inference(
         self, batch: Sequence[list], model: list, inference_args: dict | None = None

@@ -1,30 +1,28 @@
 """The scoring job: ``gradum score`` and ``python -m pipelines.score``.
 
-inputs -> records (bad ones dead-lettered with their reason) -> scorers through
-RunInference -> staging files (OUT/staging/, Arrow IPC) + order-free quantile sketches ->
-optional spherical k-means over embeddings -> difficulty and bucket -> Arrow shards ->
-manifest.json, written last (staging/ is removed after it).
+inputs -> records (bad ones dead-lettered with their reason) -> scorers through RunInference
+-> staging pieces partitioned by shard (``OUT/staging/``) -> optional spherical k-means over
+embeddings -> per shard: repeated ids dead-lettered, quantile sketches of what is written ->
+difficulty and bucket -> Arrow shards -> ``manifest.json``, written last.
 
-Data movement: line files are cut into byte-range units and Parquet files into row-group units
-(``readers.expand_inputs``), and each unit is read, scored and staged in one fused stage, so a
-record's text crosses no Beam shuffle; only unit descriptors, staging-file descriptors, sketch
-accumulators and dead letters do. When an input cannot be split (compressed files, saved or
-streamed HF datasets, small built-in corpora), the job spreads its batches over the workers
-with one Reshuffle instead.
+Every path (inputs, ``--output``, the reference LM) may be local, ``gs://`` or ``s3://``;
+``pipelines.fs`` is the only module that knows the difference. The launcher touches metadata
+only (``pipelines.plan``): no pass over the data before the workers start. The stages are the
+composite transforms of ``pipelines.transforms``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import os
-import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from pipelines.records import stable_hash
+from pipelines import fs
 
 DEFAULT_SIGNALS = "length,compression_ratio,lexical_diversity,readability,word_rarity"
 # Length is a descriptor, not a difficulty signal: it stays out of the default weights.
@@ -49,6 +47,7 @@ class JobConfig:
     max_text_bytes: int = 1_000_000
     max_dead_letter_fraction: float = 0.01
     rows_per_shard: int = 100_000
+    num_shards: int = 0  # 0: planned from the input's size (rows_per_shard, shard_bytes)
     shard_bytes: int = 128 << 20  # about this many bytes of staged data per shard at most
     seed: int = 0
     overwrite: bool = False
@@ -70,40 +69,6 @@ class JobConfig:
 
 class JobError(Exception):
     """A problem the user can fix; reported as one line, exit status 2."""
-
-
-def prepare_output(out: str, overwrite: bool) -> None:
-    """Refuse a complete dataset unless ``overwrite``; clear what a failed run left."""
-    manifest = os.path.join(out, "manifest.json")
-    if os.path.exists(manifest):
-        if not overwrite:
-            raise JobError(
-                f"{out} already holds a complete dataset; pass --overwrite to replace it"
-            )
-        os.remove(manifest)  # from here on the old dataset reads as incomplete
-    if os.path.isdir(out):
-        ours = {
-            "shards",
-            "dead_letter",
-            "centroids.npy",
-            "reference_lm",
-            "staging",
-            ".manifest.json.tmp",
-        }
-        foreign = [n for n in os.listdir(out) if n not in ours]
-        if foreign:
-            raise JobError(
-                f"{out} exists and holds files that are not a gradum dataset "
-                f"({', '.join(sorted(foreign)[:3])}); choose an empty or new directory"
-            )
-        for name in ("shards", "dead_letter", "centroids.npy", "staging"):
-            path = os.path.join(out, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
-    # shards/ marks the directory as a (so far incomplete) gradum dataset from the start.
-    os.makedirs(os.path.join(out, "shards"), exist_ok=True)
 
 
 def scorer_specs(cfg: JobConfig) -> list[tuple[str, dict[str, Any]]]:
@@ -167,214 +132,42 @@ def _threads_per_worker(options) -> int | None:
 
 
 def _train_reference(cfg: JobConfig) -> str:
+    """Train the reference LM on the first records of the input (launcher side), store it
+    under ``OUT/reference_lm`` and return that path; workers load it from there."""
+    from pipelines.output import stage_reference_lm
     from pipelines.readers import read_sample
     from scorers.reference_lm import train_reference_lm
 
-    texts = read_sample(cfg.inputs, cfg.reference_lm_samples)
+    texts = read_sample(cfg.inputs, cfg.reference_lm_samples, cfg.text_field)
     if len(texts) < 10:
         raise JobError("--lm reference needs at least 10 readable records to train on")
-    path = os.path.join(cfg.output, "reference_lm")
-    print(f"gradum: training the reference LM on {len(texts):,} records -> {path}", file=sys.stderr)
-    return str(
+    with tempfile.TemporaryDirectory(prefix="gradum-reference-lm-") as tmp:
+        local = tmp if fs.is_remote(cfg.output) else os.path.join(cfg.output, "reference_lm")
+        print(f"gradum: training the reference LM on {len(texts):,} records", file=sys.stderr)
         train_reference_lm(
-            texts, path, steps=cfg.reference_lm_steps, seed=cfg.seed, progress=cfg.progress
+            texts, local, steps=cfg.reference_lm_steps, seed=cfg.seed, progress=cfg.progress
         )
-    )
+        return stage_reference_lm(local, cfg.output)
 
 
-def build_pipeline(
-    pipeline,
-    torch_threads,
-    units,
-    cfg: JobConfig,
-    specs,
-    columns,
-    directions,
-    weights,
-    signals,
-    embedding_dim,
-    options_record,
-):
-    """Add the job's transforms to ``pipeline``."""
-    import apache_beam as beam
-    from apache_beam.ml.inference.base import RunInference
+@dataclass
+class _Signals:
+    """The scorers' output columns, their directions and the manifest's signal records."""
 
-    from pipelines import staging, steps, writers
-    from pipelines.inference import ScorerModelHandler
-    from pipelines.readers import is_fine_grained
-    from pipelines.schema import MetaSchemaCombineFn
-
-    side = beam.pvalue
-    parsed = (
-        pipeline
-        | "Units" >> beam.Create(units)
-        | "SpreadUnits" >> beam.Reshuffle()
-        | "Read"
-        >> beam.ParDo(
-            steps.ReadFn(
-                cfg.text_field,
-                cfg.id_field,
-                cfg.max_text_bytes,
-                cfg.batch_size,
-                progress_every=10.0 if cfg.progress else 0.0,
-            )
-        ).with_outputs("dead", "count", main="ok")
-    )
-    handler = ScorerModelHandler(
-        specs, progress_every=10.0 if cfg.progress else 0.0, torch_threads=torch_threads
-    )
-    batches = parsed.ok
-    if not all(is_fine_grained(u) for u in units):
-        # A unit that cannot be split (a compressed file, a Hub stream) would keep one worker
-        # busy alone: spread its batches. Small units are scored where they were read.
-        batches = batches | "SpreadBatches" >> beam.Reshuffle()
-    scored = (
-        batches
-        | "Score" >> RunInference(handler)
-        | "SplitScored" >> beam.FlatMap(steps.split_scored).with_outputs("dead", main="ok")
-    )
-    rows = scored.ok
-    scored_columns = [c for c in columns if c != "centroid_distance"]
-    # Only these small summaries leave the scoring stage; the records go to staging files.
-    staged = rows | "Stage" >> beam.ParDo(staging.StageFn(cfg.output, scored_columns))
-    sketches = rows | "Sketch" >> beam.CombineGlobally(
-        steps.SketchCombineFn(scored_columns, cfg.sketch_error)
-    )
-    meta_types = rows | "MetaTypes" >> beam.CombineGlobally(MetaSchemaCombineFn())
-    n_rows = staged | "BatchSizes" >> beam.Map(lambda d: d["rows"]) | beam.CombineGlobally(sum)
-    staged_list = side.AsList(staged)
-    cluster_model = None
-    if cfg.clusters > 0:
-        sample_size = max(256 * cfg.clusters, 20_000)
-        cluster_model = (
-            staged
-            | "Sample"
-            >> beam.FlatMap(staging.sample_entries, cfg.seed, side.AsSingleton(n_rows), sample_size)
-            | "CollectSample" >> beam.combiners.ToList()
-            | "KMeans" >> beam.Map(steps.fit, cfg.clusters, cfg.seed)
-        )
-        distance_sketch = (
-            staged
-            | "Assign" >> beam.Map(staging.assign_staged, side.AsSingleton(cluster_model))
-            | "SketchDistance"
-            >> beam.CombineGlobally(steps.SketchCombineFn(["centroid_distance"], cfg.sketch_error))
-        )
-        sketches = (
-            pipeline
-            | "SketchesReady" >> beam.Create([None])
-            | "MergeSketches"
-            >> beam.Map(
-                lambda _, a, b: {**a, **b},
-                side.AsSingleton(sketches),
-                side.AsSingleton(distance_sketch),
-            )
-        )
-    n_bytes = (
-        staged
-        | "BatchBytes" >> beam.Map(lambda d: d["bytes"])
-        | "SumBytes" >> (beam.CombineGlobally(sum))
-    )
-    n_shards = n_rows | "ShardCount" >> beam.Map(
-        _shard_count, cfg.rows_per_shard, side.AsSingleton(n_bytes), cfg.shard_bytes
-    )
-    shards = (
-        n_shards
-        | "ShardIndices" >> beam.FlatMap(lambda n: list(range(n)))
-        | "SpreadShards" >> beam.Reshuffle()
-        | "WriteShards"
-        >> beam.ParDo(
-            writers.WriteShardFn(
-                cfg.output,
-                columns,
-                directions=directions,
-                weights=weights,
-                n_buckets=cfg.buckets,
-                clusters=cfg.clusters > 0,
-                embedding_dim=embedding_dim,
-            ),
-            side.AsSingleton(n_shards),
-            staged_list,
-            side.AsSingleton(sketches),
-            side.AsSingleton(meta_types),
-        ).with_outputs("dead", main="shards")
-    )
-    # Each stage's dead letters are written on their own: no Flatten of PCollections made in
-    # different stages (the multi-process DirectRunner lost elements of such a Flatten at 1e6
-    # records in our benchmark; the manifest's accounting check caught it).
-    dead_infos = [
-        dead
-        | f"KeyDead{stage}"
-        >> beam.Map(lambda d: (stable_hash(f"{d['source']}\0{d['position']}") % 4, d))
-        | f"GroupDead{stage}" >> beam.GroupByKey()
-        | f"WriteDead{stage}" >> beam.Map(writers.write_dead_letters, cfg.output, stage.lower())
-        for stage, dead in (("Read", parsed.dead), ("Score", scored.dead), ("Write", shards.dead))
-    ]
-    n_input = parsed.count | "CountInput" >> beam.CombineGlobally(sum)
-    _ = (
-        pipeline
-        | "Commit" >> beam.Create([None])
-        | "Manifest"
-        >> beam.Map(
-            writers.finalize,
-            out_dir=cfg.output,
-            shard_infos=side.AsList(shards.shards),
-            dead_read=side.AsList(dead_infos[0]),
-            dead_score=side.AsList(dead_infos[1]),
-            dead_write=side.AsList(dead_infos[2]),
-            n_input=side.AsSingleton(n_input),
-            sketches=side.AsSingleton(sketches),
-            cluster_model=side.AsSingleton(cluster_model) if cluster_model is not None else None,
-            signals=signals,
-            options=options_record,
-            max_dead_fraction=cfg.max_dead_letter_fraction,
-        )
-    )
+    columns: list[str]
+    directions: dict[str, int]
+    records: list[dict[str, Any]]
+    embedding_dim: int | None
 
 
-def _shard_count(n_rows: int, rows_per_shard: int, n_bytes: int, shard_bytes: int) -> int:
-    """Enough hash shards for at most ``rows_per_shard`` rows and about ``shard_bytes`` bytes
-    each (a shard is written as one file, never rotated, so shard indices cannot collide)."""
-    return max(1, math.ceil(n_rows / rows_per_shard), math.ceil(n_bytes / shard_bytes))
-
-
-def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
-    """Run the job; return the manifest. Raises :class:`JobError` for user errors."""
-    import apache_beam as beam
-
+def _signals(cfg: JobConfig, specs: list[tuple[str, dict[str, Any]]]) -> _Signals:
     import scorers
-    from pipelines.difficulty import parse_weights
 
-    if (
-        cfg.clusters < 0
-        or min(cfg.buckets, cfg.rows_per_shard, cfg.batch_size, cfg.shard_bytes) < 1
-    ):
-        raise JobError("--clusters must be >= 0; --buckets, --rows-per-shard, --batch-size >= 1")
-    if not 0.0 <= cfg.max_dead_letter_fraction <= 1.0:
-        raise JobError("--max-dead-letter-fraction must be in [0, 1]")
-    if cfg.output.startswith(("gs://", "s3://")):
-        raise JobError(
-            "--output must be a local or mounted path (shards are committed by rename); "
-            "on Dataflow mount the bucket with gcsfuse and pass /gcs/BUCKET/PATH "
-            "(see infra/dataflow/README.md)"
-        )
-    from pipelines.readers import expand_inputs
-
-    try:
-        units = expand_inputs(cfg.inputs)  # fail early, before touching --output
-    except (FileNotFoundError, ValueError) as exc:
-        raise JobError(str(exc)) from None
-    prepare_output(cfg.output, cfg.overwrite)
-    if cfg.lm == "reference":
-        cfg.lm = _train_reference(cfg)
-    specs = scorer_specs(cfg)
     instances = [scorers.get(name, **params) for name, params in specs]
-    columns: list[str] = []
-    directions: dict[str, int] = {}
-    signals: list[dict[str, Any]] = []
-    embedding_dim = None
+    sig = _Signals([], {}, [], None)
     for scorer in instances:
         for column, direction in scorer.outputs.items():
-            signals.append(
+            sig.records.append(
                 {
                     "name": column,
                     "scorer": scorer.name,
@@ -383,14 +176,13 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
                     "params": scorer.describe(),
                 }
             )
-            if column == "embedding":
-                continue
-            columns.append(column)
-            directions[column] = direction
+            if column != "embedding":
+                sig.columns.append(column)
+                sig.directions[column] = direction
     if cfg.clusters > 0:
-        columns.append("centroid_distance")
-        directions["centroid_distance"] = +1
-        signals.append(
+        sig.columns.append("centroid_distance")
+        sig.directions["centroid_distance"] = +1
+        sig.records.append(
             {
                 "name": "centroid_distance",
                 "scorer": "kmeans",
@@ -401,41 +193,132 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
         )
     if cfg.keep_embeddings:
         model = next((s for s in instances if s.name == "embedding"), None)
-        embedding_dim = model.dim if model else None
+        sig.embedding_dim = model.dim if model else None
+    return sig
+
+
+def _weights(cfg: JobConfig, directions: dict[str, int]) -> dict[str, float]:
+    from pipelines.difficulty import parse_weights
+
     try:
         default_pool = {c: d for c, d in directions.items() if c not in _NOT_IN_DEFAULT_DIFFICULTY}
         weights = parse_weights(cfg.difficulty, directions if cfg.difficulty else default_pool)
-        if not weights:
-            weights = parse_weights(None, directions)
+        return weights or parse_weights(None, directions)
     except ValueError as exc:
         raise JobError(str(exc)) from None
-    beam_options = _beam_options(beam_args or [])
-    options_record = dict(
-        asdict(cfg),
-        beam_options=beam_options.get_all_options(drop_default=True),
-        difficulty_weights=weights,
-    )
-    started = time.monotonic()
-    pipeline = beam.Pipeline(options=beam_options)
-    build_pipeline(
-        pipeline,
-        _threads_per_worker(beam_options),
-        units,
-        cfg,
-        specs,
-        columns,
-        directions,
-        weights,
-        signals,
-        embedding_dim,
-        options_record,
-    )
-    result = pipeline.run()
-    result.wait_until_finish()
-    elapsed = time.monotonic() - started
-    from shards import read_manifest
 
-    manifest = read_manifest(cfg.output)
+
+def _check(cfg: JobConfig) -> None:
+    if (
+        min(cfg.clusters, cfg.num_shards) < 0
+        or min(cfg.buckets, cfg.rows_per_shard, cfg.batch_size, cfg.shard_bytes) < 1
+    ):
+        raise JobError(
+            "--clusters and --num-shards must be >= 0; --buckets, --rows-per-shard, "
+            "--batch-size >= 1"
+        )
+    if not 0.0 <= cfg.max_dead_letter_fraction <= 1.0:
+        raise JobError("--max-dead-letter-fraction must be in [0, 1]")
+
+
+def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
+    """Run the job; return the manifest. Raises :class:`JobError` for user errors."""
+    import apache_beam as beam
+
+    from pipelines import clustering, steps, transforms
+    from pipelines.inference import ScorerModelHandler
+    from pipelines.output import OutputError, prepare_output, recorded_options
+    from pipelines.plan import is_fine_grained, plan_inputs
+
+    _check(cfg)
+    options = _beam_options(beam_args or [])
+    fs.set_options(options)
+    try:
+        plan = plan_inputs(cfg.inputs)  # fail early, before touching --output
+        prepare_output(cfg.output, cfg.overwrite)
+    except (FileNotFoundError, ValueError, OutputError) as exc:
+        raise JobError(str(exc)) from None
+    if cfg.lm == "reference":
+        cfg.lm = _train_reference(cfg)
+    specs = scorer_specs(cfg)
+    sig = _signals(cfg, specs)
+    weights = _weights(cfg, sig.directions)
+    n_shards = cfg.num_shards or plan.num_shards(cfg.rows_per_shard, cfg.shard_bytes)
+    layout = transforms.Layout(
+        out_dir=cfg.output,
+        columns=sig.columns,
+        directions=sig.directions,
+        weights=weights,
+        n_shards=n_shards,
+        n_buckets=cfg.buckets,
+        embedding_dim=sig.embedding_dim,
+        sketch_error=cfg.sketch_error,
+    )
+    sample_size = max(256 * cfg.clusters, 20_000)
+    every = 10.0 if cfg.progress else 0.0
+    started = time.monotonic()
+
+    pipeline = beam.Pipeline(options=options)
+    read = (
+        pipeline
+        | "Units" >> beam.Create(plan.units)
+        | "ReadScoreStage"
+        >> (
+            transforms.ReadScoreStage(
+                layout,
+                read_fn=steps.ReadFn(
+                    cfg.text_field, cfg.id_field, cfg.max_text_bytes, cfg.batch_size, every
+                ),
+                handler=ScorerModelHandler(
+                    specs,
+                    progress_every=every,
+                    torch_threads=_threads_per_worker(options),
+                    job_token=f"{os.getpid()}-{time.time_ns()}",
+                ),
+                spread_batches=not all(is_fine_grained(u) for u in plan.units),
+                sample_threshold=clustering.sample_threshold(sample_size, plan.rows)
+                if cfg.clusters > 0
+                else None,
+                seed=cfg.seed,
+            )
+        )
+    )
+    model = None
+    if cfg.clusters > 0:
+        model = read["sample"] | "FitClusters" >> transforms.FitClusters(
+            cfg.clusters, cfg.seed, sample_size
+        )
+    built = read["staged"] | "BuildShards" >> transforms.BuildShards(
+        layout, read["meta_types"], model
+    )
+    dead_infos = [
+        read[f"dead_{stage}"]
+        | f"DeadLetters{stage.title()}" >> transforms.WriteDeadLetters(cfg.output, stage)
+        for stage in ("read", "score")
+    ] + [
+        built["dead_write"] | "DeadLettersWrite" >> transforms.WriteDeadLetters(cfg.output, "write")
+    ]
+    _ = pipeline | "Commit" >> transforms.Commit(
+        shards=built["shards"],
+        dead_infos=dead_infos,
+        count=read["count"],
+        sketches=built["sketches"],
+        model=model,
+        out_dir=cfg.output,
+        signals=sig.records,
+        options=dict(
+            asdict(cfg),
+            beam_options=recorded_options(options.get_all_options(drop_default=True)),
+            difficulty_weights=weights,
+            num_shards=n_shards,
+        ),
+        plan=plan.describe(),
+        max_dead_fraction=cfg.max_dead_letter_fraction,
+    )
+    pipeline.run().wait_until_finish()
+    elapsed = time.monotonic() - started
+
+    manifest = json.loads(fs.read_bytes(fs.join(cfg.output, "manifest.json")))
     counts = manifest["counts"]
     print(
         f"gradum: {counts['input']:,} records read, {counts['written']:,} written, "
@@ -448,7 +331,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
 
 def _explain(exc: BaseException) -> str | None:
     """The user-facing message inside a Beam failure, if it is one of ours."""
-    from pipelines.writers import DeadLetterFractionError
+    from pipelines.commit import DeadLetterFractionError
 
     if isinstance(exc, DeadLetterFractionError | JobError):
         return str(exc).split(" [while running")[0]

@@ -1,31 +1,35 @@
-"""Scored batches staged as Arrow IPC files under ``OUT/staging/``.
+"""Scored rows staged under ``OUT/staging/``, partitioned by shard as they are written.
 
-The scoring stage writes every scored batch straight to a staging file and passes on only a
-small descriptor ``{"path", "rows"}``; texts never travel through Beam's shuffle after they
-are read. Once the quantile sketches are complete, each shard is built by reading the staging
-files (memory-mapped) and taking its rows (``hash(id) % n_shards``). Staging file names are a
-pure function of the batch's first record, so a retried bundle rewrites the same file with the
-same bytes. ``writers.finalize`` removes ``staging/`` after the manifest is written.
+The scoring stage writes its scored rows straight to staging pieces and passes on only a small
+descriptor ``{"shard", "path", "rows", "bytes"}``: record text never crosses a Beam shuffle.
+A row belongs to shard ``hash(id) % n_shards``; :class:`StageFn` keeps one buffer per shard
+over a bundle and writes a piece per shard when the bundle ends or its buffers pass
+``flush_bytes``. The descriptors are then grouped by shard, so each shard writer opens only
+its own pieces: work and opens grow with the records, not with shards x pieces.
+
+A piece is named by the sha1 of its own bytes (``staging/shard-00003/<sha1>.arrow``): a bundle
+that the runner retries rewrites the same objects with the same bytes, or, if it is bundled
+differently, writes new names; only the pieces named by committed descriptors are read, and
+``staging/`` is deleted once the manifest is written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines import clustering
+from pipelines import fs
 from pipelines.records import stable_hash
 
 STAGING = "staging"
-
-
-def _path(out_dir: str, name: str) -> str:
-    return os.path.join(out_dir, STAGING, name)
+FLUSH_BYTES = 64 << 20  # a bundle's buffered rows past this are written out
 
 
 def staged_table(batch: dict, columns: list[str]) -> pa.Table:
@@ -50,62 +54,61 @@ def staged_table(batch: dict, columns: list[str]) -> pa.Table:
     return pa.table(cols)
 
 
-def write_ipc(path: str, table: pa.Table) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
-        w.write_table(table)
-    os.replace(tmp, path)
+def ipc_file_bytes(table: pa.Table) -> pa.Buffer:
+    """``table`` as an Arrow IPC file (random access), in memory."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
 
 
-def read_ipc(path: str, columns: list[str] | None = None) -> pa.Table:
-    table = pa.ipc.open_file(pa.memory_map(path)).read_all()
+def read_piece(path: str, columns: list[str] | None = None) -> pa.Table:
+    """A staging piece as a Table: memory-mapped locally, downloaded from a bucket."""
+    source = pa.memory_map(path) if not fs.is_remote(path) else pa.BufferReader(fs.read_bytes(path))
+    table = pa.ipc.open_file(source).read_all()
     return table.select(columns) if columns else table
 
 
+def piece_dir(out_dir: str, shard: int) -> str:
+    return fs.join(out_dir, STAGING, f"shard-{shard:05d}")
+
+
 class StageFn(beam.DoFn):
-    """A batch of scored records -> its staging file; yields ``{"path", "rows", "bytes"}``."""
+    """Scored batches -> staging pieces, one per shard and flush; yields their descriptors."""
 
-    def __init__(self, out_dir: str, columns: list[str]) -> None:
+    def __init__(
+        self, out_dir: str, columns: list[str], n_shards: int, flush_bytes: int = FLUSH_BYTES
+    ) -> None:
         self.out_dir, self.columns = out_dir, list(columns)
+        self.n_shards, self.flush_bytes = int(n_shards), int(flush_bytes)
 
-    def setup(self) -> None:
-        os.makedirs(os.path.join(self.out_dir, STAGING), exist_ok=True)
+    def start_bundle(self) -> None:
+        self._parts: dict[int, list[pa.Table]] = {}
+        self._bytes = 0
 
     def process(self, batch: dict):
-        records = batch["records"]
-        first = records[0]
-        name = f"{stable_hash(first['source'] + chr(0) + str(first['position'])):012x}"
-        path = _path(self.out_dir, f"{name}-{len(records)}.arrow")
-        write_ipc(path, staged_table(batch, self.columns))
-        yield {"path": path, "rows": len(records), "bytes": os.path.getsize(path)}
+        table = staged_table(batch, self.columns)
+        shard = table["hash"].to_numpy() % self.n_shards
+        order = np.argsort(shard, kind="stable")
+        shard_sorted = shard[order]
+        cuts = np.flatnonzero(np.diff(shard_sorted)) + 1
+        table = table.take(pa.array(order))
+        for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(order)].tolist(), strict=True):
+            self._parts.setdefault(int(shard_sorted[lo]), []).append(table.slice(lo, hi - lo))
+        self._bytes += table.nbytes
+        if self._bytes >= self.flush_bytes:
+            yield from self._flush()
 
+    def finish_bundle(self):
+        for descriptor in self._flush():
+            yield WindowedValue(descriptor, 0, [GlobalWindow()])
 
-def sample_entries(staged: dict, seed: int, n_rows: int, sample_size: int):
-    """The rows of a staging file that fall in the k-means sample: those whose sha1(seed, id)
-    lies below ``sample_size / n_rows`` of the hash range. Deterministic and uniform."""
-    threshold = min(1.0, sample_size / max(n_rows, 1)) * 16**12
-    t = read_ipc(staged["path"], ["id", "embedding"])
-    ids = t["id"].to_pylist()
-    for i, rid in enumerate(ids):
-        key = clustering.sample_key(seed, rid)
-        if int(key[:12], 16) < threshold:
-            emb = t["embedding"][i].values.to_numpy(zero_copy_only=False)
-            yield (key, rid, np.asarray(emb, dtype=np.float32))
-
-
-def assignments_path(staged: dict) -> str:
-    return staged["path"][: -len(".arrow")] + ".clusters.npz"
-
-
-def assign_staged(staged: dict, model: dict) -> dict[str, dict[str, np.ndarray]]:
-    """Nearest centroid and cosine distance for every row of a staging file, saved next to it;
-    returns ``{"columns": {"centroid_distance": distances}}`` (for their quantile sketch)."""
-    t = read_ipc(staged["path"], ["embedding"])
-    dim = t.schema.field("embedding").type.list_size
-    emb = t["embedding"].combine_chunks().values.to_numpy(zero_copy_only=False).reshape(-1, dim)
-    cluster, dist = clustering.assign(np.asarray(emb, dtype=np.float32), model["centroids"])
-    path = assignments_path(staged)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, cluster=cluster.astype(np.int32), distance=dist.astype(np.float64))
-    os.replace(tmp, path)
-    return {"columns": {"centroid_distance": np.asarray(dist, dtype=np.float64)}}
+    def _flush(self):
+        parts, self._parts, self._bytes = self._parts, {}, 0
+        for shard in sorted(parts):
+            piece = pa.concat_tables(parts[shard])
+            data = ipc_file_bytes(piece)
+            digest = hashlib.sha1(memoryview(data)).hexdigest()[:24]
+            path = fs.join(piece_dir(self.out_dir, shard), f"{digest}.arrow")
+            fs.write_bytes(path, memoryview(data))
+            yield {"shard": shard, "path": path, "rows": piece.num_rows, "bytes": data.size}

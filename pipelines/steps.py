@@ -117,8 +117,10 @@ def split_scored(result):
     yield {"records": records, "columns": out}
 
 
-def fit(sample: list, k: int, seed: int) -> dict:
-    centroids, info = clustering.fit_centroids([(i, e) for _, i, e in sample], k, seed=seed)
+def fit(sample: list, k: int, seed: int, sample_size: int) -> dict:
+    """Spherical k-means on the ``sample_size`` sampled rows with the smallest keys."""
+    kept = sorted(sample, key=lambda s: s[0])[:sample_size]
+    centroids, info = clustering.fit_centroids([(i, e) for _, i, e in kept], k, seed=seed)
     return {"centroids": centroids, "info": info}
 
 

@@ -10,6 +10,18 @@ from typing import Any
 from .paths import DEAD_LETTER_DIR
 
 
+def dead_letter_line(reason: str, payload: Any, stage: str | None = None) -> str:
+    """One dead-letter record as a JSON line: ``{"reason", "stage", "payload"}``; a payload
+    that is not JSON is stored as its repr."""
+    line = {"reason": str(reason), "stage": stage, "payload": payload}
+    try:
+        text = json.dumps(line, ensure_ascii=False)
+    except (TypeError, ValueError):
+        line["payload"] = repr(payload)
+        text = json.dumps(line, ensure_ascii=False)
+    return text + "\n"
+
+
 class DeadLetterWriter:
     """Append ``{"reason", "stage", "payload"}`` lines to ``OUT/dead_letter/NAME.jsonl``.
 
@@ -35,13 +47,7 @@ class DeadLetterWriter:
         if self._fh is None:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._fh = open(self._tmp, "w", encoding="utf-8")
-        line = {"reason": str(reason), "stage": stage, "payload": payload}
-        try:
-            text = json.dumps(line, ensure_ascii=False)
-        except (TypeError, ValueError):
-            line["payload"] = repr(payload)
-            text = json.dumps(line, ensure_ascii=False)
-        self._fh.write(text + "\n")
+        self._fh.write(dead_letter_line(reason, payload, stage))
         self.count += 1
 
     def close(self) -> int:

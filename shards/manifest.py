@@ -54,6 +54,21 @@ def write_manifest(out_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    text = manifest_json(manifest)
+    final = out / MANIFEST_NAME
+    tmp = out / f".{MANIFEST_NAME}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(out)
+    return final
+
+
+def manifest_json(manifest: dict[str, Any]) -> str:
+    """The manifest's text: missing ``format_version``, ``gradum_version`` and ``created``
+    filled in, required keys checked, no NaN (strict JSON)."""
     data = dict(manifest)
     data.setdefault("format_version", FORMAT_VERSION)
     data.setdefault("gradum_version", gradum_version())
@@ -61,16 +76,7 @@ def write_manifest(out_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path
     for key in REQUIRED_KEYS:
         if key not in data:
             raise ManifestError(f"manifest lacks required key {key!r}")
-    final = out / MANIFEST_NAME
-    tmp = out / f".{MANIFEST_NAME}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, allow_nan=False, default=_json_default)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(out)
-    return final
+    return json.dumps(data, indent=2, allow_nan=False, default=_json_default) + "\n"
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:

@@ -15,6 +15,15 @@ DEFAULT_MAX_ROWS = 100_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 
+def stream_bytes(table: pa.Table) -> pa.Buffer:
+    """``table`` as one uncompressed Arrow IPC *stream* (the shard format), in memory: for
+    writers that upload a shard once, under its final name (object stores)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
 class ShardWriter:
     """Write record batches to ``OUT/shards/part-NNNNN.arrow`` (Arrow IPC *stream* format).
 

@@ -126,13 +126,14 @@ def test_readers_handle_every_file_format(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.readers import expand_inputs, read_unit
+    from pipelines.plan import plan_inputs
+    from pipelines.readers import read_unit
 
     with gzip.open(tmp_path / "a.jsonl.gz", "wb") as fh:
         fh.write(b'{"text": "one"}\n\n{"text": "two"}\n\xff\xfe bad\n[1, 2]\n')
     pq.write_table(pa.table({"text": ["p1", "p2", "p3"], "n": [1, 2, 3]}), tmp_path / "b.parquet")
     (tmp_path / "c.txt").write_text("line one\n\nline two\n")
-    units = expand_inputs([str(tmp_path / "*")])
+    units = plan_inputs([str(tmp_path / "*")]).units
     items = [it for u in units for it in read_unit(u)]
     ok = [it for it in items if it[0] == "ok"]
     dead = [it for it in items if it[0] == "dead"]
@@ -141,30 +142,35 @@ def test_readers_handle_every_file_format(tmp_path):
         "JSON line is a list, not an object",
         "invalid UTF-8",
     ]
+    assert [it[2] for it in ok if it[1].endswith(".txt")] == [0, 10]  # byte offsets
     with pytest.raises(FileNotFoundError):
-        expand_inputs([str(tmp_path / "nothing-*.jsonl")])
+        plan_inputs([str(tmp_path / "nothing-*.jsonl")])
     (tmp_path / "d.csv").write_text("x")
     with pytest.raises(ValueError, match="cannot tell the format"):
-        expand_inputs([str(tmp_path / "d.csv")])
+        plan_inputs([str(tmp_path / "d.csv")])
 
 
 def test_readers_load_a_saved_hf_dataset(tmp_path):
     from datasets import Dataset
 
-    from pipelines.readers import expand_inputs, read_unit
+    from pipelines.plan import plan_inputs
+    from pipelines.readers import read_unit
 
     Dataset.from_dict({"text": ["a b", "c d"], "label": [0, 1]}).save_to_disk(tmp_path / "hf")
-    units = expand_inputs([str(tmp_path / "hf")])
-    assert units == [("hf_disk", str(tmp_path / "hf"))]
+    plan = plan_inputs([str(tmp_path / "hf")])
+    units = plan.units
+    assert units == [("hf_disk", str(tmp_path / "hf"))] and plan.rows == 2 and plan.exact
     rows = [it[3] for u in units for it in read_unit(u)]
     assert rows == [{"text": "a b", "label": 0}, {"text": "c d", "label": 1}]
 
 
 def test_graded_builtin_is_chunked_for_parallel_reading():
-    from pipelines.readers import expand_inputs, read_unit
+    from pipelines.plan import plan_inputs
+    from pipelines.readers import read_unit
 
-    units = expand_inputs(["builtin:graded?n=45000&seed=2"])
-    assert len(units) == 9
+    plan = plan_inputs(["builtin:graded?n=45000&seed=2"])
+    units = plan.units
+    assert len(units) == 9 and plan.rows == 45000
     ids = [it[3]["id"] for u in units for it in read_unit(u)]
     assert len(ids) == len(set(ids)) == 45000
     assert json.dumps(ids[:2]) == json.dumps(
@@ -177,7 +183,8 @@ def test_hub_datasets_are_streamed_by_name(monkeypatch):
     dataset) and reads it in order; the Hub itself is replaced by a local iterable dataset."""
     import datasets
 
-    from pipelines.readers import expand_inputs, read_unit
+    from pipelines.plan import plan_inputs
+    from pipelines.readers import read_unit
 
     calls = []
 
@@ -187,7 +194,7 @@ def test_hub_datasets_are_streamed_by_name(monkeypatch):
         return ds.to_iterable_dataset()
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    units = expand_inputs(["hf:org/corpus:validation:en"])
+    units = plan_inputs(["hf:org/corpus:validation:en"]).units
     assert units == [("hf_hub", "org/corpus:validation:en")]
     items = [it for u in units for it in read_unit(u)]
     assert calls == [("org/corpus", "en", "validation", True)]
@@ -217,27 +224,35 @@ def test_hub_datasets_are_streamed_by_name(monkeypatch):
 def test_line_files_cut_into_units_read_every_line_once(
     tmp_path_factory, lines, unit, crlf, trailing_newline
 ):
-    """Byte-range units of a JSONL file yield exactly the items of reading it whole, with the
-    same line numbers, wherever the cuts fall (blank lines, CRLF, no final newline)."""
+    """Byte-range units of a JSONL file, cut from its size alone, yield exactly the items of
+    reading it whole, positions being the byte offsets of the lines, wherever the cuts fall
+    (blank lines, CRLF, no final newline, a cut inside a line or right after a newline)."""
+    import pipelines.plan as P
     import pipelines.readers as R
 
     path = tmp_path_factory.mktemp("split") / "x.jsonl"
     sep = "\r\n" if crlf else "\n"
-    path.write_bytes((sep.join(lines) + (sep if trailing_newline and lines else "")).encode())
+    data = (sep.join(lines) + (sep if trailing_newline and lines else "")).encode()
+    path.write_bytes(data)
     whole = list(R._read_file(str(path)))
-    old = R.MIN_UNIT_BYTES
-    R.MIN_UNIT_BYTES = unit
+    old = P.MIN_UNIT_BYTES
+    P.MIN_UNIT_BYTES = unit
     try:
-        units = R.expand_inputs([str(path)])
+        units = P.plan_inputs([str(path)]).units
     finally:
-        R.MIN_UNIT_BYTES = old
+        P.MIN_UNIT_BYTES = old
     assert all(u[0] == "lines" for u in units)
-    if path.stat().st_size > 2 * unit + 200:  # lines are < 100 bytes: there is a cut
+    if len(data) > 2 * unit:
         assert len(units) >= 2
     assert [u[2] for u in units] == sorted(u[2] for u in units)
     pieces = [it for u in units for it in R.read_unit(u)]
     assert pieces == whole
-    assert [it[2] for it in whole] == [i for i, line in enumerate(lines) if line.strip()]
+    starts = [0]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len((line + sep).encode()))
+    assert [it[2] for it in whole] == [
+        o for o, line in zip(starts, lines, strict=True) if line.strip()
+    ]
 
 
 def test_parquet_is_cut_into_row_group_units(tmp_path):
@@ -246,21 +261,42 @@ def test_parquet_is_cut_into_row_group_units(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    import pipelines.plan as P
     import pipelines.readers as R
 
     n = 5000
     texts = [f"row {i} " + "x" * (i % 50) for i in range(n)]
     pq.write_table(pa.table({"text": texts, "n": list(range(n))}), tmp_path / "p.parquet",
                    row_group_size=300)  # fmt: skip
-    old = R.MIN_UNIT_BYTES
-    R.MIN_UNIT_BYTES = 1
+    old = P.MIN_UNIT_BYTES
+    P.MIN_UNIT_BYTES = 1
     try:
-        units = R.expand_inputs([str(tmp_path / "p.parquet")])
+        plan = P.plan_inputs([str(tmp_path / "p.parquet")])
     finally:
-        R.MIN_UNIT_BYTES = old
-    assert len(units) > 3 and all(u[0] == "parquet" and R.is_fine_grained(u) for u in units)
+        P.MIN_UNIT_BYTES = old
+    units = plan.units
+    assert plan.rows == n and plan.exact
+    assert len(units) > 3 and all(u[0] == "parquet" and P.is_fine_grained(u) for u in units)
     assert sum(u[3] for u in units) == pq.ParquetFile(tmp_path / "p.parquet").num_row_groups
     items = [it for u in units for it in R.read_unit(u)]
     assert [(it[2], it[3]["n"], it[3]["text"]) for it in items] == [
         (i, i, t) for i, t in enumerate(texts)
     ]
+
+
+def test_the_launcher_plans_a_large_line_file_from_its_size_and_64_kib(tmp_path):
+    """No pass over the data before the job: a 20 MB JSONL is cut into units from its size,
+    and only the first 64 KiB are read (to estimate bytes per record for the shard count)."""
+    from pipelines import fs
+    from pipelines.plan import SAMPLE_BYTES, plan_inputs
+
+    line = json.dumps({"text": "x" * 190}) + "\n"  # 204 bytes
+    path = tmp_path / "big.jsonl"
+    with open(path, "w") as fh:
+        fh.write(line * 100_000)
+    before = fs.BYTES_READ[0]
+    plan = plan_inputs([str(path)])
+    assert fs.BYTES_READ[0] - before <= SAMPLE_BYTES
+    assert len(plan.units) == 32 and plan.units[-1][3] == path.stat().st_size
+    assert abs(plan.rows - 100_000) <= 1000 and not plan.exact
+    assert plan.num_shards(rows_per_shard=10_000, shard_bytes=1 << 40) == 10

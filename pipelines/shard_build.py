@@ -1,0 +1,138 @@
+"""Build each shard from its own staging pieces: prepare (dedupe, sketch inputs), then write.
+
+Shard ``s`` is the rows whose ``hash(id) % n_shards == s``, sorted by (id, source, position):
+a pure function of the input, so the shard bytes do not depend on the runner or its bundling.
+Both steps read only shard ``s``'s pieces (``staging/shard-s/``).
+
+1. :class:`PrepareShardFn`: dead-letters repeated ids (the first by (source, position)
+   stays) and yields the signal columns of the rows that will be written, for the quantile
+   sketches: the statistics and ranks count each written record once.
+2. :class:`WriteShardFn`: the same rows, with difficulty (from the finished sketches), bucket
+   and cluster, uploaded once as ``shards/part-<s>.arrow``; yields ``{path, rows, bytes,
+   sha256}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.metrics import Metrics
+
+from pipelines import clustering, difficulty, fs
+from pipelines.schema import convert_meta, meta_column, row_schema
+from pipelines.staging import read_piece
+from pipelines.steps import record_dead_letter
+
+# Staging pieces opened by shard builders in this process (benchmarks read it).
+PIECES_OPENED = [0]
+
+
+def gather_shard(pieces: list[dict], model: dict | None) -> tuple[pa.Table, np.ndarray]:
+    """The rows of one shard's pieces sorted by (id, source, position), with ``cluster`` and
+    ``centroid_distance`` when a k-means ``model`` is given, and the mask of repeated ids."""
+    parts = [read_piece(d["path"]) for d in sorted(pieces, key=lambda d: d["path"])]
+    PIECES_OPENED[0] += len(parts)
+    table = pa.concat_tables(parts)
+    order = pc.sort_indices(
+        table, [("id", "ascending"), ("source", "ascending"), ("position", "ascending")]
+    )
+    table = table.take(order)
+    if model is not None:
+        dim = table.schema.field("embedding").type.list_size
+        emb = table["embedding"].combine_chunks().values.to_numpy(zero_copy_only=False)
+        cluster, dist = clustering.assign(emb.reshape(-1, dim), model["centroids"])
+        table = table.append_column("cluster", pa.array(cluster, pa.int32()))
+        table = table.append_column("centroid_distance", pa.array(dist.astype(np.float64)))
+    ids = table["id"]
+    dup = np.zeros(len(ids), dtype=bool)  # sorted by id: a repeat follows its first
+    if len(ids) > 1:
+        same = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+        dup[1:] = same.to_numpy(zero_copy_only=False)
+    return table, dup
+
+
+class PrepareShardFn(beam.DoFn):
+    """``(shard, pieces)`` -> dead letters of repeated ids (tag ``dead``) and
+    ``{"columns": {signal: values}}`` of the rows to be written (main)."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = list(columns)
+
+    def process(self, element: tuple[int, list[dict]], model: dict | None = None):
+        _, pieces = element
+        table, dup = gather_shard(list(pieces), model)
+        for i in np.flatnonzero(dup).tolist():
+            row = {k: table[k][i].as_py() for k in ("id", "text", "source", "position")}
+            row["meta"] = json.loads(table["meta"][i].as_py())
+            reason = f"duplicate id {row['id']!r}"
+            yield beam.pvalue.TaggedOutput("dead", record_dead_letter("write", reason, row))
+        kept = table.filter(pa.array(~dup)) if dup.any() else table
+        yield {"columns": {c: kept[c].to_numpy() for c in self.columns}}
+
+
+class WriteShardFn(beam.DoFn):
+    """``(shard, pieces)`` -> the shard, uploaded once under its final name."""
+
+    def __init__(
+        self,
+        out_dir: str,
+        signal_columns: list[str],
+        *,
+        directions: dict[str, int],
+        weights: dict[str, float],
+        n_buckets: int,
+        embedding_dim: int | None,
+    ) -> None:
+        self.out_dir, self.signal_columns = out_dir, list(signal_columns)
+        self.directions, self.weights, self.n_buckets = directions, weights, n_buckets
+        self.embedding_dim = embedding_dim
+        self.written = Metrics.counter("gradum", "written")
+
+    def process(
+        self,
+        element: tuple[int, list[dict]],
+        sketches: dict,
+        meta_types: dict[str, str],
+        model: dict | None = None,
+    ):
+        from shards.hashing import sha256_bytes
+        from shards.paths import shard_name
+        from shards.writer import stream_bytes
+
+        index, pieces = element
+        table, dup = gather_shard(list(pieces), model)
+        if dup.any():
+            table = table.filter(pa.array(~dup))
+        out = self._rows(table, sketches, meta_types, clusters=model is not None)
+        data = stream_bytes(out)
+        rel = shard_name(index)
+        fs.write_bytes(fs.join(self.out_dir, *rel.split("/")), memoryview(data))
+        self.written.inc(out.num_rows)
+        yield {"path": rel, "rows": out.num_rows, "bytes": data.size, "sha256": sha256_bytes(data)}
+
+    def _rows(self, table: pa.Table, sketches: dict, meta_types: dict, *, clusters: bool):
+        ranks = {c: sketches[c].rank(table[c].to_numpy().astype(np.float64)) for c in self.weights}
+        d = difficulty.combine(ranks, self.directions, self.weights)
+        names = set(self.signal_columns)
+        schema = row_schema(
+            meta_types, self.signal_columns, clusters=clusters, embedding_dim=self.embedding_dim
+        )
+        cols: dict[str, Any] = {k: table[k] for k in ("id", "text", "source")}
+        if meta_types:
+            metas = [json.loads(m) for m in table["meta"].to_pylist()]
+            for key, kind in meta_types.items():
+                cols[meta_column(key, names)] = [convert_meta(m.get(key), kind) for m in metas]
+        for c in self.signal_columns:
+            cols[c] = table[c].to_numpy().astype(np.float32)
+        if self.embedding_dim:
+            cols["embedding"] = table["embedding"]
+        if clusters:
+            cols["cluster"] = table["cluster"]
+        cols["difficulty"] = d.astype(np.float32)
+        cols["bucket"] = difficulty.buckets(d, self.n_buckets).astype(np.int16)
+        return pa.table({f.name: cols[f.name] for f in schema}, schema=schema)
