@@ -247,9 +247,7 @@ def test_line_files_cut_into_units_read_every_line_once(
     assert [u[2] for u in units] == sorted(u[2] for u in units)
     pieces = [it for u in units for it in R.read_unit(u)]
     assert pieces == whole
-    starts = [0]
-    for line in lines[:-1]:
-        starts.append(starts[-1] + len((line + sep).encode()))
+    starts = [sum(len((x + sep).encode()) for x in lines[:i]) for i in range(len(lines))]
     assert [it[2] for it in whole] == [
         o for o, line in zip(starts, lines, strict=True) if line.strip()
     ]
