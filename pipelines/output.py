@@ -30,7 +30,7 @@ OURS = frozenset(
         "gradum.log",
     }
 )
-LEFTOVERS = ("shards", "dead_letter", "centroids.npy", "staging", "reference_lm")
+LEFTOVERS = ("shards", "dead_letter", "centroids.npy", "staging", "reference_lm", "report.html")
 PROBE = ".gradum-write-probe"
 PREFLIGHT_TIMEOUT_S = float(os.environ.get("GRADUM_PREFLIGHT_TIMEOUT", "60"))
 

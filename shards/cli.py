@@ -39,14 +39,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _fill(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="shards_command", metavar="COMMAND")
+    cache = argparse.ArgumentParser(add_help=False)
+    cache.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where shards of a gs:// or s3:// dataset are fetched to and checked "
+        "(default: $GRADUM_CACHE or ~/.cache/gradum)",
+    )
     p.set_defaults(func=_no_command(p))
 
-    s = sub.add_parser("summary", help="rows, shards, bytes, accounting, per-signal stats")
-    s.add_argument("out", metavar="OUT", help="dataset directory")
+    s = sub.add_parser(
+        "summary", parents=[cache], help="rows, shards, bytes, accounting, per-signal stats"
+    )
+    s.add_argument("out", metavar="OUT", help="dataset directory, or gs:// / s3:// prefix")
     s.add_argument("--json", action="store_true", help="print JSON for scripts")
     s.set_defaults(func=_lazy("cmd_summary"))
 
-    h = sub.add_parser("head", help="first rows, optionally filtered and sorted")
+    h = sub.add_parser("head", parents=[cache], help="first rows, optionally filtered and sorted")
     h.add_argument("out", metavar="OUT")
     h.add_argument("-n", type=int, default=10, help="rows to show (default 10)")
     h.add_argument("--sort", metavar="COLUMN", help="sort by this column (ascending)")
@@ -64,19 +73,23 @@ def _fill(p: argparse.ArgumentParser) -> None:
     h.add_argument("--width", type=int, default=60, help="max characters per text cell")
     h.set_defaults(func=_lazy("cmd_head"))
 
-    g = sub.add_parser("hist", help="histogram of a numeric column")
+    g = sub.add_parser("hist", parents=[cache], help="histogram of a numeric column")
     g.add_argument("out", metavar="OUT")
     g.add_argument("column", metavar="COLUMN")
     g.add_argument("--bins", type=int, default=20)
     g.add_argument("--png", metavar="FILE", help="also save a PNG (needs matplotlib)")
     g.set_defaults(func=_lazy("cmd_hist"))
 
-    c = sub.add_parser("clusters", help="per-cluster size, mean difficulty, example text")
+    c = sub.add_parser(
+        "clusters", parents=[cache], help="per-cluster size, mean difficulty, example text"
+    )
     c.add_argument("out", metavar="OUT")
     c.add_argument("--width", type=int, default=60, help="max characters of the example text")
     c.set_defaults(func=_lazy("cmd_clusters"))
 
-    v = sub.add_parser("validate", help="check sizes, hashes, rows, schemas, accounting")
+    v = sub.add_parser(
+        "validate", parents=[cache], help="check sizes, hashes, rows, schemas, accounting"
+    )
     v.add_argument("out", metavar="OUT")
     v.set_defaults(func=_lazy("cmd_validate"))
 

@@ -38,6 +38,12 @@ def run_guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
     return 2
 
 
+def open_dataset(args: argparse.Namespace) -> ShardSet:
+    """The dataset named by ``args.out``: a directory, or ``gs://`` / ``s3://`` through the
+    local cache (``--cache-dir``)."""
+    return ShardSet.open(args.out, cache_dir=getattr(args, "cache_dir", None))
+
+
 def _err(msg: str) -> None:
     print(f"{PROG}: error: {msg}", file=sys.stderr)
 
@@ -51,7 +57,7 @@ def summarize(ss: ShardSet) -> dict[str, Any]:
         stats = column_stats(ss)
     signals = [s.get("name") for s in m.get("signals") or [] if isinstance(s, dict)]
     return {
-        "path": str(ss.root),
+        "path": ss.location,
         "format_version": m.get("format_version"),
         "gradum_version": m.get("gradum_version"),
         "created": m.get("created"),
@@ -81,7 +87,7 @@ def cluster_count(ss: ShardSet) -> int | None:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """Print rows, shards, bytes, accounting, the per-signal stats table, cluster count."""
-    info = summarize(ShardSet.open(args.out))
+    info = summarize(open_dataset(args))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -178,7 +184,7 @@ def select_rows(ss: ShardSet, where: list[str], sort: str | None, desc: bool, n:
 
 def cmd_head(args: argparse.Namespace) -> int:
     """Print the first ``-n`` rows (after filters and sorting), texts shortened."""
-    ss = ShardSet.open(args.out)
+    ss = open_dataset(args)
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     if columns is None:
         columns = [c for c in ss.column_names if c != "embedding"]
@@ -204,7 +210,7 @@ def histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, in
 
 def cmd_hist(args: argparse.Namespace) -> int:
     """Terminal histogram of a numeric column; ``--png FILE`` also saves an image."""
-    ss = ShardSet.open(args.out)
+    ss = open_dataset(args)
     col = ss.arrow_column(args.column)
     if not (is_numeric(col.type) or pa.types.is_boolean(col.type)):
         raise ValueError(f"column {args.column!r} is {col.type}, not numeric")
@@ -265,7 +271,7 @@ def cluster_table(ss: ShardSet) -> list[dict[str, Any]]:
 
 def cmd_clusters(args: argparse.Namespace) -> int:
     """Print per-cluster size, mean difficulty and an example text."""
-    rows = cluster_table(ShardSet.open(args.out))
+    rows = cluster_table(open_dataset(args))
     print(
         table(
             ["cluster", "size", "mean_difficulty", "example"],
@@ -280,13 +286,13 @@ def cmd_clusters(args: argparse.Namespace) -> int:
 # validate ------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
     """Exit 0 and say OK when sound; exit 1 listing every problem otherwise."""
-    problems = validate(args.out)
+    problems = validate(args.out, getattr(args, "cache_dir", None))
     if problems:
         for p in problems:
             print(p)
         print(f"{len(problems)} problem(s) found in {args.out}", file=sys.stderr)
         return 1
-    ss = ShardSet.open(args.out)
+    ss = open_dataset(args)
     print(f"OK: {args.out}: {ss.num_shards} shard(s), {ss.num_rows:,} rows")
     return 0
 

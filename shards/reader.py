@@ -13,8 +13,23 @@ import pyarrow as pa
 from .errors import ShardMismatchError, ShardsError
 from .manifest import read_manifest
 from .paths import resolve_shard_path
+from .remote import RemoteDataset, is_remote
 
 _MANY_SHARDS = 32  # take(): above this many touched shards, use one chunked take
+
+
+def _load(full: Path, entry: dict[str, Any]) -> pa.Table:
+    try:
+        table = read_shard(full)
+    except FileNotFoundError as e:
+        raise ShardsError(f"{full}: shard listed in the manifest is missing") from e
+    except (OSError, pa.ArrowInvalid) as e:
+        raise ShardsError(f"{full}: unreadable shard (truncated or corrupt): {e}") from e
+    if table.num_rows != int(entry["rows"]):
+        raise ShardMismatchError(
+            f"{full}: has {table.num_rows} rows, manifest says {entry['rows']}"
+        )
+    return table
 
 
 def read_shard(path: str | os.PathLike) -> pa.Table:
@@ -26,48 +41,80 @@ def read_shard(path: str | os.PathLike) -> pa.Table:
 class ShardSet:
     """All shards of a dataset, memory-mapped. Build with :meth:`ShardSet.open`."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any], tables: list[pa.Table]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        manifest: dict[str, Any],
+        tables: list[pa.Table | None],
+        remote: RemoteDataset | None = None,
+    ) -> None:
         self.root = root
         self.manifest = manifest
         self._tables = tables
-        rows = np.fromiter((t.num_rows for t in tables), dtype=np.int64, count=len(tables))
+        self._remote = remote
+        rows = np.fromiter(
+            (int(s["rows"]) for s in manifest["shards"]), dtype=np.int64, count=len(tables)
+        )
         self._offsets = np.zeros(len(tables) + 1, dtype=np.int64)
         np.cumsum(rows, out=self._offsets[1:])
-        self._nonempty = [i for i, t in enumerate(tables) if t.num_rows]
+        self._nonempty = [i for i, n in enumerate(rows.tolist()) if n]
         self._all: pa.Table | None = None
+        self._schema: pa.Schema | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> ShardSet:
-        """Open a complete dataset directory.
+    def open(
+        cls, path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, filesystem=None
+    ) -> ShardSet:
+        """Open a complete dataset: a local directory, or ``gs://`` / ``s3://`` prefix.
+
+        A remote dataset's manifest is read in place; each shard is downloaded into
+        ``cache_dir`` (default ``~/.cache/gradum/shards``) the first time it is needed, checked
+        against the manifest's sha256 and size, then memory-mapped like a local one.
 
         Raises:
             DatasetNotFoundError, NotADatasetError, IncompleteDatasetError, ManifestError,
             UnsafePathError (a shard path leaves the directory), ShardMismatchError (a shard's
-            row count disagrees with the manifest, or schemas differ), ShardsError (a shard
-            is missing or unreadable).
+            row count, sha256 or size disagrees with the manifest, or schemas differ),
+            ShardsError (a shard is missing or unreadable).
         """
+        if is_remote(path):
+            remote = RemoteDataset(str(path), cache_dir, filesystem)
+            manifest = remote.manifest()
+            for entry in manifest["shards"]:
+                resolve_shard_path(remote.root, entry["path"])  # refuse unsafe paths early
+            return cls(remote.root, manifest, [None] * len(manifest["shards"]), remote)
         root = Path(path)
         manifest = read_manifest(root)
-        tables: list[pa.Table] = []
-        schema: pa.Schema | None = None
-        for entry in manifest["shards"]:
-            full = resolve_shard_path(root, entry["path"])
-            try:
-                table = read_shard(full)
-            except FileNotFoundError as e:
-                raise ShardsError(f"{full}: shard listed in the manifest is missing") from e
-            except (OSError, pa.ArrowInvalid) as e:
-                raise ShardsError(f"{full}: unreadable shard (truncated or corrupt): {e}") from e
-            if table.num_rows != int(entry["rows"]):
-                raise ShardMismatchError(
-                    f"{full}: has {table.num_rows} rows, manifest says {entry['rows']}"
-                )
-            if schema is None:
-                schema = table.schema
-            elif not table.schema.equals(schema):
-                raise ShardMismatchError(f"{full}: schema differs from the first shard")
-            tables.append(table)
-        return cls(root, manifest, tables)
+        tables = [_load(resolve_shard_path(root, e["path"]), e) for e in manifest["shards"]]
+        ss = cls(root, manifest, tables)
+        for i in range(len(tables)):
+            ss._table(i)  # schema check
+        return ss
+
+    def _table(self, i: int) -> pa.Table:
+        """Shard ``i``, fetched and mapped on first use (remote), schema checked."""
+        table = self._tables[i]
+        if table is None:
+            entry = self.manifest["shards"][i]
+            rel = entry["path"]
+            resolve_shard_path(self.root, rel)
+            local = self._remote.fetch(rel, entry.get("sha256"), entry.get("bytes"))
+            table = self._tables[i] = _load(local, entry)
+        if self._schema is None:
+            self._schema = table.schema
+        elif not table.schema.equals(self._schema):
+            raise ShardMismatchError(
+                f"{self.manifest['shards'][i]['path']}: schema differs from the first shard"
+            )
+        return table
+
+    def _loaded(self) -> list[pa.Table]:
+        return [self._table(i) for i in range(len(self._tables))]
+
+    @property
+    def location(self) -> str:
+        """Where the dataset lives: its directory, or its ``gs://`` / ``s3://`` prefix."""
+        return self._remote.uri if self._remote is not None else str(self.root)
 
     # shape -----------------------------------------------------------------------------
     @property
@@ -86,7 +133,7 @@ class ShardSet:
     @property
     def schema(self) -> pa.Schema:
         """Arrow schema shared by all shards (an empty schema when there are no shards)."""
-        return self._tables[0].schema if self._tables else pa.schema([])
+        return self._table(0).schema if self._tables else pa.schema([])
 
     @property
     def column_names(self) -> list[str]:
@@ -95,7 +142,10 @@ class ShardSet:
 
     @property
     def shard_paths(self) -> list[Path]:
-        """Absolute paths of the shard files, in order."""
+        """Absolute paths of the shard files, in order (in the local cache, for a remote
+        dataset: fetched first)."""
+        if self._remote is not None:
+            self._loaded()
         return [resolve_shard_path(self.root, s["path"]) for s in self.manifest["shards"]]
 
     # data ------------------------------------------------------------------------------
@@ -104,13 +154,13 @@ class ShardSet:
         self._check_columns(columns)
         if not self._tables:
             return self.schema.empty_table()
-        tables = self._tables if columns is None else [t.select(columns) for t in self._tables]
-        return pa.concat_tables(tables)
+        tables = self._loaded()
+        return pa.concat_tables(tables if columns is None else [t.select(columns) for t in tables])
 
     def arrow_column(self, name: str) -> pa.ChunkedArray:
         """One column over the whole set as a ChunkedArray (zero-copy)."""
         self._check_columns([name])
-        chunks = [c for t in self._tables for c in t.column(name).chunks]
+        chunks = [c for t in self._loaded() for c in t.column(name).chunks]
         return pa.chunked_array(chunks, type=self.schema.field(name).type)
 
     def column(self, name: str) -> np.ndarray:
@@ -159,7 +209,7 @@ class ShardSet:
         ends = np.concatenate((bounds, [idx.size]))
         parts = []
         for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            t = self._tables[int(sorted_shard[s])]
+            t = self._table(int(sorted_shard[s]))
             if columns is not None:
                 t = t.select(columns)
             parts.append(t.take(pa.array(local[s:e])))
@@ -172,7 +222,7 @@ class ShardSet:
 
     def _combined(self, columns: list[str] | None) -> pa.Table:
         if self._all is None:
-            self._all = pa.concat_tables(self._tables)
+            self._all = pa.concat_tables(self._loaded())
         return self._all if columns is None else self._all.select(columns)
 
     def iter_batches(
@@ -183,7 +233,7 @@ class ShardSet:
         self._check_columns(columns)
         if batch_size is None:
             for i in self._nonempty:
-                t = self._tables[i] if columns is None else self._tables[i].select(columns)
+                t = self._table(i) if columns is None else self._table(i).select(columns)
                 yield from t.to_batches()
             return
         if batch_size < 1:
@@ -205,7 +255,7 @@ class ShardSet:
                 break
             lo, hi = max(offset, a), min(stop, b)
             if hi > lo:
-                t = self._tables[i] if columns is None else self._tables[i].select(columns)
+                t = self._table(i) if columns is None else self._table(i).select(columns)
                 parts.append(t.slice(lo - a, hi - lo))
         if not parts:
             schema = (
@@ -241,7 +291,7 @@ class ShardSet:
             )
 
     def __repr__(self) -> str:
-        return f"ShardSet({str(self.root)!r}, rows={self.num_rows}, shards={self.num_shards})"
+        return f"ShardSet({self.location!r}, rows={self.num_rows}, shards={self.num_shards})"
 
 
 def _numpy_dtype(dtype: pa.DataType) -> np.dtype:

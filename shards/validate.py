@@ -12,10 +12,13 @@ from .errors import ShardsError, UnsafePathError
 from .hashing import sha256_file
 from .manifest import MANIFEST_NAME, read_manifest
 from .paths import resolve_shard_path
+from .remote import RemoteDataset, is_remote
 
 
-def validate(path: str | os.PathLike) -> list[str]:
-    """Check a dataset thoroughly and return the problems found (empty when sound).
+def validate(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> list[str]:
+    """Check a dataset thoroughly and return the problems found (empty when sound). A remote
+    dataset (``gs://``, ``s3://``) is checked through its local cache (``cache_dir``): every
+    shard is downloaded and checked as a local one would be.
 
     Checks: manifest present, readable and of a known format version; counts balance
     (``input == written + dead_letter``) and ``written`` equals the shard rows; each shard
@@ -23,12 +26,13 @@ def validate(path: str | os.PathLike) -> list[str]:
     sha256, reads as an Arrow IPC stream with the recorded row count and the same schema as
     the other shards.
     """
-    root = Path(path)
+    remote = RemoteDataset(str(path), cache_dir) if is_remote(path) else None
+    root = remote.root if remote else Path(path)
     try:
-        manifest = read_manifest(root)
+        manifest = remote.manifest() if remote else read_manifest(root)
     except ShardsError as e:
         return [str(e)]
-    mpath = root / MANIFEST_NAME
+    mpath = f"{remote.uri}/{MANIFEST_NAME}" if remote else root / MANIFEST_NAME
     problems: list[str] = []
     problems += _check_counts(manifest, mpath)
     schema: pa.Schema | None = None
@@ -40,6 +44,17 @@ def validate(path: str | os.PathLike) -> list[str]:
         except UnsafePathError as e:
             problems.append(f"{mpath}: shards[{i}]: {e}")
             continue
+        if remote:
+            try:
+                remote.fetch(rel, None)  # checked below, like a local file
+            except ShardsError as e:
+                problems.append(str(e))
+                continue
+            stored = remote.object_size(rel)
+            if "bytes" in entry and stored != int(entry["bytes"]):
+                problems.append(
+                    f"{remote.uri}/{rel}: {stored} bytes, manifest says {entry['bytes']}"
+                )
         shard_problems, table_schema = _check_shard(full, entry)
         problems += shard_problems
         if table_schema is not None:
