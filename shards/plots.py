@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .report_data import spearman
+from .report_data import central_range, spearman
 
 PLOT_EXTRA_NOTE = (
     "This figure needs matplotlib, which is not installed: <code>pip install "
@@ -48,16 +48,18 @@ def img_tag(fig: Any, alt: str) -> str:
     )
 
 
-def svg_hist(values: np.ndarray, bins: int = 30, w: int = 320, h: int = 150) -> str:
-    """A histogram of the finite values as inline SVG: bars with their range and count as a
-    tooltip, the x range and median below, the tallest bar's count on the left."""
+def svg_hist(values: np.ndarray, bins: int = 30, w: int = 320, h: int = 164) -> str:
+    """A histogram of the finite values as inline SVG over their central 99 % (how many lie
+    outside is written below), bars with their range and count as a tooltip, the median
+    dashed, the tallest bar's count on the left."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if v.size == 0:
         return "<p><em>no finite values</em></p>"
-    counts, edges = np.histogram(v, bins=bins)
+    lo, hi, below, above = central_range(v)
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi) if hi > lo else None)
     peak = max(int(counts.max()), 1)
-    left, bottom = 34, 32  # room for the peak count and the axis labels
+    left, bottom = 34, 46  # room for the peak count and three lines of labels
     plot_w, plot_h = w - left, h - bottom - 4
     bw = plot_w / len(counts)
     bars = "".join(
@@ -70,6 +72,7 @@ def svg_hist(values: np.ndarray, bins: int = 30, w: int = 320, h: int = 150) -> 
     span = edges[-1] - edges[0]
     mx = left + (plot_w * (med - edges[0]) / span if span > 0 else plot_w / 2)
     base = 4 + plot_h
+    outside = f"{below:,} below, {above:,} above this range" if below or above else ""
     parts = [
         bars,
         f'<line x1="{left}" y1="{base}" x2="{w}" y2="{base}" stroke="#555"/>',
@@ -81,6 +84,8 @@ def svg_hist(values: np.ndarray, bins: int = 30, w: int = 320, h: int = 150) -> 
         f'<text x="{w}" y="{base + 13}" font-size="10" text-anchor="end">{edges[-1]:.4g}</text>',
         f'<text x="{left + plot_w / 2:.0f}" y="{base + 27}" font-size="10" '
         f'text-anchor="middle" fill="#d0704a">median {med:.4g}</text>',
+        f'<text x="{left + plot_w / 2:.0f}" y="{base + 40}" font-size="10" '
+        f'text-anchor="middle" fill="#777">{outside}</text>',
     ]
     return (
         f'<svg width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
@@ -92,8 +97,8 @@ def difficulty_scatter(
     names: list[str], cols: list[np.ndarray], difficulty: np.ndarray, total_rows: int
 ) -> Any:
     """One panel per signal: difficulty (y) against the signal (x) over the given (already
-    subsampled) rows, as a scatter up to 10,000 points and a hexbin above; Spearman's rho of
-    the shown rows in each title."""
+    subsampled) rows, as a scatter up to 10,000 points and a hexbin above, over the signal's
+    central 99 %; Spearman's rho of all the given rows in each title."""
     ncols = min(3, len(names))
     nrows = -(-len(names) // ncols)
     fig = new_figure(3.6 * ncols, 2.9 * nrows)
@@ -103,14 +108,21 @@ def difficulty_scatter(
         x = np.asarray(col, dtype=np.float64)
         ok = np.isfinite(x) & np.isfinite(d)
         xs, ds = x[ok], d[ok]
+        label = name
         if xs.size == 0:
             ax.text(0.5, 0.5, "no finite values", ha="center", va="center")
-        elif xs.size <= 10_000:
-            ax.scatter(xs, ds, s=4, alpha=0.35, linewidths=0, color="#4a7bd0")
         else:
-            ax.hexbin(xs, ds, gridsize=40, mincnt=1, cmap="Blues", bins="log")
-        ax.set_title(f"{name}  (Spearman {spearman(xs, ds):+.2f})", fontsize=9)
-        ax.set_xlabel(name, fontsize=8)
+            ax.set_title(f"{name}  (Spearman {spearman(xs, ds):+.2f})", fontsize=9)
+            lo, hi, below, above = central_range(xs)
+            if below or above:  # show the central 99 %; a few outliers would squash the rest
+                keep = (xs >= lo) & (xs <= hi)
+                xs, ds = xs[keep], ds[keep]
+                label = f"{name} (central 99 %, {below + above:,} outside)"
+            if xs.size <= 10_000:
+                ax.scatter(xs, ds, s=4, alpha=0.35, linewidths=0, color="#4a7bd0")
+            else:
+                ax.hexbin(xs, ds, gridsize=40, mincnt=1, cmap="Blues", bins="log")
+        ax.set_xlabel(label, fontsize=8)
         ax.set_ylabel("difficulty", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[len(names) :]:

@@ -133,23 +133,27 @@ def _signals(m: dict[str, Any], names: list[str], cols: list[Any], sampled: bool
     if not names:
         return "<p class=note>No numeric signal columns.</p>"
     meta = {s.get("name"): s for s in m.get("signals") or [] if isinstance(s, dict)}
+    weights = (m.get("options") or {}).get("difficulty_weights") or {}
     rows = []
-    weights = (m.get("options") or {}).get("difficulty_weights")
     for n in names:
         s = meta.get(n, {})
         d = s.get("direction")
-        params = json.dumps(s.get("params")) if s.get("params") else ""
+        params = _params(s)
+        version = str(s.get("version", ""))
+        weight = weights.get(n, "-" if weights else "")
         if n == "difficulty" and not s:  # the combined score, not a scorer's output
-            d = 1
-            s = {"version": "combined"}
-            params = f"weights {json.dumps(weights)}" if weights else "rank-combined signals"
+            d, version, weight = 1, "combined", ""
+            params = "rank-combined signals, weights in the next column" if weights else ""
+        if s.get("scorer") not in (None, n):
+            params = f"<b>scorer {html.escape(str(s['scorer']))}</b><br>{params}"
         arrow = {1: "+1 (larger is harder)", -1: "-1 (larger is easier)"}.get(d, "")
         rows.append(
-            f"<tr><th>{html.escape(n)}</th><td>{html.escape(str(s.get('version', '')))}</td>"
-            f"<td>{arrow}</td><td><code>{html.escape(params)}</code></td></tr>"
+            f"<tr><th>{html.escape(n)}</th><td>{html.escape(version)}</td><td>{arrow}</td>"
+            f"<td class=num>{html.escape(str(weight))}</td><td class=params>{params}</td></tr>"
         )
     table = (
-        "<table><tr><th>signal</th><th>version</th><th>direction</th><th>parameters</th></tr>"
+        "<table><tr><th>signal</th><th>version</th><th>direction</th>"
+        "<th>weight in difficulty</th><th>parameters</th></tr>"
         f"{''.join(rows)}</table>"
     )
     hists = "".join(
@@ -160,6 +164,21 @@ def _signals(m: dict[str, Any], names: list[str], cols: list[Any], sampled: bool
     return (
         f"{table}<h3>Histograms</h3>{note}<div class=grid>{hists}</div>"
         f"<h3>Correlation between signals (Spearman)</h3>{_corr_table(names, cols)}"
+    )
+
+
+def _params(signal: dict[str, Any]) -> str:
+    """A signal's parameters as ``key: value`` lines (the scorer's own ``params`` when the
+    manifest nests the scorer's whole spec)."""
+    p = signal.get("params")
+    if isinstance(p, dict) and isinstance(p.get("params"), dict):
+        p = p["params"]
+    if not isinstance(p, dict) or not p:
+        return ""
+    return "<br>".join(
+        f"{html.escape(str(k))}: <code>{html.escape(v if isinstance(v, str) else json.dumps(v))}"
+        "</code>"
+        for k, v in p.items()
     )
 
 
@@ -239,6 +258,11 @@ def _example(ex: tuple[float, str] | None) -> str:
 def _dead_letters(ss: ShardSet) -> str:
     s = dead_letter_summary(ss.root)
     expected = (ss.manifest.get("counts") or {}).get("dead_letter")
+    if s.total == 0 and expected in (0, None):
+        return (
+            '<p class=ok><span data-count="dead_letter_lines">0</span> dead letters: every input '
+            "record was written.</p>"
+        )
     head = (
         f'<p><span data-count="dead_letter_lines">{s.total:,}</span> dead-letter line(s) in '
         f"{s.files} file(s) under <code>dead_letter/</code>"
@@ -280,7 +304,7 @@ margin-top:1.8em} nav a{margin-right:1em}
 table{border-collapse:collapse;margin:.6em 0} td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:left;vertical-align:top;font-size:13px} th{background:#f4f4f4}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-.clusters td{max-width:420px} .d{color:#777;font-size:12px}
+.clusters td{max-width:420px} td.params{font-size:12px;max-width:560px} .d{color:#777;font-size:12px}
 .grid{display:flex;flex-wrap:wrap;gap:.5em 1.5em} figure{margin:0}
 figcaption{font-weight:600;font-size:13px} img{max-width:100%;height:auto}
 .note{color:#666;font-style:italic} .ok{color:#1a7f37} .bad{color:#b42318;font-weight:600}

@@ -31,6 +31,17 @@ def numeric_columns(ss: ShardSet, names: list[str], rows: np.ndarray | None) -> 
     return [np.asarray(t.column(n).to_numpy(zero_copy_only=False), dtype=np.float64) for n in names]
 
 
+def central_range(v: np.ndarray, tail: float = 0.005) -> tuple[float, float, int, int]:
+    """``(lo, hi, below, above)``: the ``tail`` and ``1 - tail`` quantiles of the finite values
+    and how many lie outside them, so that a few outliers do not squash a plot. ``v`` must hold
+    at least one finite value."""
+    v = v[np.isfinite(v)]
+    lo, hi = (float(x) for x in np.quantile(v, [tail, 1.0 - tail]))
+    if hi <= lo:  # (nearly) constant: keep the whole range
+        lo, hi = float(v.min()), float(v.max())
+    return lo, hi, int(np.count_nonzero(v < lo)), int(np.count_nonzero(v > hi))
+
+
 def ranks(a: np.ndarray) -> np.ndarray:
     """Ranks 0..n-1 with ties given their average rank."""
     a = np.asarray(a)

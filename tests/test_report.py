@@ -3,6 +3,8 @@ without matplotlib (the browser check is in test_report_browser.py)."""
 
 from __future__ import annotations
 
+import argparse
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -235,3 +237,20 @@ def test_shards_report_imports_no_other_gradum_package(ds, tmp_path):
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip().splitlines()[-1] == "LOADED:"
+
+
+def test_demo_ends_with_the_report_and_three_commands(ds, tmp_path, capsys):
+    from gradum_cli.report import report_sections
+    from pipelines.demo import REPORT_NAME, _write_report
+
+    out = tmp_path / "demo out"
+    shutil.copytree(ds[0], out)
+    args = argparse.Namespace(output=str(out), clusters=4, report_sections=report_sections)
+    assert _write_report(args) == 0
+    printed = capsys.readouterr().out
+    page = out / REPORT_NAME
+    assert f"open file://{page.resolve()}" in printed
+    assert 'alt="curriculum preview"' in page.read_text(encoding="utf-8")
+    tries = printed.split("== try next")[1].strip().splitlines()
+    assert len(tries) == 3 and all(t.strip().startswith("gradum ") for t in tries)
+    assert f"'{out}'" in tries[0]  # quoted: the path has a space
