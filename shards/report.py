@@ -326,7 +326,12 @@ def _page(ss: ShardSet, sections: list[ReportSection], can_plot: bool) -> str:
         else f"<section><h2>{html.escape(s.title)}</h2>{s.body}</section>"
         for s in sections
     )
-    plot_note = "" if can_plot else f"<p class=note>{plots.PLOT_EXTRA_NOTE}</p>"
+    plot_note = (
+        ""
+        if can_plot
+        else "<p class=bad>matplotlib is not installed, so only the histograms are drawn: "
+        "<code>pip install 'gradum[plot]'</code> and run the report again.</p>"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
