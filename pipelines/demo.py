@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import shlex
 import sys
 
 from pipelines.cli import DEMO_INPUT
+
+REPORT_NAME = "report.html"  # written into --output; the job's output check must allow it
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -59,4 +63,31 @@ def run_demo(args: argparse.Namespace) -> int:
                 "64",
             ]
         )
-    return status
+    return status | _write_report(args)
+
+
+def _write_report(args: argparse.Namespace) -> int:
+    """The HTML report next to the shards, then three commands to try next."""
+    from shards import ShardsError
+    from shards.report import write_report
+
+    out = args.output
+    page = os.path.join(out, REPORT_NAME)
+    print(
+        f"\n== report: gradum shards report {shlex.quote(out)} --html {shlex.quote(page)}",
+        flush=True,
+    )
+    try:
+        # The gradum dispatcher passes the sampler's preview section as report_sections.
+        write_report(out, page, getattr(args, "report_sections", None))
+    except (ShardsError, OSError) as exc:
+        print(f"gradum demo: error: could not write the report: {exc}", file=sys.stderr)
+        return 2
+    print(f"   open file://{os.path.abspath(page)}")
+    q = shlex.quote(out)
+    where, group = ("--where 'cluster==0' ", "") if args.clusters else ("", " --group bucket")
+    print("\n== try next")
+    print(f"   gradum shards head {q} {where}--sort difficulty -n 5   # easiest records first")
+    print(f"   gradum preview {q} --strategy ucb{group} --steps 500 --png ucb.png")
+    print("   gradum score YOUR.jsonl --output YOUR-OUT --embedding default --clusters 16")
+    return 0

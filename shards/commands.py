@@ -299,14 +299,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # report --------------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write one self-contained HTML page (see :mod:`shards.report`)."""
-    from .report import render_report
+    """Write one self-contained HTML page (see :mod:`shards.report`). ``args.report_sections``,
+    when the ``gradum`` dispatcher sets it, adds sections from other packages (the sampler's
+    curriculum preview)."""
+    from .report import write_report
 
-    ss = ShardSet.open(args.out)
-    html = render_report(ss)
-    with open(args.html, "w", encoding="utf-8") as fh:
-        fh.write(html)
-    print(f"wrote {args.html}")
+    try:
+        path = write_report(args.out, args.html, getattr(args, "report_sections", None))
+    except OSError as e:  # the page cannot be written (missing folder, permissions)
+        raise ShardsError(f"cannot write the report: {e}") from e
+    print(f"wrote {path}")
     return 0
 
 
