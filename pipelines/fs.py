@@ -147,10 +147,14 @@ def read_bytes(path: str) -> bytes:
 
 
 def write_bytes(path: str, data: bytes | memoryview) -> None:
-    """Write ``data`` as ``path``, visible only once complete (see the module docstring)."""
+    """Write ``data`` as ``path``, visible only once complete (see the module docstring).
+    Beam's S3 client cannot upload an empty object (a multipart upload of no part), so an
+    empty ``data`` is refused for ``s3://``; the job never writes one."""
     from apache_beam.io.filesystems import CompressionTypes
 
     if is_remote(path):
+        if not len(data) and path.startswith("s3://"):
+            raise ValueError(f"{path}: cannot upload an empty object to S3 through Beam")
         with _filesystems().create(
             path,
             mime_type="application/octet-stream",

@@ -79,7 +79,7 @@ def prepare_output(out: str, overwrite: bool) -> None:
             "choose an empty or new location"
         )
     probe = fs.join(out, PROBE)
-    _bounded(lambda: fs.write_bytes(probe, b""), out, "write to")
+    _bounded(lambda: fs.write_bytes(probe, b"gradum"), out, "write to")
     fs.delete([probe])
     if "manifest.json" in names:
         fs.delete([fs.join(out, "manifest.json")])  # from here on the old dataset is incomplete

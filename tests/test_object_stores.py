@@ -1,0 +1,209 @@
+"""The job against real object-store servers on loopback: GCS (gcp-storage-emulator) and S3
+(moto), on the multi-process DirectRunner with 2 workers, started by the tests themselves."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from stores import SECRET, gcs_server, s3_server
+
+from pipelines.cli import add_score_arguments
+from shards import ShardMismatchError, ShardSet
+from shards.cli import main as shards_main
+
+TWO_WORKERS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+SERVERS = {"gcs": gcs_server, "s3": s3_server}
+
+
+def score(*argv: str) -> int:
+    from pipelines.score import run_from_args
+
+    parser = argparse.ArgumentParser()
+    add_score_arguments(parser)
+    args, beam_args = parser.parse_known_args(list(argv))
+    return run_from_args(args, beam_args)
+
+
+def corpus() -> bytes:
+    lines = [
+        json.dumps({"text": f"Record {i}: " + "a plain sentence, said clearly. " * (1 + i % 7)})
+        for i in range(400)
+    ]
+    lines[17] = "{not json"
+    lines[230] = json.dumps({"body": "no text"})
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def store(request):
+    with SERVERS[request.param]() as s:
+        s.put("in/corpus.jsonl", corpus())
+        yield s
+
+
+@pytest.fixture(scope="module")
+def committed(store, tmp_path_factory):
+    """One job from the bucket to the bucket and one from the bucket to a local directory."""
+    local = tmp_path_factory.mktemp("local") / "out"
+    job = [store.url("in/corpus.jsonl"), "--signals", "compression_ratio,readability"]
+    job += ["--rows-per-shard", "100", "--no-progress", *TWO_WORKERS, *store.beam_args]
+    assert score(*job, "--output", store.url("runs/a")) == 0
+    assert score(*job, "--output", str(local)) == 0
+    return store.url("runs/a"), local
+
+
+def test_a_job_in_a_bucket_writes_the_same_shards_as_on_a_local_disk(store, committed):
+    remote, local = committed
+    manifest = json.loads(store.get("runs/a/manifest.json"))
+    local_manifest = json.loads((local / "manifest.json").read_text())
+    assert (
+        manifest["counts"]
+        == local_manifest["counts"]
+        == {
+            "input": 400,
+            "written": 398,
+            "dead_letter": 2,
+        }
+    )
+    assert len(manifest["shards"]) >= 4
+    assert [(s["path"], s["sha256"]) for s in manifest["shards"]] == [
+        (s["path"], s["sha256"]) for s in local_manifest["shards"]
+    ]
+    for s in manifest["shards"]:
+        assert hashlib.sha256(store.get(f"runs/a/{s['path']}")).hexdigest() == s["sha256"]
+    keys = store.keys("runs/a/")
+    assert not [k for k in keys if k.startswith("runs/a/staging")]
+    dead = [k for k in keys if k.startswith("runs/a/dead_letter/")]
+    assert sum(store.get(k).count(b"\n") for k in dead) == 2
+
+
+def test_no_secret_reaches_any_output(store, committed):
+    _, local = committed
+    for key in store.keys():
+        assert SECRET.encode() not in store.get(key), key
+    for root, _, names in os.walk(local):
+        for name in names:
+            with open(os.path.join(root, name), "rb") as fh:
+                assert SECRET.encode() not in fh.read(), name
+    manifest = json.loads(store.get("runs/a/manifest.json"))
+    assert manifest["options"]["beam_options"]["direct_num_workers"] == 2
+
+
+def test_a_remote_dataset_reads_back_through_a_checked_cache(store, committed, tmp_path, capsys):
+    remote, local = committed
+    ds = ShardSet.open(remote, cache_dir=tmp_path / "cache")
+    here = ShardSet.open(local)
+    assert ds.num_rows == here.num_rows == 398
+    assert ds.take([0, 397, 5]).equals(here.take([0, 397, 5]))
+    assert ds.column("readability").tolist() == here.column("readability").tolist()
+    assert sum(b.num_rows for b in ds.iter_batches(64)) == 398
+    for command in (["summary"], ["head", "-n", "2"], ["validate"]):
+        assert shards_main([*command, remote, "--cache-dir", str(tmp_path / "cache2")]) == 0
+    assert "OK:" in capsys.readouterr().out
+
+
+def test_a_remote_shard_that_fails_its_check_is_never_served(store, committed, tmp_path):
+    manifest = json.loads(store.get("runs/a/manifest.json"))
+    for key in store.keys("runs/a/"):
+        store.put(key.replace("runs/a/", "runs/bad/", 1), store.get(key))
+    victim = manifest["shards"][1]["path"]
+    data = bytearray(store.get(f"runs/bad/{victim}"))
+    data[-20] ^= 0xFF
+    store.put(f"runs/bad/{victim}", bytes(data))
+    ds = ShardSet.open(store.url("runs/bad"), cache_dir=tmp_path / "cache")
+    assert ds.take([0]).num_rows == 1  # shard 0 is sound
+    with pytest.raises(ShardMismatchError, match="sha256"):
+        ds.column("id")
+    assert not (tmp_path / "cache" / victim).exists()
+    assert shards_main(["validate", store.url("runs/bad"), "--cache-dir", str(tmp_path / "c")]) == 1
+
+
+def test_a_killed_launcher_leaves_no_manifest_and_a_rerun_with_overwrite_commits(store, tmp_path):
+    out = store.url("runs/killed")
+    cmd = [sys.executable, "-m", "pipelines.score", "builtin:graded?n=400000"]
+    cmd += ["--output", out, "--signals", "lexical_diversity", *TWO_WORKERS, *store.beam_args]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 240
+    while not store.keys("runs/killed/staging/") and time.monotonic() < deadline:
+        assert proc.poll() is None, "the job ended before it was killed"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    keys = store.keys("runs/killed/")
+    assert keys and "runs/killed/manifest.json" not in keys
+    job = ["builtin:graded?n=60", "--signals", "lexical_diversity", "--no-progress"]
+    assert score(*job, "--output", out, "--overwrite", *TWO_WORKERS, *store.beam_args) == 0
+    keys = store.keys("runs/killed/")
+    assert "runs/killed/manifest.json" in keys
+    assert not [k for k in keys if "/staging/" in k]
+    assert json.loads(store.get("runs/killed/manifest.json"))["counts"]["written"] == 60
+
+
+def _refused(capsys, *argv: str) -> str:
+    assert score(*argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_bad_outputs_are_refused_before_any_worker_starts(store, committed, capsys, monkeypatch):
+    job = ["builtin:graded?n=20", "--signals", "readability", "--no-progress", *store.beam_args]
+    before = store.keys()
+    err = _refused(capsys, *job, "--output", f"{store.scheme}://no-such-bucket/x")
+    assert "does not exist" in err
+    store.put("foreign/precious.txt", b"keep me")
+    err = _refused(capsys, *job, "--output", store.url("foreign"))
+    assert "not a gradum dataset" in err and store.get("foreign/precious.txt") == b"keep me"
+    first = store.get("runs/a/manifest.json")
+    err = _refused(capsys, *job, "--output", committed[0])
+    assert "--overwrite" in err and store.get("runs/a/manifest.json") == first
+    assert store.keys() == sorted(before + ["foreign/precious.txt"])
+
+
+def test_an_unreachable_store_is_one_line(store, capsys, monkeypatch):
+    import pipelines.output
+
+    monkeypatch.setattr(pipelines.output, "PREFLIGHT_TIMEOUT_S", 5.0)
+    dead = "http://127.0.0.1:9"  # the discard port: nothing listens
+    job = ["builtin:graded?n=20", "--signals", "readability", "--no-progress"]
+    if store.scheme == "s3":
+        args = [a for a in store.beam_args if not a.startswith("--s3_endpoint_url")]
+        err = _refused(capsys, *job, *args, f"--s3_endpoint_url={dead}", "--output", store.url("x"))
+    else:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", dead)
+        err = _refused(capsys, *job, "--output", store.url("x"))
+    assert "cannot list" in err or "cannot reach" in err or "cannot be reached" in err
+
+
+def test_no_write_permission_is_refused_and_nothing_is_written(capsys):
+    with s3_server("gradum-readonly") as s3:
+        s3.client.put_bucket_policy(
+            Bucket="gradum-readonly",
+            Policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:PutObject",
+                            "Resource": "arn:aws:s3:::gradum-readonly/*",
+                        }
+                    ],
+                }
+            ),
+        )
+        job = ["builtin:graded?n=20", "--signals", "readability", *s3.beam_args]
+        err = _refused(capsys, *job, "--output", s3.url("out"))
+        assert "permission denied" in err
+        assert s3.keys() == []
