@@ -69,6 +69,7 @@ def test_regexes_accept_examples(metadata):
     examples = {
         "input": "gs://b/data/*.jsonl.gz,builtin:graded?n=100",
         "output": "gs://my-bucket/gradum/run1",
+        "num_shards": "64",
         "signals": "length,readability",
         "difficulty": "perplexity:2,readability:1",
         "max_dead_letter_fraction": "0.01",
@@ -87,7 +88,7 @@ def test_launcher_translates_to_score_args():
     argv = _launcher().translate(
         [
             "--input=a.jsonl,b/*.parquet",
-            "--output=/gcs/b/out",
+            "--output=gs://b/out",
             "--max_dead_letter_fraction=0.05",
             "--text_field",
             "body",
@@ -101,14 +102,59 @@ def test_launcher_translates_to_score_args():
     add_score_arguments(parser)
     args, beam = parser.parse_known_args(argv)
     assert args.inputs == ["a.jsonl", "b/*.parquet"]
-    assert args.output == "/gcs/b/out"
+    assert args.output == "gs://b/out"
     assert args.max_dead_letter_fraction == 0.05
     assert args.text_field == "body"
     assert args.overwrite and not args.keep_embeddings
     assert beam == ["--runner=DataflowRunner", "--project=p"]
 
 
-def test_launcher_leaves_unmounted_gs_output_for_the_job_to_refuse():
-    assert (
-        _launcher().map_output("gs://no-such-bucket-mounted/x") == "gs://no-such-bucket-mounted/x"
+def test_the_launch_command_for_a_bucket_corpus_names_only_bucket_paths(tmp_path):
+    """launch.sh, run with a stand-in gcloud that records its arguments: the input, output,
+    template, temp and staging locations are all gs:// paths, and a non-bucket output is
+    refused before gcloud runs."""
+    stub = tmp_path / "bin" / "gcloud"
+    stub.parent.mkdir()
+    stub.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > "$GCLOUD_ARGS"\n')
+    stub.chmod(0o755)
+    env = {
+        "PATH": f"{stub.parent}:/usr/bin:/bin",
+        "GCLOUD_ARGS": str(tmp_path / "args"),
+        "PROJECT": "p",
+        "REGION": "us-central1",
+        "BUCKET": "my-bucket",
+        "INPUT": "gs://my-bucket/corpus/*.jsonl.gz",
+        "OUTPUT": "gs://my-bucket/gradum/run1",
+        "TAG": "t",
+        "LM": "reference",
+    }
+    run = subprocess.run(["bash", str(DATAFLOW / "launch.sh")], env=env, capture_output=True)
+    assert run.returncode == 0, run.stderr.decode()
+    args = (tmp_path / "args").read_text().splitlines()
+    flags = dict(zip(args, args[1:], strict=False))
+    params = dict(kv.split("=", 1) for kv in flags["--parameters"].removeprefix("^~^").split("~"))
+    paths = [params["input"], params["output"]] + [
+        flags[f] for f in ("--template-file-gcs-location", "--temp-location", "--staging-location")
+    ]
+    assert all(p.startswith("gs://my-bucket/") for p in paths), paths
+    assert not any(a.startswith("/gcs") or "/mnt" in a for a in args)
+    env["OUTPUT"] = "/gcs/my-bucket/run1"
+    (tmp_path / "args").unlink()
+    run = subprocess.run(["bash", str(DATAFLOW / "launch.sh")], env=env, capture_output=True)
+    assert run.returncode == 2 and b"gs://" in run.stderr and not (tmp_path / "args").exists()
+
+
+def test_the_worker_entrypoint_stops_loudly_when_gradum_does_not_import(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(
+        "#!/bin/sh\necho 'ModuleNotFoundError: pipelines' >&2\nexit 1\n"
     )
+    (bin_dir / "python").chmod(0o755)
+    run = subprocess.run(
+        ["sh", str(DATAFLOW / "entrypoint.sh"), "--id=1"],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        capture_output=True,
+    )
+    assert run.returncode == 1
+    assert b"worker set-up failed" in run.stderr and b"ModuleNotFoundError" in run.stderr

@@ -2,7 +2,6 @@
 # Build the launcher + worker images with Cloud Build, then the flex-template spec.
 #   PROJECT=my-proj REGION=us-central1 BUCKET=my-bucket infra/dataflow/build.sh
 # GPU worker image:  GPU=1 ... infra/dataflow/build.sh
-# Output via GCS FUSE on the workers (see README.md): MOUNT_BUCKET=1 ... build.sh
 set -euo pipefail
 
 : "${PROJECT:?set PROJECT}"
@@ -11,14 +10,12 @@ set -euo pipefail
 REPO="${REPO:-gradum}"                       # Artifact Registry docker repository
 TAG="${TAG:-$(git rev-parse --short HEAD 2>/dev/null || echo latest)}"
 GPU="${GPU:-0}"
-MOUNT_BUCKET="${MOUNT_BUCKET:-0}"
 REGISTRY="${REGION}-docker.pkg.dev/${PROJECT}/${REPO}"
 SUFFIX=""; [ "${GPU}" = "1" ] && SUFFIX="-gpu"
 LAUNCHER_IMAGE="${LAUNCHER_IMAGE:-${REGISTRY}/gradum-launcher:${TAG}}"
 WORKER_IMAGE="${WORKER_IMAGE:-${REGISTRY}/gradum-worker${SUFFIX}:${TAG}}"
 TORCH_INDEX="https://download.pytorch.org/whl/cpu"
 [ "${GPU}" = "1" ] && TORCH_INDEX="${TORCH_INDEX_GPU:-https://download.pytorch.org/whl/cu126}"
-GCS_BUCKET=""; [ "${MOUNT_BUCKET}" = "1" ] && GCS_BUCKET="${BUCKET}"
 TEMPLATE="gs://${BUCKET}/templates/gradum-score${SUFFIX}.json"
 
 cd "$(git rev-parse --show-toplevel 2>/dev/null || dirname "$0")/"
@@ -30,7 +27,7 @@ gcloud artifacts repositories describe "${REPO}" --project "${PROJECT}" --locati
 
 gcloud builds submit . --project "${PROJECT}" --region "${REGION}" \
   --config infra/dataflow/cloudbuild.yaml \
-  --substitutions "_LAUNCHER_IMAGE=${LAUNCHER_IMAGE},_WORKER_IMAGE=${WORKER_IMAGE},_TORCH_INDEX=${TORCH_INDEX},_WITH_FAISS_GPU=${GPU},_GCS_BUCKET=${GCS_BUCKET}"
+  --substitutions "_LAUNCHER_IMAGE=${LAUNCHER_IMAGE},_WORKER_IMAGE=${WORKER_IMAGE},_TORCH_INDEX=${TORCH_INDEX},_WITH_FAISS_GPU=${GPU}"
 
 gcloud dataflow flex-template build "${TEMPLATE}" --project "${PROJECT}" \
   --image "${LAUNCHER_IMAGE}" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the gradum flex template on Dataflow.
 #   PROJECT=p REGION=us-central1 BUCKET=b INPUT='gs://b/data/*.jsonl.gz' \
-#     OUTPUT=/gcs/b/gradum/run1 infra/dataflow/launch.sh
+#     OUTPUT=gs://b/gradum/run1 infra/dataflow/launch.sh
 # GPU workers (embedding / LM on an NVIDIA L4 per worker; build with GPU=1 first):
 #   GPU=1 EMBEDDING=default CLUSTERS=256 ... infra/dataflow/launch.sh
 # Extra template parameters: EXTRA_PARAMS='lm=gpt2~difficulty=perplexity:2,readability:1'
@@ -12,7 +12,8 @@ set -euo pipefail
 : "${REGION:?set REGION}"
 : "${BUCKET:?set BUCKET}"
 : "${INPUT:?set INPUT (comma-separated files / globs / specs)}"
-: "${OUTPUT:?set OUTPUT (a path mounted on the launcher and workers, see README.md)}"
+: "${OUTPUT:?set OUTPUT (a gs:// prefix)}"
+case "${OUTPUT}" in gs://*) ;; *) echo "OUTPUT must be a gs:// prefix, not ${OUTPUT}" >&2; exit 2 ;; esac
 GPU="${GPU:-0}"
 SUFFIX=""; [ "${GPU}" = "1" ] && SUFFIX="-gpu"
 REPO="${REPO:-gradum}"

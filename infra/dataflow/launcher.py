@@ -6,9 +6,10 @@ positionally, so this file maps:
 
 - ``--input=A,B`` -> positional ``A B`` (comma-separated list of files / globs / specs);
 - ``--max_dead_letter_fraction=X`` -> ``--max-dead-letter-fraction=X`` (every gradum option);
-- ``--overwrite=true`` -> ``--overwrite`` (boolean options; ``false`` drops the flag);
-- ``--output=gs://BUCKET/PATH`` -> ``--output=/gcs/BUCKET/PATH`` when ``/gcs/BUCKET`` is a
-  GCS FUSE mount point (see README.md, "Where the output goes"); otherwise the job refuses.
+- ``--overwrite=true`` -> ``--overwrite`` (boolean options; ``false`` drops the flag).
+
+``--output`` is a ``gs://`` prefix, passed as given: the job writes it through Beam's
+``FileSystems`` (no mount), and ``--lm reference`` stores its model under it for the workers.
 
 Everything else (``--runner``, ``--project``, ``--temp_location``, ``--sdk_container_image``,
 ``--dataflow_service_options``, ...) passes through to Beam untouched.
@@ -16,7 +17,6 @@ Everything else (``--runner``, ``--project``, ``--temp_location``, ``--sdk_conta
 
 from __future__ import annotations
 
-import os
 import sys
 
 # Template parameter name -> gradum option (None: positional inputs).
@@ -35,23 +35,12 @@ GRADUM_PARAMS: dict[str, str | None] = {
     "max_text_bytes": "--max-text-bytes",
     "max_dead_letter_fraction": "--max-dead-letter-fraction",
     "rows_per_shard": "--rows-per-shard",
+    "num_shards": "--num-shards",
     "seed": "--seed",
     "overwrite": "--overwrite",
     "keep_embeddings": "--keep-embeddings",
 }
 FLAGS = {"overwrite", "keep_embeddings"}
-GCS_MOUNT = os.environ.get("GRADUM_GCS_MOUNT", "/gcs")
-
-
-def map_output(value: str) -> str:
-    """``gs://B/P`` -> ``{GCS_MOUNT}/B/P`` if that bucket is mounted; else unchanged."""
-    if not value.startswith("gs://"):
-        return value
-    bucket, _, rest = value[len("gs://") :].partition("/")
-    mount = os.path.join(GCS_MOUNT, bucket)
-    if os.path.ismount(mount):
-        return os.path.join(mount, rest)
-    return value  # run_job rejects gs:// output with a clear message
 
 
 def translate(argv: list[str]) -> list[str]:
@@ -79,8 +68,6 @@ def translate(argv: list[str]) -> list[str]:
             if value.strip().lower() in ("1", "true", "yes", "on"):
                 out.append(GRADUM_PARAMS[name])
         elif value != "":
-            if name == "output":
-                value = map_output(value)
             out.append(f"{GRADUM_PARAMS[name]}={value}")
     if not any(a.startswith("--no-progress") for a in out):
         out.append("--no-progress")  # remote runs report Beam metrics counters instead

@@ -30,18 +30,8 @@ RUN pip install --no-cache-dir --extra-index-url ${TORCH_INDEX} -r requirements.
  && if [ "${WITH_FAISS_GPU}" = "1" ]; then pip install --no-cache-dir "faiss-gpu-cu12>=1.8"; fi \
  && python -c "import pipelines.inference, scorers; scorers.get('embedding').dim"
 
-# Optional GCS FUSE mount of the output bucket on every worker (see README.md, "Where the
-# output goes"). Empty GCS_BUCKET: no mount, the entrypoint is Beam's own boot.
-ARG GCS_BUCKET=""
-ENV GRADUM_GCS_BUCKET=${GCS_BUCKET}
+# The entrypoint checks that gradum imports, then runs Beam's boot; it stops the worker on
+# any set-up error. Output goes to gs:// through Beam's FileSystems: no mount is needed.
 COPY infra/dataflow/entrypoint.sh /opt/gradum/entrypoint.sh
-RUN if [ -n "${GCS_BUCKET}" ]; then \
-      apt-get update && apt-get install -y --no-install-recommends curl gnupg lsb-release \
-      && curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg \
-         | gpg --dearmor -o /usr/share/keyrings/cloud.google.gpg \
-      && echo "deb [signed-by=/usr/share/keyrings/cloud.google.gpg] https://packages.cloud.google.com/apt gcsfuse-$(lsb_release -c -s) main" \
-         > /etc/apt/sources.list.d/gcsfuse.list \
-      && apt-get update && apt-get install -y --no-install-recommends gcsfuse \
-      && rm -rf /var/lib/apt/lists/*; \
-    fi
+RUN chmod +x /opt/gradum/entrypoint.sh
 ENTRYPOINT ["/opt/gradum/entrypoint.sh"]
