@@ -9,7 +9,7 @@ Both steps read only shard ``s``'s pieces (``staging/shard-s/``).
    sketches: the statistics and ranks count each written record once.
 2. :class:`WriteShardFn`: the same rows, with difficulty (from the finished sketches), bucket
    and cluster, uploaded once as ``shards/part-<s>.arrow``; yields ``{path, rows, bytes,
-   sha256}``.
+   sha256, staging_pieces}`` (the pieces it read: each step opens each of them once).
 """
 
 from __future__ import annotations
@@ -28,15 +28,10 @@ from pipelines.schema import convert_meta, meta_column, row_schema
 from pipelines.staging import read_piece
 from pipelines.steps import record_dead_letter
 
-# Staging pieces opened by shard builders in this process (benchmarks read it).
-PIECES_OPENED = [0]
-
-
 def gather_shard(pieces: list[dict], model: dict | None) -> tuple[pa.Table, np.ndarray]:
     """The rows of one shard's pieces sorted by (id, source, position), with ``cluster`` and
     ``centroid_distance`` when a k-means ``model`` is given, and the mask of repeated ids."""
     parts = [read_piece(d["path"]) for d in sorted(pieces, key=lambda d: d["path"])]
-    PIECES_OPENED[0] += len(parts)
     table = pa.concat_tables(parts)
     order = pc.sort_indices(
         table, [("id", "ascending"), ("source", "ascending"), ("position", "ascending")]
@@ -113,7 +108,13 @@ class WriteShardFn(beam.DoFn):
         rel = shard_name(index)
         fs.write_bytes(fs.join(self.out_dir, *rel.split("/")), memoryview(data))
         self.written.inc(out.num_rows)
-        yield {"path": rel, "rows": out.num_rows, "bytes": data.size, "sha256": sha256_bytes(data)}
+        yield {
+            "path": rel,
+            "rows": out.num_rows,
+            "bytes": data.size,
+            "sha256": sha256_bytes(data),
+            "staging_pieces": len(pieces),
+        }
 
     def _rows(self, table: pa.Table, sketches: dict, meta_types: dict, *, clusters: bool):
         ranks = {c: sketches[c].rank(table[c].to_numpy().astype(np.float64)) for c in self.weights}
