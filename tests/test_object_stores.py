@@ -207,3 +207,31 @@ def test_no_write_permission_is_refused_and_nothing_is_written(capsys):
         err = _refused(capsys, *job, "--output", s3.url("out"))
         assert "permission denied" in err
         assert s3.keys() == []
+
+
+def test_reference_lm_and_parquet_inputs_live_in_the_bucket(tmp_path):
+    """``--lm reference`` trains in the launcher, stores the model under the output, and the
+    workers load it from there; a Parquet input is planned from its footer in the bucket."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with gcs_server("gradum-lm") as gcs:
+        texts = [
+            f"the cat number {i} sat on the mat and looked at {i % 7} birds" for i in range(150)
+        ]
+        pq.write_table(pa.table({"text": texts}), tmp_path / "t.parquet", row_group_size=40)
+        gcs.put("in/t.parquet", (tmp_path / "t.parquet").read_bytes())
+        gcs.put("in/c.jsonl", corpus())
+        job = [gcs.url("in/t.parquet"), gcs.url("in/c.jsonl"), "--lm", "reference"]
+        job += ["--reference-lm-steps", "20", "--reference-lm-samples", "200", "--signals"]
+        job += ["length", "--no-progress", "--output", gcs.url("lm"), *TWO_WORKERS]
+        assert score(*job) == 0
+        keys = gcs.keys("lm/")
+        assert "lm/reference_lm/config.json" in keys and "lm/manifest.json" in keys
+        manifest = json.loads(gcs.get("lm/manifest.json"))
+        assert manifest["counts"] == {"input": 550, "written": 548, "dead_letter": 2}
+        lm = {s["name"]: s for s in manifest["signals"]}["perplexity"]
+        assert lm["params"]["params"]["model"] == gcs.url("lm/reference_lm")
+        ds = ShardSet.open(gcs.url("lm"), cache_dir=tmp_path / "cache")
+        ppl = ds.column("perplexity")
+        assert (ppl > 1).all() and len(set(ppl.tolist())) > 100
