@@ -54,6 +54,7 @@ def finalize(
     shard_infos: list,
     n_input: int,
     sketches: dict,
+    rank_sketches: dict,
     cluster_model: Any,
     *dead_lists: list,
     out_dir: str,
@@ -64,8 +65,8 @@ def finalize(
 ) -> str:
     """Check the accounting and the dead-letter budget, write the manifest LAST, then delete
     ``staging/``. The arguments after the first are Beam side inputs: the shard infos, the
-    input count, the sketches, the k-means model (or None) and each stage's dead-letter
-    file infos."""
+    input count, the value sketches, the rank sketches, the k-means model (or None) and each
+    stage's dead-letter file infos."""
     from shards.manifest import build_manifest, manifest_json
     from shards.paths import CENTROIDS_NAME, MANIFEST_NAME
 
@@ -93,7 +94,7 @@ def finalize(
         sorted(shard_infos, key=lambda s: s["path"]),
         counts={"input": n_input, "written": written, "dead_letter": dead},
         signals=signals,
-        stats={c: s.stats() for c, s in sorted(sketches.items())},
+        stats={c: _stats(s, rank_sketches.get(c)) for c, s in sorted(sketches.items())},
         clusters=clusters,
         options=options,
     )
@@ -104,3 +105,10 @@ def finalize(
     fs.write_bytes(path, text.encode("utf-8"))
     fs.delete_prefix(fs.join(out_dir, STAGING))
     return path
+
+
+def _stats(sketch, rank_sketch) -> dict[str, Any]:
+    stats = sketch.stats()
+    if rank_sketch is not None:
+        stats["ranks"] = rank_sketch.describe()
+    return stats

@@ -2,7 +2,7 @@
 
 inputs -> records (bad ones dead-lettered with their reason) -> scorers through RunInference
 -> staging pieces partitioned by shard (``OUT/staging/``) -> optional spherical k-means over
-embeddings -> per shard: repeated ids dead-lettered, quantile sketches of what is written ->
+embeddings -> per shard: repeated ids dead-lettered; value and rank sketches of what is written ->
 difficulty and bucket -> Arrow shards -> ``manifest.json``, written last.
 
 Every path (inputs, ``--output``, the reference LM) may be local, ``gs://`` or ``s3://``;
@@ -303,6 +303,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
         dead_infos=dead_infos,
         count=read["count"],
         sketches=built["sketches"],
+        ranks=built["ranks"],
         model=model,
         out_dir=cfg.output,
         signals=sig.records,

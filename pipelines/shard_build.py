@@ -7,7 +7,7 @@ Both steps read only shard ``s``'s pieces (``staging/shard-s/``).
 1. :class:`PrepareShardFn`: dead-letters repeated ids (the first by (source, position)
    stays) and yields the signal columns of the rows that will be written, for the quantile
    sketches: the statistics and ranks count each written record once.
-2. :class:`WriteShardFn`: the same rows, with difficulty (from the finished sketches), bucket
+2. :class:`WriteShardFn`: the same rows, with difficulty (from the finished rank sketches), bucket
    and cluster, uploaded once as ``shards/part-<s>.arrow``; yields ``{path, rows, bytes,
    sha256, staging_pieces}`` (the pieces it read: each step opens each of them once).
 """
@@ -27,6 +27,7 @@ from pipelines import clustering, difficulty, fs
 from pipelines.schema import convert_meta, meta_column, row_schema
 from pipelines.staging import read_piece
 from pipelines.steps import record_dead_letter
+
 
 def gather_shard(pieces: list[dict], model: dict | None) -> tuple[pa.Table, np.ndarray]:
     """The rows of one shard's pieces sorted by (id, source, position), with ``cluster`` and
@@ -91,7 +92,7 @@ class WriteShardFn(beam.DoFn):
     def process(
         self,
         element: tuple[int, list[dict]],
-        sketches: dict,
+        rank_sketches: dict,
         meta_types: dict[str, str],
         model: dict | None = None,
     ):
@@ -103,7 +104,7 @@ class WriteShardFn(beam.DoFn):
         table, dup = gather_shard(list(pieces), model)
         if dup.any():
             table = table.filter(pa.array(~dup))
-        out = self._rows(table, sketches, meta_types, clusters=model is not None)
+        out = self._rows(table, rank_sketches, meta_types, clusters=model is not None)
         data = stream_bytes(out)
         rel = shard_name(index)
         fs.write_bytes(fs.join(self.out_dir, *rel.split("/")), memoryview(data))
@@ -116,8 +117,10 @@ class WriteShardFn(beam.DoFn):
             "staging_pieces": len(pieces),
         }
 
-    def _rows(self, table: pa.Table, sketches: dict, meta_types: dict, *, clusters: bool):
-        ranks = {c: sketches[c].rank(table[c].to_numpy().astype(np.float64)) for c in self.weights}
+    def _rows(self, table: pa.Table, rank_sketches: dict, meta_types: dict, *, clusters: bool):
+        ranks = {
+            c: rank_sketches[c].rank(table[c].to_numpy().astype(np.float64)) for c in self.weights
+        }
         d = difficulty.combine(ranks, self.directions, self.weights)
         names = set(self.signal_columns)
         schema = row_schema(

@@ -3,7 +3,7 @@
 ``ReadScoreStage`` (read units -> validated batches -> scorers -> staging pieces by shard, one
 fused stage: record text crosses no shuffle) -> ``FitClusters`` (k-means on a sample taken
 while scoring) -> ``BuildShards`` (pieces grouped by shard; repeated ids dead-lettered;
-quantile sketches of what will be written; each shard written once) -> ``WriteDeadLetters``
+value and rank sketches of what will be written; each shard written once) -> ``WriteDeadLetters``
 (per stage) -> ``Commit`` (accounting check, then the manifest, written last).
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from pipelines import clustering, commit, shard_build, steps
+from pipelines import clustering, commit, ranks, shard_build, steps
 from pipelines.inference import ScorerModelHandler
 from pipelines.schema import MetaSchemaCombineFn
 from pipelines.staging import StageFn
@@ -32,6 +32,7 @@ class Layout:
     n_buckets: int
     embedding_dim: int | None
     sketch_error: float
+    rank_error: float = 0.001
 
     @property
     def scored_columns(self) -> list[str]:
@@ -111,8 +112,76 @@ class FitClusters(beam.PTransform):
         )
 
 
+class _LevelCounts(beam.DoFn):
+    """One shard's signal columns -> the next rank level's sparse counts, per column."""
+
+    def __init__(self, columns: list[str], eps: float) -> None:
+        self.columns, self.eps = list(columns), eps
+
+    def process(self, element: dict, sketches: dict | None = None):
+        cols = element["columns"]
+        yield {
+            c: (sketches[c] if sketches else ranks.RankSketch(self.eps)).level_counts(cols[c])
+            for c in self.columns
+        }
+
+
+class _SumCounts(beam.CombineFn):
+    """Sum the sparse counts of every part, per column (addition: order-free)."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = list(columns)
+
+    def create_accumulator(self):
+        return {c: [] for c in self.columns}
+
+    def add_input(self, acc, counts):
+        for c in self.columns:
+            acc[c] = [ranks.merge_counts([*acc[c], counts[c]])]
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for acc in accs:
+            for c in self.columns:
+                out[c] = [ranks.merge_counts([*out[c], *acc[c]])]
+        return out
+
+    def extract_output(self, acc):
+        return {c: ranks.merge_counts(acc[c]) for c in self.columns}
+
+
+def _add_level(counts: dict, sketches: dict | None, eps: float) -> dict:
+    return {
+        c: (sketches[c] if sketches else ranks.RankSketch(eps)).add_level(counts[c]) for c in counts
+    }
+
+
+class RankSketches(beam.PTransform):
+    """Per-shard signal columns -> ``{column: RankSketch}`` refined until every bucket is
+    small enough (at most ``len(ranks.LEVEL_BITS)`` passes over the columns)."""
+
+    def __init__(self, columns: list[str], eps: float) -> None:
+        super().__init__()
+        self.columns, self.eps = list(columns), eps
+
+    def expand(self, parts):
+        sketches = None
+        for level in range(len(ranks.LEVEL_BITS)):
+            prev = beam.pvalue.AsSingleton(sketches) if sketches is not None else None
+            counts = (
+                parts
+                | f"Count{level}" >> beam.ParDo(_LevelCounts(self.columns, self.eps), prev)
+                | f"Sum{level}" >> beam.CombineGlobally(_SumCounts(self.columns))
+            )
+            sketches = counts | f"Level{level}" >> beam.Map(_add_level, prev, self.eps)
+        return sketches
+
+
 class BuildShards(beam.PTransform):
-    """Staging descriptors -> ``{"shards", "dead_write", "sketches"}``."""
+    """Staging descriptors -> ``{"shards", "dead_write", "sketches", "ranks"}``: the value
+    sketches give the manifest's statistics, the rank sketches the difficulty ranks; both
+    count each written record once (repeated ids are dropped before)."""
 
     def __init__(self, layout: Layout, meta_types, model=None) -> None:
         super().__init__()
@@ -132,6 +201,9 @@ class BuildShards(beam.PTransform):
         sketches = prepared.columns | "Sketch" >> beam.CombineGlobally(
             steps.SketchCombineFn(layout.columns, layout.sketch_error)
         )
+        rank_sketches = prepared.columns | "Ranks" >> RankSketches(
+            list(layout.weights), layout.rank_error
+        )
         shards = grouped | "Write" >> beam.ParDo(
             shard_build.WriteShardFn(
                 layout.out_dir,
@@ -141,11 +213,16 @@ class BuildShards(beam.PTransform):
                 n_buckets=layout.n_buckets,
                 embedding_dim=layout.embedding_dim,
             ),
-            beam.pvalue.AsSingleton(sketches),
+            beam.pvalue.AsSingleton(rank_sketches),
             beam.pvalue.AsSingleton(self.meta_types),
             model=model,
         )
-        return {"shards": shards, "dead_write": prepared.dead, "sketches": sketches}
+        return {
+            "shards": shards,
+            "dead_write": prepared.dead,
+            "sketches": sketches,
+            "ranks": rank_sketches,
+        }
 
 
 class WriteDeadLetters(beam.PTransform):
@@ -170,10 +247,10 @@ class WriteDeadLetters(beam.PTransform):
 class Commit(beam.PTransform):
     """Once everything else is done: the accounting check, then the manifest."""
 
-    def __init__(self, *, shards, dead_infos, count, sketches, model, **fixed) -> None:
+    def __init__(self, *, shards, dead_infos, count, sketches, ranks, model, **fixed) -> None:
         super().__init__()
         self.shards, self.dead_infos, self.count = shards, dead_infos, count
-        self.sketches, self.model, self.fixed = sketches, model, fixed
+        self.sketches, self.ranks, self.model, self.fixed = sketches, ranks, model, fixed
 
     def expand(self, pbegin):
         side = beam.pvalue
@@ -188,6 +265,7 @@ class Commit(beam.PTransform):
                 side.AsList(self.shards),
                 side.AsSingleton(n_input),
                 side.AsSingleton(self.sketches),
+                side.AsSingleton(self.ranks),
                 side.AsSingleton(self.model) if self.model is not None else None,
                 *dead,
                 **self.fixed,
