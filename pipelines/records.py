@@ -6,6 +6,8 @@ import hashlib
 import json
 from typing import Any
 
+from pipelines.metadata import clean
+
 Record = dict[str, Any]
 
 
@@ -19,15 +21,12 @@ def record_id(source: str, position: int) -> str:
     return "r-" + hashlib.sha1(f"{source}\0{position}".encode()).hexdigest()[:16]
 
 
-def _clean_meta(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
+def _valid_unicode(key: str, value: Any) -> bool:
     try:
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
-    except (TypeError, ValueError):
-        return repr(value)
+        json.dumps([key, value], ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def make_record(
@@ -42,8 +41,8 @@ def make_record(
     """``(record, None)`` for a good payload, ``(None, reason)`` for a bad one.
 
     A record is ``{"id", "text", "meta", "source", "position"}``; ``meta`` holds every other
-    top-level field (scalars kept, nested values as JSON text) and is written through to the
-    shards. Rejected: missing / non-string / empty text, text that is not valid Unicode
+    top-level field, made plain by :func:`pipelines.metadata.clean`, and is written through to
+    the shards (typed by the rule of :mod:`pipelines.metadata`). Rejected: missing / non-string / empty text, text that is not valid Unicode
     (lone surrogates), text over ``max_text_bytes`` UTF-8 bytes, missing id when
     ``id_field`` is given.
     """
@@ -70,5 +69,8 @@ def make_record(
     else:
         rid = record_id(source, position)
     skip = {text_field, id_field, "id"}
-    meta = {k: _clean_meta(v) for k, v in payload.items() if k not in skip and isinstance(k, str)}
+    meta = {k: clean(v) for k, v in payload.items() if k not in skip and isinstance(k, str)}
+    bad = next((k for k, v in meta.items() if not _valid_unicode(k, v)), None)
+    if bad is not None:
+        return None, f"metadata field {bad!r} is not valid Unicode (lone surrogate)"
     return {"id": rid, "text": text, "meta": meta, "source": source, "position": position}, None

@@ -1,12 +1,12 @@
-"""The Arrow row schema of the shards, and the metadata columns passed through."""
+"""The Arrow row schema of the shards, and the metadata field types (see ``pipelines.metadata``
+for the rule that gives each passthrough field its column)."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import apache_beam as beam
 import pyarrow as pa
+
+from pipelines import metadata
 
 RESERVED = {
     "id",
@@ -20,17 +20,15 @@ RESERVED = {
 }
 
 
-def meta_column(key: str, signal_columns: set[str]) -> str:
-    """Column name of a passthrough field: renamed ``meta_KEY`` where it would collide."""
-    return f"meta_{key}" if key in RESERVED or key in signal_columns else key
+def meta_columns(meta_types: dict[str, str], signal_columns: list[str]) -> dict[str, str]:
+    """Passthrough field -> its column name (renamed where it would collide)."""
+    return metadata.column_names(list(meta_types), RESERVED | set(signal_columns))
 
 
 class MetaSchemaCombineFn(beam.CombineFn):
-    """Union of passthrough field types over scored batches (``{"records": ...}``) -> one Arrow type per field.
-
-    bool -> bool; int -> int64; int and float -> float64; str -> string; any other mix ->
-    string (non-strings written as JSON). Combining is a set union: order-free.
-    """
+    """The kinds of every passthrough field over scored batches (``{"records": ...}``) -> one
+    column type per field (:func:`pipelines.metadata.storage`). Combining is a set union:
+    order-free."""
 
     def create_accumulator(self) -> dict[str, set[str]]:
         return {}
@@ -38,7 +36,7 @@ class MetaSchemaCombineFn(beam.CombineFn):
     def add_input(self, acc: dict[str, set[str]], batch: dict) -> dict[str, set[str]]:
         for record in batch["records"]:
             for k, v in record["meta"].items():
-                acc.setdefault(k, set()).add(type(v).__name__)
+                acc.setdefault(k, set()).update(metadata.tags(v))
         return acc
 
     def merge_accumulators(self, accs):
@@ -49,31 +47,7 @@ class MetaSchemaCombineFn(beam.CombineFn):
         return out
 
     def extract_output(self, acc: dict[str, set[str]]) -> dict[str, str]:
-        types = {}
-        for key in sorted(acc):
-            kinds = acc[key] - {"NoneType"}
-            if kinds == {"bool"}:
-                types[key] = "bool"
-            elif kinds == {"int"}:
-                types[key] = "int64"
-            elif kinds and kinds <= {"int", "float"}:
-                types[key] = "float64"
-            else:
-                types[key] = "string"
-        return types
-
-
-_ARROW = {"bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
-
-
-def convert_meta(value: Any, kind: str) -> Any:
-    if value is None:
-        return None
-    if kind == "string" and not isinstance(value, str):
-        return json.dumps(value)
-    if kind == "float64":
-        return float(value)
-    return value
+        return {key: metadata.storage(acc[key]) for key in sorted(acc)}
 
 
 def row_schema(
@@ -88,8 +62,8 @@ def row_schema(
         pa.field("text", pa.large_string(), nullable=False),
         pa.field("source", pa.string()),
     ]
-    names = set(signal_columns)
-    fields += [pa.field(meta_column(k, names), _ARROW[t]) for k, t in meta_types.items()]
+    names = meta_columns(meta_types, signal_columns)
+    fields += [pa.field(names[k], metadata.ARROW[t]) for k, t in meta_types.items()]
     fields += [pa.field(c, pa.float32()) for c in signal_columns]
     if embedding_dim:
         fields.append(pa.field("embedding", pa.list_(pa.float32(), embedding_dim)))

@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
-from pipelines import clustering, difficulty, fs
-from pipelines.schema import convert_meta, meta_column, row_schema
+from pipelines import clustering, difficulty, fs, metadata
+from pipelines.schema import meta_columns, row_schema
 from pipelines.staging import read_piece
 from pipelines.steps import record_dead_letter
 
@@ -122,15 +122,15 @@ class WriteShardFn(beam.DoFn):
             c: rank_sketches[c].rank(table[c].to_numpy().astype(np.float64)) for c in self.weights
         }
         d = difficulty.combine(ranks, self.directions, self.weights)
-        names = set(self.signal_columns)
         schema = row_schema(
             meta_types, self.signal_columns, clusters=clusters, embedding_dim=self.embedding_dim
         )
         cols: dict[str, Any] = {k: table[k] for k in ("id", "text", "source")}
         if meta_types:
             metas = [json.loads(m) for m in table["meta"].to_pylist()]
+            names = meta_columns(meta_types, self.signal_columns)
             for key, kind in meta_types.items():
-                cols[meta_column(key, names)] = [convert_meta(m.get(key), kind) for m in metas]
+                cols[names[key]] = [metadata.encode(m.get(key), kind) for m in metas]
         for c in self.signal_columns:
             cols[c] = table[c].to_numpy().astype(np.float32)
         if self.embedding_dim:

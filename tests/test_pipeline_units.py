@@ -36,7 +36,7 @@ def test_good_payload_keeps_metadata_and_gets_a_stable_id():
     assert (
         record["id"] == record_id("f.jsonl", 7) == make_record("f.jsonl", 7, {"text": "x"})[0]["id"]
     )
-    assert record["meta"] == {"level": 3, "tags": '["a"]'}
+    assert record["meta"] == {"level": 3, "tags": ["a"]}  # JSON text only in the shard
     record, _ = make_record("f", 0, {"text": "hi", "key": 12}, id_field="key")
     assert record["id"] == "12"
     assert make_record("f", 0, {"text": "hi"}, id_field="key")[1] == "missing id field 'key'"
