@@ -50,7 +50,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
         "--difficulty",
         default=None,
         help="signals and weights for difficulty, e.g. 'perplexity:2,readability:1' "
-        "(default: every scalar signal, weight 1)",
+        "(default: every scalar signal but 'words', weight 1)",
     )
     parser.add_argument("--buckets", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=256)

@@ -96,7 +96,10 @@ class RankSketch:
         return _count(keys[inside] >> np.uint64(_SHIFTS[level]))
 
     def add_level(self, counts: tuple[np.ndarray, np.ndarray]) -> RankSketch:
-        """Append a level counted over all values (the sum of every part's level_counts)."""
+        """Append a level counted over all values (the sum of every part's level_counts);
+        a no-op once the sketch is complete (the job always runs every pass)."""
+        if self.levels and self.complete:
+            return self
         keys, c = counts
         if not self.levels:
             self.n = int(c.sum())

@@ -25,8 +25,11 @@ from typing import Any
 from pipelines import fs
 
 DEFAULT_SIGNALS = "length,compression_ratio,lexical_diversity,readability,word_rarity"
-# Length is a descriptor, not a difficulty signal: it stays out of the default weights.
-_NOT_IN_DEFAULT_DIFFICULTY = {"chars", "words"}
+# The default difficulty counts length once, as characters (sentence length is the classic
+# curriculum heuristic, Platanios et al. 2019); ``words`` would count it twice. Measured on
+# builtin:graded (n = 3000, Spearman with the true level): language 0.83, arithmetic 0.96;
+# without length, 0.72 and -0.55 (compression ratio falls as digit strings grow).
+_NOT_IN_DEFAULT_DIFFICULTY = {"words"}
 
 
 @dataclass

@@ -135,6 +135,19 @@ def test_too_many_dead_letters_fail_loudly_without_a_manifest(tmp_path, capsys):
         ShardSet.open(out)
 
 
+@pytest.mark.parametrize("task", ["language", "arithmetic"])
+def test_the_default_difficulty_follows_the_known_level(tmp_path, task):
+    """No --difficulty, no LM: the default CPU signals rank both graded tasks by level."""
+    from scipy.stats import spearmanr
+
+    out = tmp_path / "out"
+    assert score(f"builtin:graded?n=1500&task={task}", "--output", str(out), "--no-progress",
+                 *IN_MEMORY) == 0  # fmt: skip
+    ds = ShardSet.open(out)
+    rho = spearmanr(ds.column("difficulty"), ds.column("level")).statistic
+    assert rho >= 0.5, rho
+
+
 def test_graded_difficulty_follows_the_known_level_and_reruns_are_byte_identical(tmp_path):
     args = [
         "builtin:graded?n=600",

@@ -23,9 +23,11 @@ def exact_midranks(v: np.ndarray) -> np.ndarray:
 
 
 def build(parts: list[np.ndarray], eps: float = EPS) -> RankSketch:
+    """Every pass, as the job runs them (later passes are no-ops once no bucket is heavy)."""
     sketch = RankSketch(eps)
-    while not sketch.complete:
+    for _ in LEVEL_BITS:
         sketch.add_level(merge_counts([sketch.level_counts(p) for p in parts]))
+    assert sketch.complete
     return sketch
 
 
