@@ -52,6 +52,20 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
         help="signals and weights for difficulty, e.g. 'perplexity:2,readability:1' "
         "(default: every scalar signal but 'words', weight 1)",
     )
+    parser.add_argument(
+        "--proxy",
+        default=None,
+        metavar="SIGNAL",
+        help="score SIGNAL (e.g. perplexity, with the reference LM unless --lm names one) on a "
+        "sample only and predict it for every record from the cheap signals: column "
+        "SIGNAL_proxy. '--difficulty proxy:SIGNAL' also makes it the difficulty",
+    )
+    parser.add_argument(
+        "--proxy-fraction",
+        type=float,
+        default=0.02,
+        help="share of the records the --proxy signal is computed on (default 0.02)",
+    )
     parser.add_argument("--buckets", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--max-text-bytes", type=int, default=1_000_000)

@@ -56,6 +56,7 @@ def finalize(
     sketches: dict,
     rank_sketches: dict,
     cluster_model: Any,
+    proxy_model: Any,
     *dead_lists: list,
     out_dir: str,
     signals: list,
@@ -65,8 +66,8 @@ def finalize(
 ) -> str:
     """Check the accounting and the dead-letter budget, write the manifest LAST, then delete
     ``staging/``. The arguments after the first are Beam side inputs: the shard infos, the
-    input count, the value sketches, the rank sketches, the k-means model (or None) and each
-    stage's dead-letter file infos."""
+    input count, the value sketches, the rank sketches, the k-means model and the proxy model
+    (or None) and each stage's dead-letter file infos."""
     from shards.manifest import build_manifest, manifest_json
     from shards.paths import CENTROIDS_NAME, MANIFEST_NAME
 
@@ -99,6 +100,8 @@ def finalize(
         options=options,
     )
     manifest["plan"] = plan
+    if proxy_model:
+        manifest["proxy"] = proxy_model["info"]
     manifest["dead_letter_files"] = sorted(dead_infos, key=lambda d: d["path"])
     text = manifest_json(json.loads(json.dumps(manifest, default=str)))
     path = fs.join(out_dir, MANIFEST_NAME)

@@ -101,7 +101,9 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
         progress_every: float = 10.0,
         torch_threads: int | None = None,
         job_token: str = "",
+        sampled: dict[str, tuple[int, float]] | None = None,
     ) -> None:
+        self._sampled = dict(sampled or {})  # scorer name -> (seed, fraction): see pipelines.proxy
         self._torch_threads = torch_threads
         self._job_token = job_token
         self._specs = [(name, dict(params)) for name, params in specs]
@@ -121,10 +123,15 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
             # oversubscribe them (measured: 2 workers x 2 threads ran at half speed).
             torch.set_num_threads(self._torch_threads)
 
-        return ScorerSet(
-            scorers.get(name, **_local_model(params, self._job_token))
-            for name, params in self._specs
-        )
+        from pipelines.proxy import SampledScorer
+
+        out = ScorerSet()
+        for name, params in self._specs:
+            scorer = scorers.get(name, **_local_model(params, self._job_token))
+            if name in self._sampled:
+                scorer = SampledScorer(scorer, *self._sampled[name])
+            out.append(scorer)
+        return out
 
     def run_inference(
         self, batch: Sequence[list], model: list, inference_args: dict | None = None

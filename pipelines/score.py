@@ -19,81 +19,20 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from typing import Any
 
 from pipelines import fs
+from pipelines.config import DEFAULT_SIGNALS, JobConfig, JobError, check
+from pipelines.signals import (
+    difficulty_weights,
+    proxy_setup,
+    resolve_proxy,
+    scorer_specs,
+    signal_set,
+)
 
-DEFAULT_SIGNALS = "length,compression_ratio,lexical_diversity,readability,word_rarity"
-# The default difficulty counts length once, as characters (sentence length is the classic
-# curriculum heuristic, Platanios et al. 2019); ``words`` would count it twice. Measured on
-# builtin:graded (n = 3000, Spearman with the true level): language 0.83, arithmetic 0.96;
-# without length, 0.72 and -0.55 (compression ratio falls as digit strings grow).
-_NOT_IN_DEFAULT_DIFFICULTY = {"words"}
-
-
-@dataclass
-class JobConfig:
-    """Everything the job needs besides Beam's own options."""
-
-    inputs: list[str]
-    output: str
-    signals: list[str] = field(default_factory=lambda: DEFAULT_SIGNALS.split(","))
-    text_field: str = "text"
-    id_field: str | None = None
-    lm: str = "none"
-    embedding: str = "none"
-    clusters: int = 0
-    difficulty: str | None = None
-    buckets: int = 10
-    batch_size: int = 256
-    max_text_bytes: int = 1_000_000
-    max_dead_letter_fraction: float = 0.01
-    rows_per_shard: int = 100_000
-    num_shards: int = 0  # 0: planned from the input's size (rows_per_shard, shard_bytes)
-    shard_bytes: int = 128 << 20  # about this many bytes of staged data per shard at most
-    seed: int = 0
-    overwrite: bool = False
-    progress: bool = True
-    keep_embeddings: bool = False
-    sketch_error: float = 0.005
-    reference_lm_samples: int = 2000
-    reference_lm_steps: int = 300
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> JobConfig:
-        """Every field of the same name in ``args``; ``--signals`` split, ``--no-progress`` flipped."""
-        given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
-        given["inputs"] = list(args.inputs)
-        given["signals"] = [s for s in args.signals.split(",") if s.strip()]
-        given["progress"] = not args.no_progress
-        return cls(**given)
-
-
-class JobError(Exception):
-    """A problem the user can fix; reported as one line, exit status 2."""
-
-
-def scorer_specs(cfg: JobConfig) -> list[tuple[str, dict[str, Any]]]:
-    import scorers
-
-    specs: list[tuple[str, dict[str, Any]]] = []
-    for name in cfg.signals:
-        if name in ("lm", "embedding"):
-            raise JobError(f"choose model scorers with --lm / --embedding, not --signals {name}")
-        if name not in scorers.available():
-            raise JobError(f"unknown signal {name!r}; available: {scorers.available()}")
-        specs.append((name, {}))
-    if cfg.lm != "none":
-        specs.append(("lm", {"model": cfg.lm}))
-    embedding = cfg.embedding
-    if cfg.clusters > 0 and embedding == "none":
-        embedding = "default"
-    if embedding != "none":
-        specs.append(("embedding", {} if embedding == "default" else {"model": embedding}))
-    if not specs:
-        raise JobError("no signals to compute: give --signals, --lm or --embedding")
-    return specs
+__all__ = ["DEFAULT_SIGNALS", "JobConfig", "JobError", "run_job", "run_from_args", "main"]
 
 
 def _beam_options(beam_args: list[str]):
@@ -153,77 +92,6 @@ def _train_reference(cfg: JobConfig) -> str:
         return stage_reference_lm(local, cfg.output)
 
 
-@dataclass
-class _Signals:
-    """The scorers' output columns, their directions and the manifest's signal records."""
-
-    columns: list[str]
-    directions: dict[str, int]
-    records: list[dict[str, Any]]
-    embedding_dim: int | None
-
-
-def _signals(cfg: JobConfig, specs: list[tuple[str, dict[str, Any]]]) -> _Signals:
-    import scorers
-
-    instances = [scorers.get(name, **params) for name, params in specs]
-    sig = _Signals([], {}, [], None)
-    for scorer in instances:
-        for column, direction in scorer.outputs.items():
-            sig.records.append(
-                {
-                    "name": column,
-                    "scorer": scorer.name,
-                    "version": scorer.version,
-                    "direction": direction,
-                    "params": scorer.describe(),
-                }
-            )
-            if column != "embedding":
-                sig.columns.append(column)
-                sig.directions[column] = direction
-    if cfg.clusters > 0:
-        sig.columns.append("centroid_distance")
-        sig.directions["centroid_distance"] = +1
-        sig.records.append(
-            {
-                "name": "centroid_distance",
-                "scorer": "kmeans",
-                "version": "1",
-                "direction": 1,
-                "params": {"k": cfg.clusters, "metric": "cosine"},
-            }
-        )
-    if cfg.keep_embeddings:
-        model = next((s for s in instances if s.name == "embedding"), None)
-        sig.embedding_dim = model.dim if model else None
-    return sig
-
-
-def _weights(cfg: JobConfig, directions: dict[str, int]) -> dict[str, float]:
-    from pipelines.difficulty import parse_weights
-
-    try:
-        default_pool = {c: d for c, d in directions.items() if c not in _NOT_IN_DEFAULT_DIFFICULTY}
-        weights = parse_weights(cfg.difficulty, directions if cfg.difficulty else default_pool)
-        return weights or parse_weights(None, directions)
-    except ValueError as exc:
-        raise JobError(str(exc)) from None
-
-
-def _check(cfg: JobConfig) -> None:
-    if (
-        min(cfg.clusters, cfg.num_shards) < 0
-        or min(cfg.buckets, cfg.rows_per_shard, cfg.batch_size, cfg.shard_bytes) < 1
-    ):
-        raise JobError(
-            "--clusters and --num-shards must be >= 0; --buckets, --rows-per-shard, "
-            "--batch-size >= 1"
-        )
-    if not 0.0 <= cfg.max_dead_letter_fraction <= 1.0:
-        raise JobError("--max-dead-letter-fraction must be in [0, 1]")
-
-
 def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
     """Run the job; return the manifest. Raises :class:`JobError` for user errors."""
     import apache_beam as beam
@@ -233,7 +101,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
     from pipelines.output import OutputError, prepare_output, recorded_options
     from pipelines.plan import is_fine_grained, plan_inputs
 
-    _check(cfg)
+    check(cfg)
     options = _beam_options(beam_args or [])
     fs.set_options(options)
     try:
@@ -241,11 +109,13 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
         prepare_output(cfg.output, cfg.overwrite)
     except (FileNotFoundError, ValueError, OutputError) as exc:
         raise JobError(str(exc)) from None
+    resolve_proxy(cfg)
     if cfg.lm == "reference":
         cfg.lm = _train_reference(cfg)
     specs = scorer_specs(cfg)
-    sig = _signals(cfg, specs)
-    weights = _weights(cfg, sig.directions)
+    sig = signal_set(cfg, specs)
+    sampled, proxy_features = proxy_setup(cfg, sig)
+    weights = difficulty_weights(cfg, sig.directions)
     n_shards = cfg.num_shards or plan.num_shards(cfg.rows_per_shard, cfg.shard_bytes)
     layout = transforms.Layout(
         out_dir=cfg.output,
@@ -256,6 +126,8 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
         n_buckets=cfg.buckets,
         embedding_dim=sig.embedding_dim,
         sketch_error=cfg.sketch_error,
+        proxy_target=cfg.proxy,
+        proxy_features=tuple(proxy_features),
     )
     sample_size = max(256 * cfg.clusters, 20_000)
     every = 10.0 if cfg.progress else 0.0
@@ -277,6 +149,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
                     progress_every=every,
                     torch_threads=_threads_per_worker(options),
                     job_token=f"{os.getpid()}-{time.time_ns()}",
+                    sampled=sampled,
                 ),
                 spread_batches=not all(is_fine_grained(u) for u in plan.units),
                 sample_threshold=clustering.sample_threshold(sample_size, plan.rows)
@@ -291,8 +164,13 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
         model = read["sample"] | "FitClusters" >> transforms.FitClusters(
             cfg.clusters, cfg.seed, sample_size
         )
+    proxy_model = None
+    if cfg.proxy:
+        proxy_model = read["proxy_sample"] | "FitProxy" >> transforms.FitProxy(
+            cfg.proxy, proxy_features, cfg.seed
+        )
     built = read["staged"] | "BuildShards" >> transforms.BuildShards(
-        layout, read["meta_types"], model
+        layout, read["meta_types"], model, proxy_model
     )
     dead_infos = [
         read[f"dead_{stage}"]
@@ -308,6 +186,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
         sketches=built["sketches"],
         ranks=built["ranks"],
         model=model,
+        proxy_model=proxy_model,
         out_dir=cfg.output,
         signals=sig.records,
         options=dict(

@@ -24,14 +24,18 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from pipelines import clustering, difficulty, fs, metadata
+from pipelines import proxy as proxy_model
 from pipelines.schema import meta_columns, row_schema
 from pipelines.staging import read_piece
 from pipelines.steps import record_dead_letter
 
 
-def gather_shard(pieces: list[dict], model: dict | None) -> tuple[pa.Table, np.ndarray]:
+def gather_shard(
+    pieces: list[dict], model: dict | None, proxy: dict | None = None
+) -> tuple[pa.Table, np.ndarray]:
     """The rows of one shard's pieces sorted by (id, source, position), with ``cluster`` and
-    ``centroid_distance`` when a k-means ``model`` is given, and the mask of repeated ids."""
+    ``centroid_distance`` when a k-means ``model`` is given, ``<target>_proxy`` when a proxy
+    is, and the mask of repeated ids."""
     parts = [read_piece(d["path"]) for d in sorted(pieces, key=lambda d: d["path"])]
     table = pa.concat_tables(parts)
     order = pc.sort_indices(
@@ -44,12 +48,25 @@ def gather_shard(pieces: list[dict], model: dict | None) -> tuple[pa.Table, np.n
         cluster, dist = clustering.assign(emb.reshape(-1, dim), model["centroids"])
         table = table.append_column("cluster", pa.array(cluster, pa.int32()))
         table = table.append_column("centroid_distance", pa.array(dist.astype(np.float64)))
+    if proxy is not None:
+        features = proxy["info"]["features"]
+        cols = {f: _numpy(table[f]) for f in features}
+        column = f"{proxy['info']['target']}_proxy"
+        table = table.append_column(column, pa.array(proxy_model.predict(proxy, cols, features)))
     ids = table["id"]
     dup = np.zeros(len(ids), dtype=bool)  # sorted by id: a repeat follows its first
     if len(ids) > 1:
         same = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))
         dup[1:] = same.to_numpy(zero_copy_only=False)
     return table, dup
+
+
+def _numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A float column as float64, a fixed-size list column (embeddings) as a 2-D array."""
+    if pa.types.is_fixed_size_list(column.type):
+        values = column.combine_chunks().values.to_numpy(zero_copy_only=False)
+        return values.reshape(len(column), column.type.list_size)
+    return column.to_numpy().astype(np.float64)
 
 
 class PrepareShardFn(beam.DoFn):
@@ -59,9 +76,11 @@ class PrepareShardFn(beam.DoFn):
     def __init__(self, columns: list[str]) -> None:
         self.columns = list(columns)
 
-    def process(self, element: tuple[int, list[dict]], model: dict | None = None):
+    def process(
+        self, element: tuple[int, list[dict]], model: dict | None = None, proxy: dict | None = None
+    ):
         _, pieces = element
-        table, dup = gather_shard(list(pieces), model)
+        table, dup = gather_shard(list(pieces), model, proxy)
         for i in np.flatnonzero(dup).tolist():
             row = {k: table[k][i].as_py() for k in ("id", "text", "source", "position")}
             row["meta"] = json.loads(table["meta"][i].as_py())
@@ -95,13 +114,14 @@ class WriteShardFn(beam.DoFn):
         rank_sketches: dict,
         meta_types: dict[str, str],
         model: dict | None = None,
+        proxy: dict | None = None,
     ):
         from shards.hashing import sha256_bytes
         from shards.paths import shard_name
         from shards.writer import stream_bytes
 
         index, pieces = element
-        table, dup = gather_shard(list(pieces), model)
+        table, dup = gather_shard(list(pieces), model, proxy)
         if dup.any():
             table = table.filter(pa.array(~dup))
         out = self._rows(table, rank_sketches, meta_types, clusters=model is not None)

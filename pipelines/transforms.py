@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from pipelines import clustering, commit, ranks, shard_build, steps
+from pipelines import clustering, commit, proxy, ranks, shard_build, steps
 from pipelines.inference import ScorerModelHandler
 from pipelines.schema import MetaSchemaCombineFn
 from pipelines.staging import StageFn
@@ -33,11 +33,15 @@ class Layout:
     embedding_dim: int | None
     sketch_error: float
     rank_error: float = 0.001
+    proxy_target: str | None = None  # the expensive signal a learned proxy stands in for
+    proxy_features: tuple[str, ...] = ()
 
     @property
     def scored_columns(self) -> list[str]:
-        """The columns the scorers produce (centroid distance comes after k-means)."""
-        return [c for c in self.columns if c != "centroid_distance"]
+        """The columns the scorers produce (centroid distance comes after k-means, the proxy
+        after its fit: both are computed per shard)."""
+        later = {"centroid_distance", f"{self.proxy_target}_proxy"}
+        return [c for c in self.columns if c not in later]
 
 
 class ReadScoreStage(beam.PTransform):
@@ -93,6 +97,13 @@ class ReadScoreStage(beam.PTransform):
         if self.sample_threshold is not None:
             out["sample"] = rows | "SampleForKMeans" >> beam.FlatMap(
                 clustering.sample_rows, self.seed, self.sample_threshold
+            )
+        if self.layout.proxy_target:
+            out["proxy_sample"] = rows | "SampleForProxy" >> beam.FlatMap(
+                proxy.sample_rows,
+                self.layout.proxy_target,
+                list(self.layout.proxy_features),
+                self.seed,
             )
         return out
 
@@ -178,25 +189,43 @@ class RankSketches(beam.PTransform):
         return sketches
 
 
+class FitProxy(beam.PTransform):
+    """The proxy sample -> ``{"model", "info"}`` (one element)."""
+
+    def __init__(self, target: str, features: list[str], seed: int) -> None:
+        super().__init__()
+        self.target, self.features, self.seed = target, list(features), seed
+
+    def expand(self, sample):
+        return (
+            sample
+            | "CollectSample" >> beam.combiners.ToList()
+            | "Fit" >> beam.Map(proxy.fit, self.target, self.features, self.seed)
+        )
+
+
 class BuildShards(beam.PTransform):
     """Staging descriptors -> ``{"shards", "dead_write", "sketches", "ranks"}``: the value
     sketches give the manifest's statistics, the rank sketches the difficulty ranks; both
     count each written record once (repeated ids are dropped before)."""
 
-    def __init__(self, layout: Layout, meta_types, model=None) -> None:
+    def __init__(self, layout: Layout, meta_types, model=None, proxy_model=None) -> None:
         super().__init__()
         self.layout, self.meta_types, self.model = layout, meta_types, model
+        self.proxy_model = proxy_model
 
     def expand(self, staged):
         layout = self.layout
         model = beam.pvalue.AsSingleton(self.model) if self.model is not None else None
+        fitted = self.proxy_model
+        proxy_side = beam.pvalue.AsSingleton(fitted) if fitted is not None else None
         grouped = (
             staged
             | "KeyByShard" >> beam.Map(lambda d: (d["shard"], d))
             | "GroupByShard" >> beam.GroupByKey()
         )
         prepared = grouped | "Prepare" >> beam.ParDo(
-            shard_build.PrepareShardFn(layout.columns), model=model
+            shard_build.PrepareShardFn(layout.columns), model=model, proxy=proxy_side
         ).with_outputs("dead", main="columns")
         sketches = prepared.columns | "Sketch" >> beam.CombineGlobally(
             steps.SketchCombineFn(layout.columns, layout.sketch_error)
@@ -216,6 +245,7 @@ class BuildShards(beam.PTransform):
             beam.pvalue.AsSingleton(rank_sketches),
             beam.pvalue.AsSingleton(self.meta_types),
             model=model,
+            proxy=proxy_side,
         )
         return {
             "shards": shards,
@@ -247,10 +277,13 @@ class WriteDeadLetters(beam.PTransform):
 class Commit(beam.PTransform):
     """Once everything else is done: the accounting check, then the manifest."""
 
-    def __init__(self, *, shards, dead_infos, count, sketches, ranks, model, **fixed) -> None:
+    def __init__(
+        self, *, shards, dead_infos, count, sketches, ranks, model, proxy_model, **fixed
+    ) -> None:
         super().__init__()
         self.shards, self.dead_infos, self.count = shards, dead_infos, count
         self.sketches, self.ranks, self.model, self.fixed = sketches, ranks, model, fixed
+        self.proxy_model = proxy_model
 
     def expand(self, pbegin):
         side = beam.pvalue
@@ -267,6 +300,7 @@ class Commit(beam.PTransform):
                 side.AsSingleton(self.sketches),
                 side.AsSingleton(self.ranks),
                 side.AsSingleton(self.model) if self.model is not None else None,
+                side.AsSingleton(self.proxy_model) if self.proxy_model is not None else None,
                 *dead,
                 **self.fixed,
             )
