@@ -121,7 +121,8 @@ class WriteShardFn(beam.DoFn):
         from shards.writer import stream_bytes
 
         index, pieces = element
-        table, dup = gather_shard(list(pieces), model, proxy)
+        pieces = list(pieces)  # a GroupByKey iterable may be lazy and unsized
+        table, dup = gather_shard(pieces, model, proxy)
         if dup.any():
             table = table.filter(pa.array(~dup))
         out = self._rows(table, rank_sketches, meta_types, clusters=model is not None)
