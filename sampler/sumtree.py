@@ -18,7 +18,9 @@ round-off guard), so a zero-weight leaf is never returned even when sums disagre
 Update: write the leaves (duplicate ids: the last one wins, made deterministic by keeping the last
 occurrence), then recompute every touched ancestor as the exact sum of its K children, level by
 level; duplicated parents are written identical values (deterministic on CPU and CUDA, unlike
-``index_add_`` of deltas with atomics). No deltas are accumulated, so there is no floating-point
+``index_add_`` of deltas with atomics). Every sum is ``draw.pairwise_sum`` and every prefix sum
+``draw.prefix_sum`` (fixed association, elementwise IEEE additions only), so the tree, its total
+and every draw are bit-identical on CPU and CUDA. No deltas are accumulated, so there is no floating-point
 drift, and the whole tree is a pure function of the leaves: saving the leaves alone gives an
 exact resume.
 
@@ -67,11 +69,11 @@ class SumTree:
     def _rebuild(self) -> None:
         for d in range(self.depth, 0, -1):
             rows = self._rows(d)
-            self.levels[d - 1][: rows.shape[0]] = rows.sum(1, dtype=self.sum_dtype)
+            self.levels[d - 1][: rows.shape[0]] = draw.pairwise_sum(rows.to(self.sum_dtype), 1)
 
     @property
     def total(self) -> float | int:
-        v = self.levels[0].sum(dtype=self.sum_dtype)
+        v = draw.pairwise_sum(self.levels[0].to(self.sum_dtype))
         return float(v) if self.is_float else int(v)
 
     def leaves(self) -> torch.Tensor:
@@ -92,7 +94,7 @@ class SumTree:
         # top level: one flat prefix sum over <= TOP nodes and a search
         top = self.levels[0].to(self.sum_dtype)
         ct = torch.zeros(top.numel() + 1, dtype=self.sum_dtype, device=u.device)
-        torch.cumsum(top, 0, out=ct[1:])
+        ct[1:] = draw.prefix_sum(top)
         u = torch.minimum(u, self._below(ct[-1:]))
         node = draw.searchsorted(ct, u.view(-1), right=True).sub_(1)
         u = u - ct[node].unsqueeze(1)
@@ -100,7 +102,7 @@ class SumTree:
         cs = torch.zeros(B, self.K + 1, dtype=self.sum_dtype, device=u.device)
         for d in range(1, self.depth + 1):
             block = self._rows(d).index_select(0, node)  # (B, K) children of each node
-            torch.cumsum(block, 1, dtype=self.sum_dtype, out=cs[:, 1:])
+            cs[:, 1:] = draw.prefix_sum(block.to(self.sum_dtype), 1)
             # round-off guard: keep u strictly below the block total, so the child picked has a
             # positive weight (a zero child has an empty interval)
             u = torch.minimum(u, self._below(cs[:, -1:]))
@@ -126,5 +128,5 @@ class SumTree:
         for d in range(self.depth, 0, -1):
             node = node // self.K
             # duplicate parents are given identical sums, so the result is deterministic
-            sums = self._rows(d).index_select(0, node).sum(1, dtype=self.sum_dtype)
+            sums = draw.pairwise_sum(self._rows(d).index_select(0, node).to(self.sum_dtype), 1)
             self.levels[d - 1][node] = sums

@@ -116,8 +116,6 @@ def test_unknown_group_column_and_bad_construction():
     with pytest.raises(ValueError):
         Sampler(source(), S.Curriculum(pacing.linear(10), difficulty="missing"), 8, device="cpu")
     with pytest.raises(ValueError):
-        Sampler(source(n=10), S.Uniform(), 11, device="cpu")
-    with pytest.raises(ValueError):
         Sampler({"a": np.zeros(3), "b": np.zeros(4)}, S.Uniform(), 1, device="cpu")
     with pytest.raises(ValueError):
         S.UCB(reward="nonsense")
@@ -282,8 +280,5 @@ def test_numpy_fast_path_matches_the_torch_code(name, monkeypatch):
     slow_batches = run(slow, 25)
     for a, b in zip(fast_batches, slow_batches, strict=True):
         assert torch.equal(a, b)
-    a, b = fast.state_dict(), slow.state_dict()
-    # served-difficulty sums may differ in the last bits (numpy sums pairwise)
-    assert a.pop("difficulty_sum") == pytest.approx(b.pop("difficulty_sum"), rel=1e-12)
-    assert a.pop("last_difficulty") == pytest.approx(b.pop("last_difficulty"), rel=1e-6)
-    assert states_equal(a, b)
+    # bit-equal states: every sum has a fixed association (draw.pairwise_sum)
+    assert states_equal(fast.state_dict(), slow.state_dict())

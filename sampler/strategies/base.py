@@ -25,6 +25,7 @@ class Context:
     seed: int
     has: Callable[[str], bool]
     column: Callable[[str], np.ndarray]
+    batch: int = 0  # the global batch G the Sampler draws (0: unknown)
 
     def require(self, name: str, who: str) -> np.ndarray:
         if not self.has(name):
@@ -33,6 +34,26 @@ class Context:
         if col.shape[0] != self.n:
             raise ValueError(f"{who}: column {name!r} has {col.shape[0]} rows, expected {self.n}")
         return col
+
+
+NAN_RULES = ("last", "exclude")
+NAN_DOC = """NaN rule (one rule for every order: Curriculum in both directions, AngleWindow): a record
+without a score (NaN) has no rank, so it is placed after every scored record in the serving
+order, whatever the direction. ``nan="last"`` (default): NaN records are served last, only once
+the pacing / window has reached past every scored record; ``nan="exclude"``: they are never
+served."""
+
+
+def check_nan_rule(nan: str, who: str) -> str:
+    if nan not in NAN_RULES:
+        raise ValueError(f"{who}: nan must be one of {NAN_RULES}, got {nan!r}")
+    return nan
+
+
+def scored_count(values: np.ndarray) -> int:
+    """Number of records with a score (not NaN)."""
+    v = np.asarray(values)
+    return int(v.size - np.count_nonzero(np.isnan(v))) if v.dtype.kind == "f" else int(v.size)
 
 
 def index_dtype(n: int) -> torch.dtype:
@@ -95,7 +116,13 @@ class Strategy:
         self.ctx = ctx
 
     def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """G = len(j) distinct ids (int64, on the device) and optional unnormalised importance
+        weights (the Sampler divides them by the batch maximum)."""
         raise NotImplementedError
+
+    def importance(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """Unnormalised importance weights of ``ids`` (None: the strategy has none)."""
+        return None
 
     def check(self, idx: torch.Tensor, fb: Feedback) -> None:
         return None

@@ -68,9 +68,14 @@ class Prioritized(Strategy):
         u = draw.strat_uniform(self.ctx.seed, step, j) * total
         leaf = self.tree.find(u)
         leaf = draw.make_distinct(leaf, self.ctx.n, j)
-        p = self.tree.get(leaf).to(torch.float64) / total
-        w = (self.ctx.n * p).clamp(min=1e-300) ** (-self.beta)
-        return leaf, (w / w.max()).to(torch.float32)
+        return leaf, self.importance(leaf)
+
+    def importance(self, ids: torch.Tensor) -> torch.Tensor:
+        """Unnormalised importance weights w_i = (N P(i))^(-beta), P(i) = p_i^alpha / total
+        (the Sampler divides by the batch maximum). Computed on the host in float64: ``pow``
+        may differ in the last ulp between CPU and CUDA math libraries."""
+        p = self.tree.get(ids).cpu().to(torch.float64) / self.tree.total
+        return (self.ctx.n * p).clamp(min=1e-300) ** (-self.beta)
 
     def check(self, idx: torch.Tensor, fb: Feedback) -> None:
         if self.signal not in fb:
@@ -83,11 +88,14 @@ class Prioritized(Strategy):
             return
         keep = draw.last_occurrence(idx)
         idx = idx[keep]
-        new = fb[self.signal][keep].abs() + self.eps
+        # priorities are computed on the host in float64 (pow differs in the last ulp between
+        # CPU and CUDA math libraries), then written to the device tree
+        new = fb[self.signal][keep].cpu().abs() + self.eps
         if self.ema > 0:
-            old = self.tree.get(idx).to(torch.float64) ** (1.0 / self.alpha)
+            old = self.tree.get(idx).cpu().to(torch.float64) ** (1.0 / self.alpha)
             new = self.ema * old + (1 - self.ema) * new
-        self.tree.set(idx, new**self.alpha, unique=True)
+        leaves = (new**self.alpha).to(torch.float32).to(self.ctx.device)
+        self.tree.set(idx, leaves, unique=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"leaves": self.tree.leaves().cpu().clone()}
