@@ -55,8 +55,23 @@ def allocate(z: np.ndarray, sizes: np.ndarray, G: int) -> np.ndarray:
     R = G - (np.cumsum(ss) - ss)  # R_m: slots left when the first m groups are full
     lse = np.logaddexp.accumulate(zs[::-1])[::-1]  # log sum_{i >= m} exp(z_i)
     ok = R > 0
-    loglam = np.max(np.log(R[ok].astype(np.float64)) - lse[ok])
-    return np.minimum(sizes.astype(np.float64), np.exp(np.minimum(z + loglam, 700.0)))
+    loglam = np.where(ok, np.log(np.maximum(R, 1).astype(np.float64)) - lse, -np.inf)
+    m = int(np.argmax(loglam))  # lam = max_m lam_m; its first m groups (in k order) are full
+    full = np.zeros(z.size, dtype=bool)
+    full[order[:m]] = True
+    while True:
+        # the full groups take their size; the open ones share the rest in proportion to
+        # exp(z) among themselves (a softmax over the open groups: no cancellation in
+        # z + log lam when |z| is huge)
+        a = sizes.astype(np.float64)
+        open_ = ~full
+        zo = z[open_]
+        w = np.exp(zo - zo.max())
+        a[open_] = (G - sizes[full].sum()) * w / w.sum()
+        over = open_ & (a > sizes)
+        if not over.any():  # round-off at |z| ~ 1e30 can hide a full group: close it too
+            return a
+        full |= over
 
 
 def cumulative(a: np.ndarray, G: int) -> np.ndarray:

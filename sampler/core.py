@@ -8,7 +8,9 @@ state (``state_dict``) holds only tensors, numbers and strings and loads with
 No repeats: a global batch never holds an id twice, for every strategy, whatever the group
 sizes. The one exception is a global batch G larger than the source (N < G): then every id is
 served floor(G / N) times and G mod N ids (drawn by the strategy, distinct) once more, so
-repeats are spread evenly (each id floor(G / N) or ceil(G / N) times).
+repeats are spread evenly (each id floor(G / N) or ceil(G / N) times). Uniform, Curriculum and
+AngleWindow spread a batch over their servable set S the same way when S < G (S excludes NaN
+records with ``nan="exclude"``).
 
 Devices: every tensor the sampler holds per item lives on its ``device``; reductions that end up
 in the state or in a batch use fixed-association sums (``draw.pairwise_sum``), never atomics,
@@ -114,7 +116,8 @@ class Sampler:
         self.world_size, self.rank = _dist()
         self.global_batch = self.batch_size * self.world_size
         # G > N: every id floor(G / N) times plus G mod N distinct ids from the strategy
-        self._reps, self._rem = divmod(self.global_batch, self.n)
+        G, n = self.global_batch, self.n
+        self._reps, self._rem = divmod(G, n) if G > n and not strategy.any_batch else (0, G)
         self.strategy = strategy
         strategy.bind(
             Context(

@@ -36,6 +36,7 @@ from .base import Context, Feedback, Strategy, check_nan_rule, rank_order, score
 
 class AngleWindow(Strategy):
     name = "angle"
+    any_batch = True
     bytes_per_item = 4
 
     def __init__(

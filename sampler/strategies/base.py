@@ -111,6 +111,9 @@ class Strategy:
     name = "strategy"
     bytes_per_item = 0  # per-item state held by the strategy (the Sampler adds 1 B for coverage)
     group_based = False
+    # True: draw() itself serves a batch larger than its servable set with even repeats
+    # (each servable id floor(G / S) or ceil(G / S) times); else the Sampler does it
+    any_batch = False
 
     def bind(self, ctx: Context) -> None:
         self.ctx = ctx

@@ -33,6 +33,7 @@ from .base import Context, Strategy, check_nan_rule, rank_order, scored_count
 
 class Curriculum(Strategy):
     name = "curriculum"
+    any_batch = True
     bytes_per_item = 4
 
     def __init__(
