@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .. import alloc, draw, rng
-from .base import Context, Feedback, Strategy, group_ids, np_index_dtype, radix_argsort
+from .base import Context, Feedback, Strategy, group_ids, stable_argsort
 
 _KINDS = {"abs_advantage": "advantage", "reward": "reward", "loss": "loss", "loss_decrease": "loss"}
 _STATE = ("buf", "ptr", "fill", "count", "ema_loss", "ema_seen", "wsum")
@@ -83,10 +83,8 @@ class UCB(Strategy):
         self.labels = torch.as_tensor(labels)
         self.K = K = int(labels.size)
         self.item_group = torch.from_numpy(inverse.astype(np.int32, copy=False)).to(dev)
-        keys = inverse.astype(np.uint16) if K <= 65536 else inverse.view(np.uint32)
-        # one stable radix pass for <= 65536 groups, two 16-bit passes beyond
-        order = np.argsort(keys, kind="stable") if K <= 65536 else radix_argsort(keys)
-        self.order = torch.from_numpy(order.astype(np_index_dtype(ctx.n), copy=False)).to(dev)
+        # group-sorted order (stable: ids ascending inside a group), torch's integer radix sort
+        self.order = stable_argsort(torch.from_numpy(inverse), ctx.n).to(dev)
         self.sizes = np.asarray(counts, dtype=np.int64)
         self.offsets = np.cumsum(self.sizes) - self.sizes
         W = self.window
