@@ -313,9 +313,16 @@ class Sampler:
                 self.strategy.check(idx, fb)
             acc = self.validation if validation else self.feedback
             acc["count"] += idx.numel()
-            for s, v in fb.items():  # fixed-association sums: the same bits on every device
-                acc[f"{s}_sum"] += float(draw.total(v))
-                acc[f"{s}_n"] += v.numel()
+            if fb:  # fixed-association sums (one pass over all signals): same bits everywhere
+                names = list(fb)
+                stacked = torch.stack([fb[s] for s in names])
+                if draw.on_numpy(stacked):
+                    sums = draw.pairwise_sum_np(stacked.numpy(), axis=1).tolist()
+                else:
+                    sums = draw.pairwise_sum(stacked, 1).tolist()
+                for s, total in zip(names, sums, strict=True):
+                    acc[f"{s}_sum"] += total
+                    acc[f"{s}_n"] += fb[s].numel()
             if not validation:
                 self.strategy.update(idx, fb)
                 self.updates += 1

@@ -107,6 +107,8 @@ def pairwise_sum(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     Every step is an elementwise IEEE addition, so the rounding (and the result, bit for bit)
     is the same on CPU, on CUDA and in numpy (``pairwise_sum_np``), unlike ``torch.sum`` /
     ``index_add_`` whose association order depends on the device, the thread count or atomics."""
+    if not (x.dtype.is_floating_point or x.dtype.is_complex):
+        return x.sum(dim)  # integer sums are exact in any order
     x = x.movedim(dim, -1)
     n = x.shape[-1]
     if n == 0:
@@ -134,13 +136,6 @@ def pairwise_sum_np(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x[..., 0]
 
 
-def total(x: torch.Tensor) -> torch.Tensor:
-    """Device-independent sum of a 1-D tensor (``pairwise_sum`` or its numpy twin)."""
-    if on_numpy(x):
-        return torch.from_numpy(np.asarray(pairwise_sum_np(x.numpy())))
-    return pairwise_sum(x)
-
-
 def prefix_sum(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Inclusive prefix sum along ``dim`` by a Hillis-Steele scan:
 
@@ -148,6 +143,8 @@ def prefix_sum(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
     Each step is one elementwise addition, so the result is bit-identical on every device
     (``torch.cumsum`` is sequential on CPU and a parallel scan on CUDA: different rounding)."""
+    if not x.dtype.is_floating_point:
+        return torch.cumsum(x, dim)  # integer prefix sums are exact in any order
     x = x.movedim(dim, -1).clone()
     n = x.shape[-1]
     d = 1

@@ -67,13 +67,14 @@ class SumTree:
         return self.levels[d].view(-1, self.K)
 
     def _rebuild(self) -> None:
+        self._ct = None
         for d in range(self.depth, 0, -1):
             rows = self._rows(d)
             self.levels[d - 1][: rows.shape[0]] = draw.pairwise_sum(rows.to(self.sum_dtype), 1)
 
     @property
     def total(self) -> float | int:
-        v = draw.pairwise_sum(self.levels[0].to(self.sum_dtype))
+        v = self._top_prefix()[-1]  # cached; the same number the draws scale by
         return float(v) if self.is_float else int(v)
 
     def leaves(self) -> torch.Tensor:
@@ -91,10 +92,8 @@ class SumTree:
         """Leaf index (0-based item) for each target u in [0, total); O(k K log_K N)."""
         u = u.to(self.sum_dtype).unsqueeze(1).contiguous()  # (B, 1) residual targets
         B = u.shape[0]
-        # top level: one flat prefix sum over <= TOP nodes and a search
-        top = self.levels[0].to(self.sum_dtype)
-        ct = torch.zeros(top.numel() + 1, dtype=self.sum_dtype, device=u.device)
-        ct[1:] = draw.prefix_sum(top)
+        # top level: a search in its prefix sums (cached until the next set)
+        ct = self._top_prefix()
         u = torch.minimum(u, self._below(ct[-1:]))
         node = draw.searchsorted(ct, u.view(-1), right=True).sub_(1)
         u = u - ct[node].unsqueeze(1)
@@ -112,6 +111,15 @@ class SumTree:
             node = torch.add(c.squeeze(1), node, alpha=self.K)
         return node.clamp_(max=self.n - 1)
 
+    def _top_prefix(self) -> torch.Tensor:
+        """[0, prefix sums of the top level]: computed once per change of the tree."""
+        if self._ct is None:
+            top = self.levels[0].to(self.sum_dtype)
+            ct = torch.zeros(top.numel() + 1, dtype=self.sum_dtype, device=top.device)
+            ct[1:] = draw.prefix_sum(top)
+            self._ct = ct
+        return self._ct
+
     def set(self, idx: torch.Tensor, values: torch.Tensor, unique: bool = False) -> None:
         """Set leaves ``idx`` to ``values`` (duplicate ids: the last one wins) and recompute the
         ancestors from their children; O(u K log_K N). ``unique=True`` skips the de-duplication
@@ -123,6 +131,7 @@ class SumTree:
         if not unique and idx.numel() > 1:
             keep = draw.last_occurrence(idx)
             idx, values = idx[keep], values[keep]
+        self._ct = None
         self.levels[-1][idx] = values
         node = idx
         for d in range(self.depth, 0, -1):

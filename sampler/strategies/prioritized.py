@@ -27,6 +27,8 @@ from .. import draw
 from ..sumtree import SumTree
 from .base import Context, Feedback, Strategy
 
+_F32_MAX = float(torch.finfo(torch.float32).max)
+
 
 class Prioritized(Strategy):
     name = "prioritized"
@@ -94,7 +96,8 @@ class Prioritized(Strategy):
         if self.ema > 0:
             old = self.tree.get(idx).cpu().to(torch.float64) ** (1.0 / self.alpha)
             new = self.ema * old + (1 - self.ema) * new
-        leaves = (new**self.alpha).to(torch.float32).to(self.ctx.device)
+        # p^alpha saturates at the float32 maximum (a loss spike never makes a leaf inf)
+        leaves = (new**self.alpha).clamp(max=_F32_MAX).to(torch.float32).to(self.ctx.device)
         self.tree.set(idx, leaves, unique=True)
 
     def state_dict(self) -> dict[str, Any]:

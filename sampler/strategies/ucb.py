@@ -22,9 +22,9 @@ Devices: the group layer (K groups: windows, counts, scores, probabilities, allo
 positions) lives on the host in numpy float64 on every device, so its bits do not depend on the
 device's math library or reduction order; only the per-item tables (order, item -> group) live
 on the sampler's device, where the batch ids are gathered and feedback ids are mapped to groups.
-Window sums are recomputed from the window with ``draw.pairwise_sum_np`` (fixed association, no
-running-sum drift, no atomics); the loss_decrease group means are segment sums over the
-group-sorted feedback.
+Window sums are updated by segment sums of the (new - old) window values over the group-sorted
+feedback (``np.add.reduceat``: sequential, fixed order, no atomics); the loss_decrease group
+means are segment sums too.
 
 Per-item state: order int32 (4 B) + item -> group int32 (4 B) = 8 B. Per-group state (host):
 W float32 window + a few counters (about 4 W + 40 B per group).
@@ -94,7 +94,7 @@ class UCB(Strategy):
         self.count = torch.zeros(K, dtype=torch.int64)
         self.ema_loss = torch.zeros(K, dtype=torch.float64)
         self.ema_seen = torch.zeros(K, dtype=torch.bool)
-        self.wsum = torch.zeros(K, dtype=torch.float64)  # wsum[g] = pairwise sum of buf[g]
+        self.wsum = torch.zeros(K, dtype=torch.float64)  # wsum[g] = sum of buf[g]
         self._refresh()
 
     # -- probabilities -------------------------------------------------------------------
@@ -183,12 +183,16 @@ class UCB(Strategy):
         keep = r >= cnt - W  # only the last W values of a group survive
         if not keep.all():
             gs, r, vs = gs[keep], r[keep], vs[keep]
-        buf[gs, (ptr[gs] + r) % W] = vs
+        pos = (ptr[gs] + r) % W  # distinct slots per group (at most W values kept)
+        delta = vs.astype(np.float64) - buf[gs, pos].astype(np.float64)
+        buf[gs, pos] = vs
         ptr[ug] = (ptr[ug] + c) % W
         fill[ug] = np.minimum(fill[ug] + c, W)
         self.count.numpy()[ug] += c
-        # exact recomputation of the touched window sums (empty slots hold 0)
-        self.wsum.numpy()[ug] = draw.pairwise_sum_np(buf[ug].astype(np.float64), axis=1)
+        # window sums: a segment sum of the deltas over the group-sorted values, sequential
+        # in a fixed order on the host (no atomics, the same bits for every device)
+        kh = np.flatnonzero(np.diff(gs, prepend=-1))
+        self.wsum.numpy()[gs[kh]] += np.add.reduceat(delta, kh)
         self._refresh()
 
     # -- state -----------------------------------------------------------------------------
