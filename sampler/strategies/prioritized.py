@@ -110,12 +110,14 @@ class Prioritized(Strategy):
         self.tree = SumTree(leaves.to(self.ctx.device, torch.float32))
 
     def stats(self, step: int) -> dict[str, Any]:
-        p = self.tree.leaves().to(torch.float64)
-        p = p / p.sum()
-        ent = float(-(p * torch.log(p.clamp(min=1e-300))).sum())
+        """Entropy -sum P log P and effective sample size 1 / sum P^2 of P(i) (host float64,
+        fixed-association sums: the same numbers on every device; O(N), for logs)."""
+        p = self.tree.leaves().cpu().to(torch.float64)
+        p = p / draw.pairwise_sum(p)
+        ent = float(-draw.pairwise_sum(p * torch.log(p.clamp(min=1e-300))))
         return {
             "entropy": ent,
-            "ess": float(1.0 / (p * p).sum()),
+            "ess": float(1.0 / draw.pairwise_sum(p * p)),
             "total_priority": self.tree.total,
         }
 
