@@ -19,7 +19,11 @@ if the first m of that order are full, lam_m = R_m / sum_{i >= m} exp(z_i) with
 R_m = G - sum_{i < m} s_i. The true lam is the largest lam_m over the m with R_m > 0 (for
 m below the true cut lam_m <= lam because the extra groups take at most their cap; above it
 lam_m < lam because they are forced to their cap), so one sort and one suffix log-sum-exp give
-it: O(K log K), once per state change (not per batch).
+it: O(K log K), once per state change (not per batch). The maximising m fixes which groups are
+full; the open groups then share R_m by a softmax among themselves, a_j = R_m exp(z_j - z_max)
+/ sum_open exp(z_i - z_max), which avoids the cancellation in z_j + log lam when |z| ~ 1e30
+(and any open group that round-off still puts over its size is closed and the rest shared
+again).
 
 Integer counts per batch: systematic rounding of the cumulative allocation with one uniform U
 per step, c_j = #{i in [0, G): A_{j-1} <= i + U < A_j}, A_j = sum_{i <= j} a_i. Each c_j is

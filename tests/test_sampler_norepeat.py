@@ -205,3 +205,13 @@ def test_allocation_in_log_domain_when_probabilities_underflow():
     sizes = np.array([3, 100, 100])
     a = alloc.allocate(z, sizes, 33)
     np.testing.assert_allclose(a, [3, 20, 10])
+
+
+def test_round_off_repair_moves_a_slot_to_a_group_with_room():
+    # an allocation that (as a round-off would) gives the 1-item group 2 slots
+    A = np.array([1.5, 3.0])
+    g = alloc.slot_groups(A, np.array([1, 5]), 3, 0.2)
+    assert g.tolist() == [0, 1, 1]
+    counts = alloc.repair(np.array([3, 0, 1]), np.array([2.4, 2.5, 4.0]), np.array([1, 2, 9]))
+    # the 2 extra slots go to the group with room and the largest unserved allocation (2: 0.5)
+    assert counts.tolist() == [1, 0, 3]
