@@ -96,23 +96,33 @@ def test_source_smaller_than_batch_bit_equal(target, case, monkeypatch):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_snapshot_on_device(target, monkeypatch):
+    """Save, train 20 more steps, load the held state into a new sampler: the same stream."""
     dev = "cuda" if target == "cuda" else "cpu"
     if target == "cpu-torch":
         monkeypatch.setattr(sampler.draw, "NUMPY_ON_CPU", False)
+
+    def steps(s: Sampler, k: int) -> list[torch.Tensor]:
+        out = []
+        for _ in range(k):
+            b = s.sample()
+            out.append(b.indices.cpu())
+            s.update(b.indices, **{k: v.to(dev) for k, v in feedback(b.step, b.indices).items()})
+        return out
+
     for case in NAMES:
         s = Sampler(_source(case), CASES[case](), 32, seed=2, device=dev)
-        for _ in range(3):
-            b = s.sample()
-            s.update(b.indices, **{k: v.to(dev) for k, v in feedback(b.step, b.indices).items()})
+        steps(s, 3)
         held = s.state_dict()
         frozen = copy.deepcopy(held)
-        for _ in range(5):
-            b = s.sample()
-            s.update(b.indices, **{k: v.to(dev) for k, v in feedback(b.step, b.indices).items()})
+        after = steps(s, 20)
         assert states_equal(held, frozen), case
         assert all(
             t.device.type == "cpu" for t in held["strategy_state"].values() if torch.is_tensor(t)
         )
+        fresh = Sampler(_source(case), CASES[case](), 32, seed=2, device=dev)
+        fresh.load_state_dict(held)
+        for x, y in zip(after, steps(fresh, 20), strict=True):
+            assert torch.equal(x, y), case
 
 
 def _free_port() -> int:
