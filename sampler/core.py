@@ -5,6 +5,21 @@ counter-based hash in ``sampler.rng``; the global numpy / torch RNGs are never u
 state (``state_dict``) holds only tensors, numbers and strings and loads with
 ``torch.load(..., weights_only=True)``.
 
+No repeats: a global batch never holds an id twice, for every strategy, whatever the group
+sizes. The one exception is a global batch G larger than the source (N < G): then every id is
+served floor(G / N) times and G mod N ids (drawn by the strategy, distinct) once more, so
+repeats are spread evenly (each id floor(G / N) or ceil(G / N) times). Uniform, Curriculum and
+AngleWindow spread a batch over their servable set S the same way when S < G (S excludes NaN
+records with ``nan="exclude"``).
+
+Devices: every tensor the sampler holds per item lives on its ``device``; reductions that end up
+in the state or in a batch use fixed-association sums (``draw.pairwise_sum``), never atomics,
+and transcendental functions of a batch run on the host, so batches and states are bit-identical
+on CPU and CUDA (``tests/test_sampler_gpu.py``).
+
+Snapshots: ``state_dict()`` returns copies (every tensor cloned, on the CPU): training on after
+the call never changes a state already returned.
+
 Distributed: with torch.distributed initialised, ``batch_size`` is per rank; every rank draws the
 same global batch of ``batch_size * world_size`` distinct ids and keeps slice
 [rank B, (rank + 1) B); ``update`` all-gathers the feedback (and a validity flag, so a bad input
@@ -33,6 +48,17 @@ from .strategies.base import Context, Strategy
 
 SIGNALS = ("loss", "reward", "advantage", "correct")
 FORMAT = "gradum.sampler/1"
+
+
+def snapshot(obj: Any) -> Any:
+    """A deep copy of a state: tensors cloned to the CPU, dicts / lists copied recursively."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(snapshot(v) for v in obj)
+    return obj
 
 
 @dataclass
@@ -89,12 +115,20 @@ class Sampler:
         self.seed = int(seed)
         self.world_size, self.rank = _dist()
         self.global_batch = self.batch_size * self.world_size
-        if self.global_batch > self.n:
-            raise ValueError(
-                f"Sampler: global batch {self.global_batch} is larger than the source ({self.n} rows)"
-            )
+        # G > N: every id floor(G / N) times plus G mod N distinct ids from the strategy
+        G, n = self.global_batch, self.n
+        self._reps, self._rem = divmod(G, n) if G > n and not strategy.any_batch else (0, G)
         self.strategy = strategy
-        strategy.bind(Context(self.n, self.device, self.seed, self.source.has, self.source.column))
+        strategy.bind(
+            Context(
+                self.n,
+                self.device,
+                self.seed,
+                self.source.has,
+                self.source.column,
+                batch=min(self.global_batch, self.n),
+            )
+        )
         self.difficulty: torch.Tensor | None = None
         if self.source.has("difficulty"):
             d = np.asarray(self.source.column("difficulty"), dtype=np.float32)
@@ -109,6 +143,7 @@ class Sampler:
         self.seen = torch.zeros(self.n, dtype=torch.uint8, device=self.device)
         self.served = 0
         self.difficulty_sum = 0.0
+        self.difficulty_n = 0  # served records with a difficulty (NaN ones are not averaged)
         self.last_difficulty = float("nan")
         self.feedback = {
             "count": 0,
@@ -129,40 +164,60 @@ class Sampler:
     def __next__(self) -> Batch:
         return self.sample()
 
+    def _draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The global batch in draw order and its importance weights (normalised by the max)."""
+        if not self._reps:
+            idx, w = self.strategy.draw(step, self._j)
+        else:  # G > N: the whole source floor(G / N) times, then G mod N distinct ids
+            every = torch.arange(self.n, device=self.device)
+            parts, ws = [every.repeat(self._reps)], []
+            w_all = self.strategy.importance(every)
+            if w_all is not None:
+                ws.append(w_all.repeat(self._reps))
+            if self._rem:
+                idx, w = self.strategy.draw(step, self._j[: self._rem])
+                parts.append(idx)
+                if w is not None:
+                    ws.append(w)
+            idx, w = torch.cat(parts), (torch.cat(ws) if ws else None)
+        if w is not None:
+            w = (w / w.max()).to(torch.float32).to(self.device)
+        return idx, w
+
     def peek(self, step: int) -> torch.Tensor:
         """The global batch for ``step`` under the current state, without advancing."""
         with self._lock:
-            idx, _ = self.strategy.draw(step, self._j)
+            idx, _ = self._draw(step)
             return idx[draw.shuffle_order(self.seed, step, self._j)]
 
     def sample(self) -> Batch:
         """Draw the global batch for the current step, advance, and return this rank's slice."""
         with self._lock:
             t = self.step
-            idx, w = self.strategy.draw(t, self._j)
+            idx, w = self._draw(t)
             perm = draw.shuffle_order(self.seed, t, self._j)
             w = None if w is None else w[perm]
+            d = None
             if draw.on_numpy(self._j):  # numpy on views of the same tensors: same values
                 ids = idx.numpy()[perm.numpy()]
                 self.seen.numpy()[ids] = 1
-                d = (
-                    None
-                    if self.difficulty is None
-                    else self.difficulty.numpy()[ids].sum(dtype=np.float64)
-                )
+                if self.difficulty is not None:
+                    x = self.difficulty.numpy()[ids].astype(np.float64)
+                    ok = ~np.isnan(x)
+                    d = (float(draw.pairwise_sum_np(np.where(ok, x, 0.0))), int(ok.sum()))
                 idx = torch.from_numpy(ids)
             else:
                 idx = idx[perm]
                 self.seen[idx] = 1
-                d = (
-                    None
-                    if self.difficulty is None
-                    else self.difficulty[idx].sum(dtype=torch.float64)
-                )
+                if self.difficulty is not None:
+                    x = self.difficulty[idx].to(torch.float64)
+                    ok = ~torch.isnan(x)
+                    d = (float(draw.pairwise_sum(torch.where(ok, x, 0.0))), int(ok.sum()))
             self.served += idx.numel()
             if d is not None:
-                self.difficulty_sum += float(d)
-                self.last_difficulty = float(d) / idx.numel()
+                self.difficulty_sum += d[0]
+                self.difficulty_n += d[1]
+                self.last_difficulty = d[0] / d[1] if d[1] else float("nan")
             self.step = t + 1
         lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
         return Batch(idx[lo:hi], t, None if w is None else w[lo:hi], idx)
@@ -199,7 +254,14 @@ class Sampler:
 
     def _gather(self, idx: torch.Tensor, fb: dict[str, torch.Tensor], error: str | None):
         dist = torch.distributed
-        dev = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+        if dist.get_backend() == "nccl":  # NCCL moves CUDA tensors only: the sampler's own GPU
+            dev = (
+                self.device
+                if self.device.type == "cuda"
+                else torch.device("cuda", torch.cuda.current_device())
+            )
+        else:
+            dev = torch.device("cpu")
         mask = sum(1 << i for i, s in enumerate(SIGNALS) if s in fb)
         meta = torch.tensor([idx.numel(), 0 if error else 1, mask], dtype=torch.int64, device=dev)
         metas = [torch.empty_like(meta) for _ in range(self.world_size)]
@@ -251,32 +313,45 @@ class Sampler:
                 self.strategy.check(idx, fb)
             acc = self.validation if validation else self.feedback
             acc["count"] += idx.numel()
-            for s, v in fb.items():
-                acc[f"{s}_sum"] += float(v.sum())
-                acc[f"{s}_n"] += v.numel()
+            if fb:  # fixed-association sums (one pass over all signals): same bits everywhere
+                names = list(fb)
+                stacked = torch.stack([fb[s] for s in names])
+                if draw.on_numpy(stacked):
+                    sums = draw.pairwise_sum_np(stacked.numpy(), axis=1).tolist()
+                else:
+                    sums = draw.pairwise_sum(stacked, 1).tolist()
+                for s, total in zip(names, sums, strict=True):
+                    acc[f"{s}_sum"] += total
+                    acc[f"{s}_n"] += fb[s].numel()
             if not validation:
                 self.strategy.update(idx, fb)
                 self.updates += 1
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """A snapshot of the whole state (every tensor a CPU copy): later draws and updates
+        never change a state already returned, on any device."""
         with self._lock:
-            return {
-                "format": FORMAT,
-                "strategy": self.strategy.name,
-                "n": self.n,
-                "seed": self.seed,
-                "global_batch": self.global_batch,
-                "step": self.step,
-                "updates": self.updates,
-                "served": self.served,
-                "difficulty_sum": self.difficulty_sum,
-                "last_difficulty": self.last_difficulty,
-                "seen": self.seen.cpu().clone(),
-                "feedback": dict(self.feedback),
-                "validation": dict(self.validation),
-                "strategy_state": self.strategy.state_dict(),
-            }
+            return snapshot(self._state())
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "strategy": self.strategy.name,
+            "n": self.n,
+            "seed": self.seed,
+            "global_batch": self.global_batch,
+            "step": self.step,
+            "updates": self.updates,
+            "served": self.served,
+            "difficulty_sum": self.difficulty_sum,
+            "difficulty_n": self.difficulty_n,
+            "last_difficulty": self.last_difficulty,
+            "seen": self.seen,
+            "feedback": self.feedback,
+            "validation": self.validation,
+            "strategy_state": self.strategy.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a ``state_dict``; a mismatching state raises ``ValueError`` and changes
@@ -299,7 +374,7 @@ class Sampler:
 
     def _load(self, state: dict[str, Any]) -> None:
         seen = state["seen"]
-        if seen.numel() != self.n:
+        if not isinstance(seen, torch.Tensor) or seen.numel() != self.n:
             raise ValueError("coverage vector length does not match the source")
         self.strategy.load_state_dict(state["strategy_state"])
         self.seen = seen.to(self.device, torch.uint8).clone()
@@ -307,6 +382,7 @@ class Sampler:
         self.updates = int(state["updates"])
         self.served = int(state["served"])
         self.difficulty_sum = float(state["difficulty_sum"])
+        self.difficulty_n = int(state.get("difficulty_n", self.served))
         self.last_difficulty = float(state["last_difficulty"])
         self.feedback = dict(state["feedback"])
         self.validation = dict(state["validation"])
@@ -324,9 +400,9 @@ class Sampler:
                 "updates": self.updates,
                 "served": self.served,
                 "coverage": float(self.seen.sum(dtype=torch.int64)) / self.n,
-                "mean_difficulty_served": (
-                    self.difficulty_sum / self.served
-                    if self.served and self.difficulty is not None
+                "mean_difficulty_served": (  # over served records that have a difficulty
+                    self.difficulty_sum / self.difficulty_n
+                    if self.difficulty_n and self.difficulty is not None
                     else float("nan")
                 ),
                 "last_batch_difficulty": self.last_difficulty,

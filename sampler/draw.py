@@ -87,13 +87,71 @@ def last_occurrence(idx: torch.Tensor) -> torch.Tensor:
 
 
 def searchsorted(seq: torch.Tensor, values: torch.Tensor, right: bool = False) -> torch.Tensor:
-    """``torch.searchsorted`` on CUDA; numpy's single-threaded one on CPU (torch's CPU kernel
-    goes through an OpenMP parallel-for that can stall for milliseconds on a busy machine)."""
-    if seq.device.type != "cpu":
+    """``torch.searchsorted`` (what CUDA runs, and CPU with ``NUMPY_ON_CPU = False``); numpy's
+    single-threaded one on the CPU fast path (torch's CPU kernel goes through an OpenMP
+    parallel-for that can stall for milliseconds on a busy machine). Same result: a search has
+    no rounding."""
+    if not on_numpy(seq):
         return torch.searchsorted(seq, values, right=right)
     side = "right" if right else "left"
     out = np.searchsorted(seq.numpy(), values.numpy(), side=side)
     return torch.from_numpy(out.astype(np.int64, copy=False))
+
+
+def pairwise_sum(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Sum along ``dim`` by a fixed binary tree: pad the length to a power of two with zeros,
+    then s <- s[..., 0::2] + s[..., 1::2] until one term is left.
+
+        sum(x_0..x_{2m-1}) = sum(x_0 + x_1, x_2 + x_3, ...)
+
+    Every step is an elementwise IEEE addition, so the rounding (and the result, bit for bit)
+    is the same on CPU, on CUDA and in numpy (``pairwise_sum_np``), unlike ``torch.sum`` /
+    ``index_add_`` whose association order depends on the device, the thread count or atomics."""
+    if not (x.dtype.is_floating_point or x.dtype.is_complex):
+        return x.sum(dim)  # integer sums are exact in any order
+    x = x.movedim(dim, -1)
+    n = x.shape[-1]
+    if n == 0:
+        return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+    width = 1 << (n - 1).bit_length()
+    if width != n:
+        x = torch.nn.functional.pad(x, (0, width - n))
+    while x.shape[-1] > 1:
+        x = x[..., 0::2] + x[..., 1::2]
+    return x[..., 0]
+
+
+def pairwise_sum_np(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``pairwise_sum`` on a numpy array: the same tree, the same bits."""
+    x = np.moveaxis(np.asarray(x), axis, -1)
+    n = x.shape[-1]
+    if n == 0:
+        return np.zeros(x.shape[:-1], dtype=x.dtype)
+    width = 1 << (n - 1).bit_length()
+    if width != n:
+        pad = np.zeros(x.shape[:-1] + (width - n,), dtype=x.dtype)
+        x = np.concatenate([x, pad], axis=-1)
+    while x.shape[-1] > 1:
+        x = x[..., 0::2] + x[..., 1::2]
+    return x[..., 0]
+
+
+def prefix_sum(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Inclusive prefix sum along ``dim`` by a Hillis-Steele scan:
+
+        s^(0) = x,  s^(k+1)_i = s^(k)_i + s^(k)_{i - 2^k}  (i >= 2^k),  log2(n) steps
+
+    Each step is one elementwise addition, so the result is bit-identical on every device
+    (``torch.cumsum`` is sequential on CPU and a parallel scan on CUDA: different rounding)."""
+    if not x.dtype.is_floating_point:
+        return torch.cumsum(x, dim)  # integer prefix sums are exact in any order
+    x = x.movedim(dim, -1).clone()
+    n = x.shape[-1]
+    d = 1
+    while d < n:
+        x[..., d:] = x[..., d:] + x[..., :-d]  # the right side is a new tensor
+        d *= 2
+    return x.movedim(-1, dim)
 
 
 def run_bounds(g: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

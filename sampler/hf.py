@@ -13,6 +13,18 @@ loss=...)``. Staleness is the DataLoader's prefetch depth, as in ``sampler.torch
 Trainer fetches ``gradient_accumulation_steps`` batches per optimizer step and accelerate's loader
 draws one batch ahead, so a batch reflects the feedback of all but the last GA + 1 batches.
 
+Gradient accumulation: ``compute_loss`` returns the mean per-example loss of its micro-batch and
+tells the Trainer that this loss is *not* normalised by ``num_items_in_batch``
+(``loss_is_scaled_for_ga = False``, ``model_accepts_loss_kwargs = False``), so the Trainer
+divides it by the number of micro-batches A of the optimizer step:
+
+    L = sum_{a < A} (1 / A) (1 / B) sum_{i in batch a} l_i = (1 / (A B)) sum_i l_i
+
+which is the mean per-example loss over the A B examples of the step (every micro-batch holds
+B examples: the sampler always serves full batches). Gradients, and the logged loss, are
+therefore the same for GA = 4 x batch 4 as for GA = 1 x batch 16 on the same examples; each
+example's loss reaches the sampler once, in the micro-batch it was trained in.
+
 Resume: every checkpoint the Trainer saves gets ``gradum_sampler.rank{r}.pt`` (the sampler's
 ``state_dict``, the number of batches trained on, and the batches already drawn ahead but not yet
 trained on); ``trainer.train(resume_from_checkpoint=...)`` restores it, replays the drawn-ahead
@@ -142,6 +154,14 @@ def make_trainer(sampler: Sampler, causal: bool = True, trainer_cls: Any = None,
             return control
 
     class GradumTrainer(base):  # type: ignore[misc, valid-type]
+        # compute_loss returns a per-micro-batch mean: the Trainer must divide by the number
+        # of accumulated micro-batches (see the module docstring)
+        loss_is_scaled_for_ga = False
+
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            self.model_accepts_loss_kwargs = False  # transformers < 5: same decision
+
         def train(self, resume_from_checkpoint: str | bool | None = None, **kw: Any):
             folder = resume_from_checkpoint
             if folder is True:
@@ -186,6 +206,9 @@ def make_trainer(sampler: Sampler, causal: bool = True, trainer_cls: Any = None,
             )
 
         def compute_loss(self, model, inputs, return_outputs=False, **kw):  # noqa: ANN001
+            # num_items_in_batch (if any) is ignored on purpose: the loss is a per-example
+            # mean and the Trainer divides it by the accumulation steps
+            kw.pop("num_items_in_batch", None)
             idx = inputs.pop("gradum_index", None)
             step = inputs.pop("gradum_step", None)
             outputs = model(**inputs)

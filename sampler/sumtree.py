@@ -18,7 +18,9 @@ round-off guard), so a zero-weight leaf is never returned even when sums disagre
 Update: write the leaves (duplicate ids: the last one wins, made deterministic by keeping the last
 occurrence), then recompute every touched ancestor as the exact sum of its K children, level by
 level; duplicated parents are written identical values (deterministic on CPU and CUDA, unlike
-``index_add_`` of deltas with atomics). No deltas are accumulated, so there is no floating-point
+``index_add_`` of deltas with atomics). Every sum is ``draw.pairwise_sum`` and every prefix sum
+``draw.prefix_sum`` (fixed association, elementwise IEEE additions only), so the tree, its total
+and every draw are bit-identical on CPU and CUDA. No deltas are accumulated, so there is no floating-point
 drift, and the whole tree is a pure function of the leaves: saving the leaves alone gives an
 exact resume.
 
@@ -65,13 +67,14 @@ class SumTree:
         return self.levels[d].view(-1, self.K)
 
     def _rebuild(self) -> None:
+        self._ct = None
         for d in range(self.depth, 0, -1):
             rows = self._rows(d)
-            self.levels[d - 1][: rows.shape[0]] = rows.sum(1, dtype=self.sum_dtype)
+            self.levels[d - 1][: rows.shape[0]] = draw.pairwise_sum(rows.to(self.sum_dtype), 1)
 
     @property
     def total(self) -> float | int:
-        v = self.levels[0].sum(dtype=self.sum_dtype)
+        v = self._top_prefix()[-1]  # cached; the same number the draws scale by
         return float(v) if self.is_float else int(v)
 
     def leaves(self) -> torch.Tensor:
@@ -89,10 +92,8 @@ class SumTree:
         """Leaf index (0-based item) for each target u in [0, total); O(k K log_K N)."""
         u = u.to(self.sum_dtype).unsqueeze(1).contiguous()  # (B, 1) residual targets
         B = u.shape[0]
-        # top level: one flat prefix sum over <= TOP nodes and a search
-        top = self.levels[0].to(self.sum_dtype)
-        ct = torch.zeros(top.numel() + 1, dtype=self.sum_dtype, device=u.device)
-        torch.cumsum(top, 0, out=ct[1:])
+        # top level: a search in its prefix sums (cached until the next set)
+        ct = self._top_prefix()
         u = torch.minimum(u, self._below(ct[-1:]))
         node = draw.searchsorted(ct, u.view(-1), right=True).sub_(1)
         u = u - ct[node].unsqueeze(1)
@@ -100,7 +101,7 @@ class SumTree:
         cs = torch.zeros(B, self.K + 1, dtype=self.sum_dtype, device=u.device)
         for d in range(1, self.depth + 1):
             block = self._rows(d).index_select(0, node)  # (B, K) children of each node
-            torch.cumsum(block, 1, dtype=self.sum_dtype, out=cs[:, 1:])
+            cs[:, 1:] = draw.prefix_sum(block.to(self.sum_dtype), 1)
             # round-off guard: keep u strictly below the block total, so the child picked has a
             # positive weight (a zero child has an empty interval)
             u = torch.minimum(u, self._below(cs[:, -1:]))
@@ -109,6 +110,15 @@ class SumTree:
             u = u - cs.gather(1, c)
             node = torch.add(c.squeeze(1), node, alpha=self.K)
         return node.clamp_(max=self.n - 1)
+
+    def _top_prefix(self) -> torch.Tensor:
+        """[0, prefix sums of the top level]: computed once per change of the tree."""
+        if self._ct is None:
+            top = self.levels[0].to(self.sum_dtype)
+            ct = torch.zeros(top.numel() + 1, dtype=self.sum_dtype, device=top.device)
+            ct[1:] = draw.prefix_sum(top)
+            self._ct = ct
+        return self._ct
 
     def set(self, idx: torch.Tensor, values: torch.Tensor, unique: bool = False) -> None:
         """Set leaves ``idx`` to ``values`` (duplicate ids: the last one wins) and recompute the
@@ -121,10 +131,11 @@ class SumTree:
         if not unique and idx.numel() > 1:
             keep = draw.last_occurrence(idx)
             idx, values = idx[keep], values[keep]
+        self._ct = None
         self.levels[-1][idx] = values
         node = idx
         for d in range(self.depth, 0, -1):
             node = node // self.K
             # duplicate parents are given identical sums, so the result is deterministic
-            sums = self._rows(d).index_select(0, node).sum(1, dtype=self.sum_dtype)
+            sums = draw.pairwise_sum(self._rows(d).index_select(0, node).to(self.sum_dtype), 1)
             self.levels[d - 1][node] = sums

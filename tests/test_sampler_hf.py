@@ -199,3 +199,72 @@ def test_trainer_resume_without_sampler_state_is_a_clear_error(tmp_path):
     _, _, trainer = _resumable(tmp_path, S.Uniform(), steps=2, ga=1, save_steps=1)
     with pytest.raises(ValueError, match="no sampler state"):
         trainer.train(resume_from_checkpoint=str(tmp_path / "ckpt"))
+
+
+class _Fixed(Sampler):
+    """Serves a fixed sequence of ids in batches of ``batch_size`` (identical data for two
+    trainer layouts); records the feedback it receives."""
+
+    def __init__(self, ids: list[int], batch_size: int) -> None:
+        super().__init__(_source(), S.Uniform(), batch_size=batch_size, seed=0, device="cpu")
+        self.ids = ids
+        self.update_log: list[tuple[list[int], list[float]]] = []
+
+    def sample(self):
+        from sampler.core import Batch
+
+        k, b = self.step, self.batch_size
+        idx = torch.tensor(self.ids[k * b : (k + 1) * b], dtype=torch.int64)
+        self.step += 1
+        return Batch(idx, k, None, idx)
+
+    def update(self, indices, **fb):
+        self.update_log.append((torch.as_tensor(indices).tolist(), fb["loss"].tolist()))
+        return super().update(indices, **fb)
+
+
+def _one_step(tmp_path, ga: int, micro: int, ids: list[int]):
+    model = _tiny_gpt2()
+    sampler = _Fixed(ids, micro)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        gradient_accumulation_steps=ga,
+        per_device_train_batch_size=micro,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    trainer = make_trainer(sampler, model=model, args=args, train_dataset=_Rows())
+    trainer.train()
+    log = next(x for x in trainer.state.log_history if "loss" in x)
+    return log, sampler
+
+
+def test_trainer_gradient_accumulation_equals_one_big_batch(tmp_path):
+    ids = [int(i) for i in np.random.default_rng(7).permutation(N)[:16]]
+    big, s_big = _one_step(tmp_path / "big", ga=1, micro=16, ids=ids)
+    acc, s_acc = _one_step(tmp_path / "acc", ga=4, micro=4, ids=ids)
+    # same gradients: GA = 4 x 4 equals GA = 1 x 16 on the same 16 examples
+    assert acc["grad_norm"] == pytest.approx(big["grad_norm"], rel=1e-5)
+    # the logged loss is the true mean per-example loss at the initial weights
+    x = _Rows().ids[ids]
+    with torch.no_grad():
+        true = float(per_example_loss(_tiny_gpt2()(input_ids=x).logits, x).mean())
+    assert big["loss"] == pytest.approx(true, rel=1e-5)
+    assert acc["loss"] == pytest.approx(true, rel=1e-5)
+    assert true < 1.5 * np.log(V)  # a per-example mean, not GA times it
+    # each example's loss reaches the sampler exactly once
+    for s, n_updates in ((s_big, 1), (s_acc, 4)):
+        assert len(s.update_log) == n_updates
+        fed = [i for batch, _ in s.update_log for i in batch]
+        assert sorted(fed) == sorted(ids)
+        assert s.feedback["loss_n"] == 16
+    fed_big = {i: x for b, ls in s_big.update_log for i, x in zip(b, ls, strict=True)}
+    fed_acc = {i: x for b, ls in s_acc.update_log for i, x in zip(b, ls, strict=True)}
+    for i in ids:  # same per-example losses (same weights: one optimizer step, after them)
+        assert fed_acc[i] == pytest.approx(fed_big[i], rel=1e-5)

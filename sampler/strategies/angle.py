@@ -13,9 +13,14 @@ Defaults sigma = 1000, n = 500, alpha = 2, beta = 0.5, adj_min = 0, adj_max = 10
 GAIN-RL assumes rewards in {0, 2} (acc / 2); here ``reward_scale`` states the maximum reward.
 
 Draw: exact truncated normal by inverse CDF over stratified uniforms (``torch.special.ndtr`` /
-``ndtri``): O(G), no renormalisation over N (GAIN-RL's np.random.choice(p=) is O(N) per step);
-colliding ranks move to the next free rank so a batch is distinct. mu is clamped to [0, N - 1]
-for the draw. Per-item state: the rank order, int32 (4 B).
+``ndtri``) over the S servable ranks: O(G), no renormalisation over N (GAIN-RL's
+np.random.choice(p=) is O(N) per step); colliding ranks move to the next free rank so a batch is
+distinct (S < G: every servable rank floor(G / S) or ceil(G / S) times). mu is clamped to
+[0, S - 1] for the draw. The G ranks are computed on the host in float64 (ndtr / ndtri may
+differ in the last ulp between CPU and CUDA math libraries), then the ids are gathered on the
+device. NaN scores: ranked after every scored record (``nan="last"``, the default; GAIN-RL's
+argsort put them first) or never served (``nan="exclude"``), as in Curriculum.
+Per-item state: the rank order, int32 (4 B).
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from typing import Any
 import torch
 
 from .. import draw
-from .base import Context, Feedback, Strategy, rank_order
+from .base import Context, Feedback, Strategy, check_nan_rule, rank_order, scored_count
 
 
 class AngleWindow(Strategy):
     name = "angle"
+    any_batch = True
     bytes_per_item = 4
 
     def __init__(
@@ -44,6 +50,7 @@ class AngleWindow(Strategy):
         adj_min: float = 0.0,
         adj_max: float = 1000.0,
         reward_scale: float = 1.0,
+        nan: str = "last",
     ) -> None:
         for name, v in (("sigma", sigma), ("reward_scale", reward_scale)):
             if not (math.isfinite(v) and v > 0):
@@ -56,20 +63,32 @@ class AngleWindow(Strategy):
         self.score, self.sigma, self.mu = score, float(sigma), float(mu0)
         self.n, self.alpha, self.beta = float(n), float(alpha), float(beta)
         self.adj_min, self.adj_max, self.reward_scale = float(adj_min), float(adj_max), reward_scale
+        self.nan = check_nan_rule(nan, "AngleWindow")
 
     def bind(self, ctx: Context) -> None:
         super().bind(ctx)
-        self.order = rank_order(ctx.require(self.score, "AngleWindow"), ctx.device, True)
+        col = ctx.require(self.score, "AngleWindow")
+        self.order = rank_order(col, ctx.device, True)  # most concentrated first, NaN last
+        self.servable = ctx.n if self.nan == "last" else scored_count(col)
+        if self.servable == 0:
+            raise ValueError(f"AngleWindow: no record has a {self.score!r} value, nan='exclude'")
 
-    def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, None]:
-        N = self.ctx.n
-        mu = min(max(self.mu, 0.0), N - 1.0)
+    def ranks(self, step: int, G: int) -> torch.Tensor:
+        """The G distinct ranks of the batch at ``step`` (host, int64, sorted)."""
+        S = self.servable
+        j = torch.arange(G, dtype=torch.int64)
+        if S < G:  # fewer servable records than the batch: each floor/ceil(G / S) times
+            return (j * S) // G
+        mu = min(max(self.mu, 0.0), S - 1.0)
         lo = float(torch.special.ndtr(torch.tensor((0.0 - mu) / self.sigma, dtype=torch.float64)))
-        hi = float(torch.special.ndtr(torch.tensor((N - mu) / self.sigma, dtype=torch.float64)))
+        hi = float(torch.special.ndtr(torch.tensor((S - mu) / self.sigma, dtype=torch.float64)))
         u = lo + draw.strat_uniform(self.ctx.seed, step, j) * (hi - lo)
         x = mu + self.sigma * torch.special.ndtri(u.clamp(1e-300, 1 - 1e-16))
-        r = x.floor().clamp_(0, N - 1).to(torch.int64)
-        r = draw.make_distinct(r, N, j)
+        r = x.floor().clamp_(0, S - 1).to(torch.int64)
+        return draw.make_distinct(r, S, j)
+
+    def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, None]:
+        r = self.ranks(step, j.numel()).to(j.device)
         return draw.gather(self.order, r), None
 
     def check(self, idx: torch.Tensor, fb: Feedback) -> None:
@@ -99,4 +118,4 @@ class AngleWindow(Strategy):
         }
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "score": self.score, "sigma": self.sigma}
+        return {"name": self.name, "score": self.score, "sigma": self.sigma, "nan": self.nan}

@@ -27,6 +27,8 @@ from .. import draw
 from ..sumtree import SumTree
 from .base import Context, Feedback, Strategy
 
+_F32_MAX = float(torch.finfo(torch.float32).max)
+
 
 class Prioritized(Strategy):
     name = "prioritized"
@@ -68,9 +70,14 @@ class Prioritized(Strategy):
         u = draw.strat_uniform(self.ctx.seed, step, j) * total
         leaf = self.tree.find(u)
         leaf = draw.make_distinct(leaf, self.ctx.n, j)
-        p = self.tree.get(leaf).to(torch.float64) / total
-        w = (self.ctx.n * p).clamp(min=1e-300) ** (-self.beta)
-        return leaf, (w / w.max()).to(torch.float32)
+        return leaf, self.importance(leaf)
+
+    def importance(self, ids: torch.Tensor) -> torch.Tensor:
+        """Unnormalised importance weights w_i = (N P(i))^(-beta), P(i) = p_i^alpha / total
+        (the Sampler divides by the batch maximum). Computed on the host in float64: ``pow``
+        may differ in the last ulp between CPU and CUDA math libraries."""
+        p = self.tree.get(ids).cpu().to(torch.float64) / self.tree.total
+        return (self.ctx.n * p).clamp(min=1e-300) ** (-self.beta)
 
     def check(self, idx: torch.Tensor, fb: Feedback) -> None:
         if self.signal not in fb:
@@ -83,11 +90,15 @@ class Prioritized(Strategy):
             return
         keep = draw.last_occurrence(idx)
         idx = idx[keep]
-        new = fb[self.signal][keep].abs() + self.eps
+        # priorities are computed on the host in float64 (pow differs in the last ulp between
+        # CPU and CUDA math libraries), then written to the device tree
+        new = fb[self.signal][keep].cpu().abs() + self.eps
         if self.ema > 0:
-            old = self.tree.get(idx).to(torch.float64) ** (1.0 / self.alpha)
+            old = self.tree.get(idx).cpu().to(torch.float64) ** (1.0 / self.alpha)
             new = self.ema * old + (1 - self.ema) * new
-        self.tree.set(idx, new**self.alpha, unique=True)
+        # p^alpha saturates at the float32 maximum (a loss spike never makes a leaf inf)
+        leaves = (new**self.alpha).clamp(max=_F32_MAX).to(torch.float32).to(self.ctx.device)
+        self.tree.set(idx, leaves, unique=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"leaves": self.tree.leaves().cpu().clone()}
@@ -99,12 +110,14 @@ class Prioritized(Strategy):
         self.tree = SumTree(leaves.to(self.ctx.device, torch.float32))
 
     def stats(self, step: int) -> dict[str, Any]:
-        p = self.tree.leaves().to(torch.float64)
-        p = p / p.sum()
-        ent = float(-(p * torch.log(p.clamp(min=1e-300))).sum())
+        """Entropy -sum P log P and effective sample size 1 / sum P^2 of P(i) (host float64,
+        fixed-association sums: the same numbers on every device; O(N), for logs)."""
+        p = self.tree.leaves().cpu().to(torch.float64)
+        p = p / draw.pairwise_sum(p)
+        ent = float(-draw.pairwise_sum(p * torch.log(p.clamp(min=1e-300))))
         return {
             "entropy": ent,
-            "ess": float(1.0 / (p * p).sum()),
+            "ess": float(1.0 / draw.pairwise_sum(p * p)),
             "total_priority": self.tree.total,
         }
 

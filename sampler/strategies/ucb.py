@@ -1,24 +1,33 @@
 """UCB over groups (DUMP, Wang et al. 2025, arXiv 2504.09710): arms are groups (clusters,
-sources, buckets), items inside a group are served uniformly.
+sources, buckets), items inside a group are served uniformly, without repeats.
 
     mu_j    = mean of the last W rewards of group j (0 before any feedback)
     score_j = mu_j + c sqrt(2 ln(N + 1) / (n_j + 1)),   N = max(1, sum_j n_j)
-    p_j     = softmax(score / tau)_j
+    p_j     = softmax(score / tau)_j                    (the target group shares)
 
 Defaults W = 300, c = 1.0, tau = 0.1 (DUMP). The reward kind is explicit:
 ``abs_advantage`` (|advantage|, DUMP's "expected absolute advantage"), ``reward``, ``loss``, or
 ``loss_decrease`` (group EMA of loss before this update minus the loss: learning progress).
 
-Draw: group counts by stratified inverse-CDF over the K group probabilities (O(G log K)), then
-for each group a stratified draw of distinct positions inside its contiguous block of the
-group-sorted order (O(G log G)). Distinct within a batch when a group holds at least as many items
-as it is allocated. Update: O(u log u + touched_groups * W); probabilities are recomputed, O(K),
-once per update and swapped in whole (draws never see a half-updated state).
-On CPU, draw / update / score run in numpy on views of the same tensors (same values; torch's
-per-op overhead dominated at these sizes).
+Draw (no id twice in a batch, whatever the group sizes): the G slots are allocated to groups by
+``sampler.alloc``: a_j = min(s_j, lam p_j) with sum a_j = G (a group smaller than its share
+serves all its items and gives its remainder to the others in proportion to their
+probabilities: the allocation closest to the softmax in KL), rounded systematically to counts
+c_j in {floor(a_j), ceil(a_j)}, c_j <= s_j. Inside group j the c_j slots are a stratified draw
+of distinct positions in its contiguous block of the group-sorted order: slot r takes a uniform
+position in [r s_j // c_j, (r + 1) s_j // c_j). O(G log K) per batch; the allocation is
+recomputed (O(K log K) only when a cap binds) once per state change.
 
-Per-item state: order int32 (4 B) + item -> group int32 (4 B) = 8 B. Per-group state: W float32
-window + a few counters (about 4 W + 40 B per group).
+Devices: the group layer (K groups: windows, counts, scores, probabilities, allocation, slot
+positions) lives on the host in numpy float64 on every device, so its bits do not depend on the
+device's math library or reduction order; only the per-item tables (order, item -> group) live
+on the sampler's device, where the batch ids are gathered and feedback ids are mapped to groups.
+Window sums are updated by segment sums of the (new - old) window values over the group-sorted
+feedback (``np.add.reduceat``: sequential, fixed order, no atomics); the loss_decrease group
+means are segment sums too.
+
+Per-item state: order int32 (4 B) + item -> group int32 (4 B) = 8 B. Per-group state (host):
+W float32 window + a few counters (about 4 W + 40 B per group).
 """
 
 from __future__ import annotations
@@ -29,10 +38,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import draw, rng
-from .base import Context, Feedback, Strategy, group_ids, np_index_dtype, radix_argsort
+from .. import alloc, draw, rng
+from .base import Context, Feedback, Strategy, group_ids, stable_argsort
 
 _KINDS = {"abs_advantage": "advantage", "reward": "reward", "loss": "loss", "loss_decrease": "loss"}
+_STATE = ("buf", "ptr", "fill", "count", "ema_loss", "ema_seen", "wsum")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class UCB(Strategy):
@@ -70,38 +81,34 @@ class UCB(Strategy):
         labels, inverse, counts = group_ids(col)
         dev = ctx.device
         self.labels = torch.as_tensor(labels)
-        self.K = int(labels.size)
+        self.K = K = int(labels.size)
         self.item_group = torch.from_numpy(inverse.astype(np.int32, copy=False)).to(dev)
-        order = radix_argsort(inverse.view(np.uint32)).astype(np_index_dtype(ctx.n), copy=False)
-        self.order = torch.from_numpy(order).to(dev)
-        self.sizes = torch.as_tensor(counts, dtype=torch.int64).to(dev)
-        self.offsets = torch.cumsum(self.sizes, 0) - self.sizes
-        K, W = self.K, self.window
-        self.buf = torch.zeros(K, W, dtype=torch.float32, device=dev)
-        self.ptr = torch.zeros(K, dtype=torch.int64, device=dev)
-        self.fill = torch.zeros(K, dtype=torch.int64, device=dev)
-        self.count = torch.zeros(K, dtype=torch.int64, device=dev)
-        self.ema_loss = torch.zeros(K, dtype=torch.float64, device=dev)
-        self.ema_seen = torch.zeros(K, dtype=torch.bool, device=dev)
-        self.wsum = torch.zeros(K, dtype=torch.float64, device=dev)  # running window sums
+        # group-sorted order (stable: ids ascending inside a group), torch's integer radix sort
+        self.order = stable_argsort(torch.from_numpy(inverse), ctx.n).to(dev)
+        self.sizes = np.asarray(counts, dtype=np.int64)
+        self.offsets = np.cumsum(self.sizes) - self.sizes
+        W = self.window
+        self.buf = torch.zeros(K, W, dtype=torch.float32)
+        self.ptr = torch.zeros(K, dtype=torch.int64)
+        self.fill = torch.zeros(K, dtype=torch.int64)
+        self.count = torch.zeros(K, dtype=torch.int64)
+        self.ema_loss = torch.zeros(K, dtype=torch.float64)
+        self.ema_seen = torch.zeros(K, dtype=torch.bool)
+        self.wsum = torch.zeros(K, dtype=torch.float64)  # wsum[g] = sum of buf[g]
         self._refresh()
 
     # -- probabilities -------------------------------------------------------------------
     def _refresh(self) -> None:
-        if draw.on_numpy(self.wsum):
-            score = self._score_np()
-        else:
-            mu = self.wsum / self.fill.clamp(min=1)
-            total = max(1, int(self.count.sum()))
-            score = mu + self.c * torch.sqrt(2.0 * math.log(total + 1) / (self.count + 1.0))
-        p = torch.softmax(score / self.tau, 0)
-        cdf = torch.cumsum(p, 0)
-        cdf[-1] = 1.0
-        self.probs, self.cdf, self.score = p, cdf, score  # swapped in whole
+        score = self._score()
+        z = (score - score.max()) / self.tau
+        z = np.maximum(z, -1e300)  # finite even when tau -> 0 and a reward spike dominates
+        p = torch.softmax(torch.from_numpy(z), 0)
+        # swapped in whole: a draw never sees a half-updated state
+        self.probs, self.score, self.z, self._alloc = p, torch.from_numpy(score), z, {}
 
-    def _score_np(self) -> torch.Tensor:
-        """The CPU score in numpy with torch's exact float32 bonus arithmetic (count + 1.0 is
-        float32; scalar / tensor is reciprocal then multiply; torch's float32 sqrt)."""
+    def _score(self) -> np.ndarray:
+        """score_j = mu_j + c sqrt(2 ln(N + 1) / (n_j + 1)) in float64 on the host (the bonus
+        keeps its float32 arithmetic: count + 1 as float32, reciprocal, multiply, sqrt)."""
         cnt = self.count.numpy()
         mu = self.wsum.numpy() / np.maximum(self.fill.numpy(), 1)
         total = max(1, int(cnt.sum()))
@@ -109,47 +116,35 @@ class UCB(Strategy):
         x += np.float32(1)
         r = np.reciprocal(x)
         r *= np.float32(2.0 * math.log(total + 1))
-        bonus = torch.sqrt(torch.from_numpy(r)).numpy()
+        bonus = np.sqrt(r)
         bonus *= np.float32(self.c)
-        return torch.from_numpy(mu + bonus)
+        return mu + bonus
+
+    def allocation(self, G: int) -> np.ndarray:
+        """Expected slots per group in a batch of G: a_j = min(s_j, lam p_j), sum G."""
+        if G not in self._alloc:
+            self._alloc[G] = alloc.allocate(self.z, self.sizes, G)
+        return self._alloc[G]
 
     # -- draw ------------------------------------------------------------------------------
-    def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, None]:
-        if draw.on_numpy(j):
-            return self._draw_np(step, j.numpy()), None
-        u = draw.strat_uniform(self.ctx.seed, step, j)
-        g = draw.searchsorted(self.cdf, u, right=True).clamp_(max=self.K - 1)  # sorted
-        first, cnt = draw.run_bounds(g, j)
+    def slots(self, step: int, G: int) -> np.ndarray:
+        """Positions (in the group-sorted order) of the G slots at ``step``: host int64."""
+        seed = self.ctx.seed
+        A = alloc.cumulative(self.allocation(G), G)
+        U = float(rng.uniform_np(rng.bits_np(seed, rng.DRAW, step, np.zeros(1, np.int64)))[0])
+        g = alloc.slot_groups(A, self.sizes, G, U)  # sorted, at most s_j slots per group
+        j = np.arange(G, dtype=np.int64)
+        first, cnt = draw.run_bounds_np(g)
         r = j - first
         size = self.sizes[g]
         start = (r * size) // cnt
-        width = ((r + 1) * size) // cnt - start
-        over = cnt > size  # group smaller than its allocation: cycle through it
-        start = torch.where(over, r % size, start)
-        width = torch.where(over, torch.ones_like(width), width)
-        pos = start + rng.below(rng.bits(self.ctx.seed, rng.DRAW + 16, step, j), width)
-        return draw.gather(self.order, self.offsets[g] + pos), None
-
-    def _draw_np(self, step: int, j: np.ndarray) -> torch.Tensor:
-        """``draw`` on CPU in numpy, same values (a few dozen ops on 1024 items: torch's per-op
-        dispatch overhead dominated the CPU time)."""
-        G, seed = j.size, self.ctx.seed
-        u = (j.astype(np.float64) + rng.uniform_np(rng.bits_np(seed, rng.DRAW, step, j))) / G
-        g = np.searchsorted(self.cdf.numpy(), u, side="right")
-        np.minimum(g, self.K - 1, out=g)
-        first, cnt = draw.run_bounds_np(g)
-        r = j - first
-        size = self.sizes.numpy()[g]
-        rs = r * size
-        start = rs // cnt
-        width = (rs + size) // cnt - start
-        over = cnt > size  # group smaller than its allocation: cycle through it
-        if over.any():
-            start = np.where(over, r % size, start)
-            width = np.where(over, 1, width)
+        width = ((r + 1) * size) // cnt - start  # >= 1 since cnt <= size: distinct positions
         pos = start + ((rng.bits_np(seed, rng.DRAW + 16, step, j) * width) >> 32)
-        pos += self.offsets.numpy()[g]
-        return torch.from_numpy(self.order.numpy()[pos].astype(np.int64, copy=False))
+        return pos + self.offsets[g]
+
+    def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, None]:
+        pos = torch.from_numpy(self.slots(step, j.numel())).to(j.device)
+        return draw.gather(self.order, pos), None
 
     # -- feedback --------------------------------------------------------------------------
     def check(self, idx: torch.Tensor, fb: Feedback) -> None:
@@ -160,119 +155,87 @@ class UCB(Strategy):
     def update(self, idx: torch.Tensor, fb: Feedback) -> None:
         if idx.numel() == 0:
             return
-        if draw.on_numpy(idx):
-            self._update_np(idx.numpy(), fb)
-            self._refresh()
-            return
-        g = self.item_group[idx].long()
-        order = torch.argsort(g, stable=True)
-        gs = g[order]
-        ug, c = torch.unique_consecutive(gs, return_counts=True)
-        if self.reward == "abs_advantage":
-            v = fb["advantage"].abs()
-        elif self.reward in ("reward", "loss"):
-            v = fb[self.reward]
-        else:
-            loss = fb["loss"]
-            prev = torch.where(self.ema_seen[g], self.ema_loss[g], loss)
-            v = prev - loss
-            gsum = torch.zeros(ug.numel(), dtype=torch.float64, device=g.device)
-            gsum.index_add_(
-                0,
-                torch.repeat_interleave(torch.arange(ug.numel(), device=g.device), c),
-                loss[order],
-            )
-            gmean = gsum / c
-            old = self.ema_loss[ug]
-            self.ema_loss[ug] = torch.where(
-                self.ema_seen[ug], self.ema * old + (1 - self.ema) * gmean, gmean
-            )
-            self.ema_seen[ug] = True
-        vs = v[order].to(torch.float32)
-        W = self.window
-        ar = torch.arange(gs.numel(), device=gs.device)
-        first, cnt = draw.run_bounds(gs, ar)
-        r = ar - first
-        keep = r >= cnt - W  # only the last W values of a group survive
-        pos = (self.ptr[gs] + r) % W
-        gk, pk, vk = gs[keep], pos[keep], vs[keep]
-        old = self.buf[gk, pk]  # invariant: wsum[g] == buf[g].sum() (empty slots are 0)
-        self.wsum.index_add_(0, gk, vk.to(torch.float64) - old.to(torch.float64))
-        self.buf[gk, pk] = vk
-        self.ptr[ug] = (self.ptr[ug] + c) % W
-        self.fill[ug] = (self.fill[ug] + c).clamp(max=W)
-        self.count[ug] += c
-        self._refresh()
-
-    def _update_np(self, idx: np.ndarray, fb: Feedback) -> None:
-        """``update`` on CPU in numpy on views of the state tensors, same values."""
-        g32 = self.item_group.numpy()[idx]
-        # stable sort by group; on uint16 keys numpy uses a radix sort (same permutation)
+        g32 = draw.gather(self.item_group, idx).cpu().numpy()
+        # stable sort by group; on uint16 keys numpy uses a radix sort
         order = np.argsort(g32.astype(np.uint16) if self.K <= 65536 else g32, kind="stable")
-        g = g32.astype(np.int64)
-        gs = g[order]
+        gs = g32.astype(np.int64)[order]
         first, cnt = draw.run_bounds_np(gs)
         heads = np.flatnonzero(first == np.arange(gs.size))
         ug, c = gs[heads], cnt[heads]
         if self.reward == "abs_advantage":
-            v = np.abs(fb["advantage"].numpy())
+            v = np.abs(fb["advantage"].cpu().numpy())
         elif self.reward in ("reward", "loss"):
-            v = fb[self.reward].numpy()
+            v = fb[self.reward].cpu().numpy()
         else:
-            loss = fb["loss"].numpy()
+            loss = fb["loss"].cpu().numpy()
             ema_loss, ema_seen = self.ema_loss.numpy(), self.ema_seen.numpy()
+            g = g32.astype(np.int64)
             v = np.where(ema_seen[g], ema_loss[g], loss) - loss
-            gsum = np.zeros(ug.size, dtype=np.float64)
-            np.add.at(gsum, np.repeat(np.arange(ug.size), c), loss[order])
-            gmean = gsum / c
+            # segment sums over the group-sorted losses (sequential per segment, no atomics)
+            gmean = np.add.reduceat(loss[order], heads) / c
             old = ema_loss[ug]
             ema_loss[ug] = np.where(ema_seen[ug], self.ema * old + (1 - self.ema) * gmean, gmean)
             ema_seen[ug] = True
-        vs = v[order].astype(np.float32)
+        vs = np.clip(v[order], -_F32_MAX, _F32_MAX).astype(np.float32)
         W = self.window
         buf, ptr, fill = self.buf.numpy(), self.ptr.numpy(), self.fill.numpy()
         r = np.arange(gs.size) - first
         keep = r >= cnt - W  # only the last W values of a group survive
         if not keep.all():
             gs, r, vs = gs[keep], r[keep], vs[keep]
-        pos = (ptr[gs] + r) % W
-        old = buf[gs, pos]  # invariant: wsum[g] == buf[g].sum() (empty slots are 0)
-        np.add.at(self.wsum.numpy(), gs, vs.astype(np.float64) - old.astype(np.float64))
+        pos = (ptr[gs] + r) % W  # distinct slots per group (at most W values kept)
+        delta = vs.astype(np.float64) - buf[gs, pos].astype(np.float64)
         buf[gs, pos] = vs
         ptr[ug] = (ptr[ug] + c) % W
         fill[ug] = np.minimum(fill[ug] + c, W)
         self.count.numpy()[ug] += c
+        # window sums: a segment sum of the deltas over the group-sorted values, sequential
+        # in a fixed order on the host (no atomics, the same bits for every device)
+        kh = np.flatnonzero(np.diff(gs, prepend=-1))
+        self.wsum.numpy()[gs[kh]] += np.add.reduceat(delta, kh)
+        self._refresh()
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "buf": self.buf.cpu(),
-            "ptr": self.ptr.cpu(),
-            "fill": self.fill.cpu(),
-            "count": self.count.cpu(),
-            "ema_loss": self.ema_loss.cpu(),
-            "ema_seen": self.ema_seen.cpu(),
-            "wsum": self.wsum.cpu(),
-        }
+        return {k: getattr(self, k).clone() for k in _STATE}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if tuple(state["buf"].shape) != (self.K, self.window):
+        K, W = self.K, self.window
+        if tuple(state["buf"].shape) != (K, W):
             raise ValueError("UCB state: window buffer shape does not match (groups, window)")
-        dev = self.ctx.device
-        for k in ("buf", "ptr", "fill", "count", "ema_loss", "ema_seen", "wsum"):
-            setattr(self, k, state[k].to(dev).clone())
+        new = {}
+        for k in _STATE:
+            ref = getattr(self, k)
+            t = state[k]
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(ref.shape):
+                raise ValueError(f"UCB state: {k} has the wrong shape for {K} groups")
+            new[k] = t.detach().to("cpu", ref.dtype).clone()
+        if not (
+            bool(((new["ptr"] >= 0) & (new["ptr"] < W)).all())
+            and bool(((new["fill"] >= 0) & (new["fill"] <= W)).all())
+            and bool((new["count"] >= 0).all())
+        ):
+            raise ValueError("UCB state: window pointers or counts out of range")
+        for k, t in new.items():
+            setattr(self, k, t)
         self._refresh()
 
     def stats(self, step: int) -> dict[str, Any]:
         p = self.probs
         ent = float(-(p * torch.log(p.clamp(min=1e-300))).sum())
-        return {
-            "group_labels": self.labels.cpu(),
-            "group_probabilities": p.cpu(),
-            "group_counts": self.count.cpu(),
-            "group_scores": self.score.cpu(),
+        out = {
+            "group_labels": self.labels.clone(),
+            "group_probabilities": p.clone(),
+            "group_target_share": p.clone(),
+            "group_counts": self.count.clone(),
+            "group_scores": self.score.clone(),
+            "group_sizes": torch.from_numpy(self.sizes.copy()),
             "entropy": ent,
         }
+        G = self.ctx.batch
+        if G:
+            out["group_served_share"] = torch.from_numpy(self.allocation(G) / G)
+        return out
 
     def config(self) -> dict[str, Any]:
         return {

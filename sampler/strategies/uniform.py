@@ -14,6 +14,7 @@ from .base import Strategy
 
 class Uniform(Strategy):
     name = "uniform"
+    any_batch = True
     bytes_per_item = 0
 
     def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, None]:
