@@ -1,0 +1,130 @@
+"""Embedding backends side by side on CPU: throughput, fidelity to torch float32, and the
+effect on centroid_distance.
+
+Run: HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/embedding.py [--docs 600 --k 16]
+
+Texts: the first ``--docs`` paragraphs of builtin:python-docs. Model: the packaged
+all-MiniLM-L6-v2. For each installed backend (torch, onnx, onnx-int8, openvino) and
+max_seq_length 256 (the model's own) and 128:
+
+- docs/s: one timed pass over all texts after a warm-up pass over 32 (export time, paid
+  once per machine and cached, reported separately);
+- cosine: mean and minimum cosine of each text's embedding to torch float32 at the same
+  max_seq_length (numerical fidelity), and the mean to torch at 256 (what truncating
+  changes);
+- Spearman: spherical k-means (pipelines.clustering.fit_centroids, k = ``--k``, seed 0)
+  fitted on each run's embeddings, centroid_distance of every text, rank correlation with
+  the distances of the torch-256 run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipelines.clustering import assign, fit_centroids  # noqa: E402
+from pipelines.corpora.python_docs import python_docs_records  # noqa: E402
+from scorers.embedding import Embedding  # noqa: E402
+from scorers.embedding_backends import available_backends  # noqa: E402
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra = np.argsort(np.argsort(a, kind="stable"), kind="stable").astype(float)
+    rb = np.argsort(np.argsort(b, kind="stable"), kind="stable").astype(float)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def centroid_distance(emb: np.ndarray, k: int) -> np.ndarray:
+    ids = [f"{i:08d}" for i in range(len(emb))]
+    centroids, _ = fit_centroids(list(zip(ids, emb, strict=True)), k, seed=0)
+    return assign(emb, centroids)[1]
+
+
+def run(backend: str, seq: int, texts: list[str]) -> dict:
+    t0 = time.perf_counter()
+    s = Embedding(device="cpu", backend=backend, max_seq_length=seq)
+    s.score(texts[:32])
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    emb = s.score(texts)["embedding"]
+    secs = time.perf_counter() - t0
+    return {"emb": emb, "docs_s": len(texts) / secs, "seconds": secs, "setup_s": setup}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=600)
+    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--backends", default=",".join(available_backends()))
+    ap.add_argument("--seqs", default="256,128")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument(
+        "--fresh-cache", action="store_true", help="export into a new temporary cache dir"
+    )
+    a = ap.parse_args()
+    import torch
+
+    if a.fresh_cache:
+        os.environ["GRADUM_CACHE_DIR"] = tempfile.mkdtemp(prefix="gradum-cache-")
+    texts = [r["text"] for r in python_docs_records(limit=a.docs)]
+    print(
+        f"# {platform.machine()} {os.cpu_count()} cpus, torch threads {torch.get_num_threads()}, "
+        f"{len(texts)} python-docs paragraphs (mean {np.mean([len(t) for t in texts]):.0f} chars)"
+    )
+    print(f"# load average before: {os.getloadavg()}")
+    backends = [b for b in a.backends.split(",") if b]
+    seqs = [int(x) for x in a.seqs.split(",")]
+    res: dict[tuple[str, int], dict] = {}
+    for seq in seqs:
+        for b in backends:
+            res[b, seq] = run(b, seq, texts)
+            print(f"  {b:>9} @{seq}: {res[b, seq]['docs_s']:.1f} docs/s", flush=True)
+    ref_key = ("torch", max(seqs))
+    ref = res[ref_key]["emb"]
+    ref_dist = centroid_distance(ref, a.k)
+    base = res[ref_key]["docs_s"]
+    rows = []
+    print(
+        f"{'backend':>9} {'seq':>4} {'docs/s':>7} {'x torch256':>10} {'cos same-seq':>12} "
+        f"{'min cos':>8} {'cos vs 256':>10} {'spearman cd':>11} {'setup s':>8}"
+    )
+    for (b, seq), r in res.items():
+        same = res["torch", seq]["emb"] if ("torch", seq) in res else ref
+        cos = np.sum(r["emb"] * same, axis=1)
+        cos256 = np.sum(r["emb"] * ref, axis=1)
+        rho = 1.0 if (b, seq) == ref_key else spearman(centroid_distance(r["emb"], a.k), ref_dist)
+        row = {
+            "backend": b,
+            "max_seq_length": seq,
+            "docs_s": r["docs_s"],
+            "speedup_vs_torch_256": r["docs_s"] / base,
+            "mean_cos_same_seq": float(cos.mean()),
+            "min_cos_same_seq": float(cos.min()),
+            "mean_cos_vs_torch_256": float(cos256.mean()),
+            "spearman_centroid_distance": rho,
+            "setup_s": r["setup_s"],
+        }
+        rows.append(row)
+        print(
+            f"{b:>9} {seq:>4} {row['docs_s']:>7.1f} {row['speedup_vs_torch_256']:>9.2f}x "
+            f"{row['mean_cos_same_seq']:>12.5f} {row['min_cos_same_seq']:>8.4f} "
+            f"{row['mean_cos_vs_torch_256']:>10.4f} {rho:>11.4f} {row['setup_s']:>8.1f}"
+        )
+    print(f"# load average after: {os.getloadavg()}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
