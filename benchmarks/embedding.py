@@ -1,7 +1,7 @@
 """Embedding backends side by side on CPU: throughput, fidelity to torch float32, and the
 effect on centroid_distance.
 
-Run: HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/embedding.py [--docs 600 --k 16]
+Run: HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/embedding.py [--docs 400 --k 8]
 
 Texts: the first ``--docs`` paragraphs of builtin:python-docs. Model: the packaged
 all-MiniLM-L6-v2. For each installed backend (torch, onnx, onnx-int8, openvino) and
@@ -64,8 +64,8 @@ def run(backend: str, seq: int, texts: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--docs", type=int, default=600)
-    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--docs", type=int, default=400)
+    ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--backends", default=",".join(available_backends()))
     ap.add_argument("--seqs", default="256,128")
     ap.add_argument("--json", help="also write the results here")
