@@ -45,7 +45,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         choices=["auto", "torch", "onnx", "onnx-int8", "openvino"],
         help="inference backend of the embedding model: auto = torch on CUDA, else the "
-        "fastest installed of openvino / onnx-int8 / onnx (extras gradum[embed-fast], "
+        "fastest installed of onnx-int8 / openvino / onnx (extras gradum[embed-fast], "
         "gradum[embed-openvino]), else torch; exported locally to $GRADUM_CACHE_DIR",
     )
     parser.add_argument(

@@ -14,7 +14,7 @@ Backends (``backend``, see :mod:`scorers.embedding_backends`): ``torch`` (senten
 transformers as is), ``onnx`` (ONNX Runtime float32), ``onnx-int8`` (dynamic int8
 quantisation) and ``openvino``, the last three exported locally and cached, never
 downloaded. ``auto`` (default): torch on CUDA; on CPU the fastest installed of
-``openvino``, ``onnx-int8``, ``onnx`` (extras ``gradum[embed-fast]`` /
+``onnx-int8``, ``openvino``, ``onnx`` (extras ``gradum[embed-fast]`` /
 ``gradum[embed-openvino]``), else torch. ``max_seq_length`` caps the word pieces per text
 (default: the model's own, 256 for all-MiniLM-L6-v2); both are recorded in ``params()``.
 """
@@ -138,5 +138,5 @@ class Embedding(Scorer):
             else int(self._model.max_seq_length),
         }
         if self.backend_requested == "auto":
-            p["backend_rule"] = "auto: torch on CUDA, else openvino > onnx-int8 > onnx > torch"
+            p["backend_rule"] = "auto: torch on CUDA, else onnx-int8 > openvino > onnx > torch"
         return p
