@@ -270,9 +270,15 @@ class LanguageModelScorer(Scorer):
                     rows_src, project = res.logits, _identity
             # predicting positions: position j predicts token j + 1, both real
             pred = mask[:, 1:]
-            row_of = torch.arange(b, device=self._device)[:, None].expand(b, width - 1)[pred]
+            dev = self._device
+            row_of = torch.arange(b, device=dev)[:, None].expand(b, width - 1)[pred]
+            col = torch.arange(width - 1, device=dev)[None, :].expand(b, width - 1)[pred]
             tgt_logp = gather_logprobs(
-                rows_src[:, :-1][pred], input_ids[:, 1:][pred], project, self._chunk
+                rows_src.reshape(b * width, -1),
+                row_of * width + col,
+                input_ids[:, 1:][pred],
+                project,
+                self._chunk,
             )
             del rows_src, res
             npred = pred.sum(1).float()

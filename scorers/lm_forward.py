@@ -78,16 +78,17 @@ class LayerCapture:
         self.value = args[0] if args else kwargs["hidden_states"]
 
 
-def gather_logprobs(rows: Any, targets: Any, project: Any, chunk: int) -> Any:
-    """ln p(target) for each row of ``rows`` (N x D hidden states, or N x V logits).
+def gather_logprobs(flat: Any, positions: Any, targets: Any, project: Any, chunk: int) -> Any:
+    """ln p(target) at each of ``positions`` (rows of ``flat``: hidden states, or logits).
 
-    ``project`` maps a chunk of rows to its logits (the LM head, or the identity when the
-    rows already are logits). Returns a float32 tensor of shape (N,).
+    ``flat`` is (B*T, D) or (B*T, V), a view of the model's output; rows are picked
+    ``chunk`` at a time (no copy of all of them); ``project`` maps picked rows to their
+    logits (the LM head, or the identity when they already are logits). Returns float32 (N,).
     """
     torch = __import__("torch")
-    out = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
-    for s in range(0, rows.shape[0], chunk):
-        z = project(rows[s : s + chunk]).float()
+    out = torch.empty(positions.shape[0], dtype=torch.float32, device=flat.device)
+    for s in range(0, positions.shape[0], chunk):
+        z = project(flat.index_select(0, positions[s : s + chunk])).float()
         t = targets[s : s + chunk, None]
         out[s : s + chunk] = z.gather(-1, t).squeeze(-1) - torch.logsumexp(z, dim=-1)
         del z
