@@ -38,6 +38,8 @@ format: install
 
 bench: install
 	$(PY) benchmarks/scorers.py
+	$(PY) benchmarks/lm_memory.py
+	$(PY) benchmarks/embedding.py
 	$(PY) benchmarks/shards.py
 	$(PY) benchmarks/sampler.py
 	$(PY) benchmarks/pipeline.py

@@ -41,6 +41,22 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
         "'none'; needed for --clusters",
     )
     parser.add_argument(
+        "--embedding-backend",
+        default="auto",
+        choices=["auto", "torch", "onnx", "onnx-int8", "openvino"],
+        help="inference backend of the embedding model: auto = torch on CUDA, else the "
+        "fastest installed of onnx-int8 / openvino / onnx (extras gradum[embed-fast], "
+        "gradum[embed-openvino]), else torch; exported locally to $GRADUM_CACHE",
+    )
+    parser.add_argument(
+        "--embedding-max-seq-length",
+        type=int,
+        default=None,
+        metavar="N",
+        help="word pieces per text the embedding model reads (default: the model's own, "
+        "256 for all-MiniLM-L6-v2)",
+    )
+    parser.add_argument(
         "--clusters",
         type=int,
         default=0,

@@ -19,6 +19,8 @@ class JobConfig:
     id_field: str | None = None
     lm: str = "none"
     embedding: str = "none"
+    embedding_backend: str = "auto"
+    embedding_max_seq_length: int | None = None
     clusters: int = 0
     difficulty: str | None = None
     buckets: int = 10
@@ -61,5 +63,7 @@ def check(cfg: JobConfig) -> None:
             "--clusters and --num-shards must be >= 0; --buckets, --rows-per-shard, "
             "--batch-size >= 1"
         )
+    if cfg.embedding_max_seq_length is not None and cfg.embedding_max_seq_length < 1:
+        raise JobError("--embedding-max-seq-length must be >= 1")
     if not 0.0 <= cfg.max_dead_letter_fraction <= 1.0:
         raise JobError("--max-dead-letter-fraction must be in [0, 1]")

@@ -32,10 +32,27 @@ def scorer_specs(cfg: JobConfig) -> list[tuple[str, dict[str, Any]]]:
     if cfg.clusters > 0 and embedding == "none":
         embedding = "default"
     if embedding != "none":
-        specs.append(("embedding", {} if embedding == "default" else {"model": embedding}))
+        params: dict[str, Any] = {} if embedding == "default" else {"model": embedding}
+        params["backend"] = _checked_backend(cfg.embedding_backend)
+        if cfg.embedding_max_seq_length is not None:
+            params["max_seq_length"] = cfg.embedding_max_seq_length
+        specs.append(("embedding", params))
     if not specs:
         raise JobError("no signals to compute: give --signals, --lm or --embedding")
     return specs
+
+
+def _checked_backend(backend: str) -> str:
+    """``backend`` unchanged (``auto`` resolves on each worker), or a JobError when an
+    explicit one is unknown or its extra is not installed here."""
+    if backend == "auto":
+        return backend
+    from scorers.embedding_backends import resolve_backend
+
+    try:
+        return resolve_backend(backend, "cpu")
+    except (ValueError, ImportError) as exc:
+        raise JobError(f"--embedding-backend: {exc}") from None
 
 
 @dataclass

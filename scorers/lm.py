@@ -9,8 +9,9 @@ and does not add it itself), with next-token log-probabilities from the model:
 - ``confidence`` = (1/L) * sum_i p(t_i | t_<i), the mean probability given to the true next
   token (direction -1), as in data-maps style confidence (Swayamdipta et al. 2020).
 - ``angle_concentration`` = mean pairwise cosine between the hidden states h_1..h_n
-  (layer ``layer``, default the last) of the text's own tokens, padding and the prepended
-  BOS excluded. With unit vectors x_i = h_i / ||h_i||, exactly
+  (layer ``layer``, default the last) of the text's own tokens: padding excluded, and a
+  BOS excluded whether the scorer prepended it or the tokenizer added it itself (Llama,
+  Mistral, Gemma tokenizers do). With unit vectors x_i = h_i / ||h_i||, exactly
   (||sum_i x_i||^2 - n) / (n (n - 1)), O(n d) (GAIN-RL, Wang et al. 2025,
   arXiv:2506.02281). Direction -1.
 
@@ -21,18 +22,29 @@ Policies (recorded in ``describe()``):
 - batching: texts are sorted by token length, packed so that
   ``batch_size * longest <= token_budget``, right-padded (padding never influences real
   positions of a causal LM), and the outputs are put back in input order.
-- device: CUDA when available (bf16 there), else CPU float32; log-softmax in float32.
+- device: CUDA when available (bf16 there), else CPU float32.
+- memory: ln p(t_i | t_<i) = z_t - logsumexp(z) is computed in float32 on chunks of
+  real positions (``chunk_elements`` logits per chunk, default 4M = 16 MiB), applying the
+  LM head to the last hidden state chunk by chunk, so the B x T x V logits are never
+  materialised (the model's own logits, read chunk-wise, when its head is not separable,
+  e.g. logit soft-capping); only the hidden layer the angle uses is kept (a forward hook,
+  not ``output_hidden_states``). See :mod:`scorers.lm_forward`.
 - ``trust_remote_code`` is False unless the caller sets it.
 
 Edge cases: a text with no predicted token (empty text with no BOS token) gives NaN
 perplexity and confidence; fewer than 2 own tokens gives NaN angle concentration.
 Whitespace, emoji, control characters and non-Latin text are scored like any text
-(byte-level tokenizers cover every byte). A batch whose forward pass fails is retried one
-text at a time, and the failing text raises :class:`ScoringError` with its position.
+(byte-level tokenizers cover every byte). A batch whose forward pass fails (e.g. out of
+memory) is retried in halves with a logged warning, down to single texts; a text that
+fails alone raises :class:`ScoringError` with its position.
+
+Version 2: the lean forward above; angle concentration now excludes a tokenizer-added
+BOS (version 1 included it); other values unchanged (relative difference < 1e-4).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -41,8 +53,22 @@ import numpy as np
 
 from scorers._lazy import require
 from scorers.base import Scorer, ScoringError, check_texts, preview, replace_surrogates
+from scorers.lm_forward import (
+    DEFAULT_CHUNK_ELEMENTS,
+    LayerCapture,
+    chunk_positions,
+    gather_logprobs,
+    head_is_separable,
+    resolve_layer,
+)
+
+log = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN_CAP = 32
+
+
+def _identity(x: Any) -> Any:
+    return x
 
 
 def pack_batches(lengths: Sequence[int], token_budget: int, max_batch_size: int) -> list[list[int]]:
@@ -66,7 +92,7 @@ def pack_batches(lengths: Sequence[int], token_budget: int, max_batch_size: int)
 
 class LanguageModelScorer(Scorer):
     name = "lm"
-    version = "1"
+    version = "2"
     outputs = {"perplexity": +1, "confidence": -1, "angle_concentration": -1}
 
     def __init__(
@@ -82,6 +108,7 @@ class LanguageModelScorer(Scorer):
         layer: int = -1,
         prepend_bos: bool = True,
         trust_remote_code: bool = False,
+        chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
     ) -> None:
         self.model_name = str(model)
         self.revision = revision
@@ -91,6 +118,7 @@ class LanguageModelScorer(Scorer):
         self.layer = int(layer)
         self.prepend_bos = bool(prepend_bos)
         self.trust_remote_code = bool(trust_remote_code)
+        self.chunk_elements = int(chunk_elements)
         self._device_req, self._dtype_req = device, dtype
         self._model: Any = None
         self._tok: Any = None
@@ -121,7 +149,20 @@ class LanguageModelScorer(Scorer):
         n_pos = getattr(model.config, "max_position_embeddings", None)
         if n_pos:
             self.max_tokens = min(self.max_tokens, int(n_pos))
-        self._bos = bos if (self.prepend_bos and bos is not None and probe[:1] != [bos]) else None
+        self._tok_bos = bos is not None and probe[:1] == [bos]
+        self._bos = bos if (self.prepend_bos and bos is not None and not self._tok_bos) else None
+        self._bos_id = bos
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else None
+        n_layers = int((cfg or model.config).num_hidden_layers)
+        self._layer_k = resolve_layer(self.layer, n_layers)
+        self._n_layers = n_layers
+        self._base = model.base_model
+        self._head = model.get_output_embeddings()
+        vocab = int(self._head.weight.shape[0]) if self._head is not None else 0
+        probe_ids = torch.tensor([([self._bos] if self._bos is not None else []) + probe * 2])
+        self._separable = head_is_separable(model, probe_ids.to(device))
+        vocab = vocab or int((cfg or model.config).vocab_size)
+        self._chunk = chunk_positions(vocab, self.chunk_elements)
 
     @property
     def model(self) -> Any:
@@ -152,6 +193,12 @@ class LanguageModelScorer(Scorer):
         pre = [self._bos] if self._bos is not None else []
         return [pre + list(x[:limit]) for x in ids]
 
+    def _starts_with_bos(self, seq: Sequence[int]) -> bool:
+        """Whether position 0 is a BOS that the scorer or the tokenizer added."""
+        if self._bos is not None:
+            return True
+        return self._tok_bos and len(seq) > 0 and seq[0] == self._bos_id
+
     # -- scoring ---------------------------------------------------------------------------
     def score(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         texts = check_texts(texts)
@@ -161,20 +208,40 @@ class LanguageModelScorer(Scorer):
             return out
         ids = self.encode(texts)
         for batch in pack_batches([len(x) for x in ids], self.token_budget, self.max_batch_size):
-            try:
-                rows = self._forward([ids[i] for i in batch])
-            except Exception:  # noqa: BLE001 - isolate the failing text
-                rows = []
-                for i in batch:
-                    try:
-                        rows.extend(self._forward([ids[i]]))
-                    except Exception as exc:  # noqa: BLE001
-                        raise ScoringError(i, preview(texts[i]), exc) from exc
+            rows = self._score_batch(batch, ids, texts)
             for i, (ppl, conf, ang) in zip(batch, rows, strict=True):
                 out["perplexity"][i] = ppl
                 out["confidence"][i] = conf
                 out["angle_concentration"][i] = ang
         return out
+
+    def _score_batch(
+        self, batch: list[int], ids: list[list[int]], texts: list[str]
+    ) -> list[tuple[float, float, float]]:
+        """Forward ``batch``; on failure retry it in halves (logged), down to the failing text.
+
+        Halving both survives an out-of-memory batch (each half needs about half the
+        memory) and isolates a text that cannot be scored in log2(batch) steps.
+        """
+        try:
+            return self._forward([ids[i] for i in batch])
+        except Exception as exc:  # noqa: BLE001 - isolate the failing text
+            if len(batch) == 1:
+                raise ScoringError(batch[0], preview(texts[batch[0]]), exc) from exc
+            longest = max(len(ids[i]) for i in batch)
+            log.warning(
+                "lm: forward pass of %d texts x %d tokens failed (%s: %s); retrying in halves",
+                len(batch),
+                longest,
+                type(exc).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else "",
+            )
+            if self._device.type == "cuda":
+                self._torch.cuda.empty_cache()
+            half = len(batch) // 2
+            return self._score_batch(batch[:half], ids, texts) + self._score_batch(
+                batch[half:], ids, texts
+            )
 
     def _forward(self, seqs: list[list[int]]) -> list[tuple[float, float, float]]:
         torch = self._torch
@@ -182,32 +249,56 @@ class LanguageModelScorer(Scorer):
         width = max(lengths)
         if width == 0:
             return [(math.nan, math.nan, math.nan)] * len(seqs)
-        input_ids = torch.zeros((len(seqs), width), dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        b = len(seqs)
+        input_ids = torch.zeros((b, width), dtype=torch.long)
+        mask = torch.zeros((b, width), dtype=torch.bool)
         for r, s in enumerate(seqs):
             input_ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[r, : len(s)] = 1
+            mask[r, : len(s)] = True
         input_ids, mask = input_ids.to(self._device), mask.to(self._device)
         with torch.inference_mode():
-            res = self._model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
-            logp = torch.log_softmax(res.logits[:, :-1].float(), dim=-1)
-            tgt_logp = logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (B, W-1)
-            pred_mask = mask[:, 1:].float()
-            npred = pred_mask.sum(1)
-            tgt_logp = torch.where(pred_mask > 0, tgt_logp, 0.0)
-            mean_nll = -(tgt_logp * pred_mask).sum(1) / npred.clamp(min=1)
-            mean_p = (tgt_logp.exp() * pred_mask).sum(1) / npred.clamp(min=1)
-            hid = res.hidden_states[self.layer].float()
-            unit = torch.nn.functional.normalize(hid, dim=-1)
-            own = mask.clone().float()
-            if self._bos is not None:
-                own[:, 0] = 0.0
-            nown = own.sum(1)
-            ssum = torch.where(own[..., None] > 0, unit, 0.0).sum(1)
+            with LayerCapture(self._base, self._layer_k, self._n_layers) as cap:
+                if self._separable:
+                    res = self._base(
+                        input_ids=input_ids, attention_mask=mask.long(), use_cache=False
+                    )
+                    rows_src, project = res[0], self._head
+                else:
+                    res = self._model(
+                        input_ids=input_ids, attention_mask=mask.long(), use_cache=False
+                    )
+                    rows_src, project = res.logits, _identity
+            # predicting positions: position j predicts token j + 1, both real
+            pred = mask[:, 1:]
+            dev = self._device
+            row_of = torch.arange(b, device=dev)[:, None].expand(b, width - 1)[pred]
+            col = torch.arange(width - 1, device=dev)[None, :].expand(b, width - 1)[pred]
+            tgt_logp = gather_logprobs(
+                rows_src.reshape(b * width, -1),
+                row_of * width + col,
+                input_ids[:, 1:][pred],
+                project,
+                self._chunk,
+            )
+            del rows_src, res
+            npred = pred.sum(1).float()
+            sum_logp = torch.zeros(b, device=self._device).index_add_(0, row_of, tgt_logp)
+            sum_p = torch.zeros(b, device=self._device).index_add_(0, row_of, tgt_logp.exp())
+            mean_nll = -sum_logp / npred.clamp(min=1)
+            mean_p = sum_p / npred.clamp(min=1)
+            # angle concentration on the text's own tokens (padding and any BOS excluded)
+            own = mask.clone()
+            for r, s in enumerate(seqs):
+                if self._starts_with_bos(s):
+                    own[r, 0] = False
+            unit = torch.nn.functional.normalize(cap.value.float(), dim=-1)
+            ssum = torch.where(own[..., None], unit, 0.0).sum(1)
+            del unit
+            nown = own.sum(1).float()
             sq = (ssum * ssum).sum(-1)
             ang = (sq - nown) / (nown * (nown - 1)).clamp(min=1)
         rows = []
-        for r in range(len(seqs)):
+        for r in range(b):
             k, m = int(npred[r].item()), int(nown[r].item())
             ppl = math.exp(mean_nll[r].item()) if k > 0 else math.nan
             conf = mean_p[r].item() if k > 0 else math.nan
@@ -224,6 +315,7 @@ class LanguageModelScorer(Scorer):
             "tokens; no stride",
             "prepend_bos": self.prepend_bos,
             "hidden_state_layer": self.layer,
+            "bos_in_angle": "excluded (prepended by the scorer or added by the tokenizer)",
             "token_budget": self.token_budget,
             "trust_remote_code": self.trust_remote_code,
             "surrogates": "replaced with U+FFFD",
@@ -233,4 +325,10 @@ class LanguageModelScorer(Scorer):
             p["dtype"] = str(self._dtype).removeprefix("torch.")
             p["resolved_revision"] = getattr(self._model.config, "_commit_hash", None)
             p["bos_prepended"] = self._bos is not None
+            p["tokenizer_adds_bos"] = self._tok_bos
+            p["logprobs"] = (
+                f"lm_head on the last hidden state, {self._chunk} positions per chunk"
+                if self._separable
+                else f"model logits, {self._chunk} positions per chunk"
+            )
         return p

@@ -28,6 +28,8 @@ GRADUM_PARAMS: dict[str, str | None] = {
     "id_field": "--id-field",
     "lm": "--lm",
     "embedding": "--embedding",
+    "embedding_backend": "--embedding-backend",
+    "embedding_max_seq_length": "--embedding-max-seq-length",
     "clusters": "--clusters",
     "difficulty": "--difficulty",
     "buckets": "--buckets",
