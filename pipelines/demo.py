@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shlex
 import sys
@@ -47,22 +46,12 @@ def run_demo(args: argparse.Namespace) -> int:
             "id,source,difficulty,readability,text",
         ]
     )
-    if importlib.util.find_spec("sampler.cli") is not None:
-        from sampler.cli import main as sampler_main
-
+    # pipelines may not import sampler (DESIGN §1): the gradum dispatcher, which may import
+    # every package, hands the curriculum preview in as ``args.curriculum_preview``.
+    preview = getattr(args, "curriculum_preview", None)
+    if preview is not None:
         print("\n== curriculum preview: gradum preview --strategy curriculum", flush=True)
-        status |= sampler_main(
-            [
-                "preview",
-                args.output,
-                "--strategy",
-                "curriculum",
-                "--steps",
-                "1000",
-                "--batch-size",
-                "64",
-            ]
-        )
+        status |= preview(args.output)
     return status | _write_report(args)
 
 
