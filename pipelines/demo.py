@@ -6,6 +6,7 @@ import argparse
 import os
 import shlex
 import sys
+import time
 
 from pipelines.cli import DEMO_INPUT
 
@@ -13,8 +14,9 @@ REPORT_NAME = "report.html"  # written into --output; the job's output check mus
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from pipelines.score import JobConfig, JobError, run_job
+    from pipelines.score import JobConfig, run_console_job
 
+    began = time.monotonic()
     spec = DEMO_INPUT + (f"?limit={args.limit}" if args.limit else "")
     cfg = JobConfig(inputs=[spec], output=args.output, clusters=args.clusters, overwrite=True)
     print(f"== gradum demo: scoring {spec} -> {args.output}", flush=True)
@@ -23,11 +25,17 @@ def run_demo(args: argparse.Namespace) -> int:
         f"k-means k={cfg.clusters}",
         flush=True,
     )
-    try:
-        run_job(cfg, list(getattr(args, "extra", []) or []))
-    except JobError as exc:
-        print(f"gradum demo: error: {exc}", file=sys.stderr)
-        return 2
+    job_began = time.monotonic()
+    status, _ = run_console_job(
+        cfg,
+        list(getattr(args, "extra", []) or []),
+        command="gradum demo",
+        verbose=getattr(args, "verbose", False),
+        log_file=getattr(args, "log_file", None),
+    )
+    job_s = time.monotonic() - job_began
+    if status:
+        return status
     from shards.cli import main as shards_main
 
     print("\n== gradum shards summary", args.output, flush=True)
@@ -52,7 +60,13 @@ def run_demo(args: argparse.Namespace) -> int:
     if preview is not None:
         print("\n== curriculum preview: gradum preview --strategy curriculum", flush=True)
         status |= preview(args.output)
-    return status | _write_report(args)
+    status |= _write_report(args)
+    print(
+        f"\n== done: the scoring job took {job_s:.1f} s (wall), "
+        f"the whole demo {time.monotonic() - began:.1f} s",
+        flush=True,
+    )
+    return status
 
 
 def _write_report(args: argparse.Namespace) -> int:

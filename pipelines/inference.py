@@ -98,7 +98,7 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
         self,
         specs: Sequence[ScorerSpec],
         *,
-        progress_every: float = 10.0,
+        progress_dir: str | None = None,
         torch_threads: int | None = None,
         job_token: str = "",
         sampled: dict[str, tuple[int, float]] | None = None,
@@ -109,7 +109,7 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
         self._specs = [(name, dict(params)) for name, params in specs]
         # Examples arrive as batches already (the reader makes them): one per call.
         self._batch = {"min_batch_size": 1, "max_batch_size": 1}
-        self._progress_every = progress_every
+        self._progress_dir = progress_dir  # see pipelines.progress
         self._scored = Metrics.counter("gradum", "scored")
         self._failed = Metrics.counter("gradum", "scorer_dead_letter")
 
@@ -138,7 +138,7 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
     ) -> Iterable[PredictionResult]:
         from pipelines.progress import PROGRESS
 
-        PROGRESS.every = self._progress_every
+        PROGRESS.configure(self._progress_dir)
         out = []
         for records in batch:
             results = score_batch(model, [r["text"] for r in records])
@@ -147,6 +147,7 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
             self._failed.inc(failed)
             PROGRESS.add(scored=len(records) - failed, dead=failed)
             out.append(PredictionResult(example=records, inference=results))
+        PROGRESS.flush()
         return out
 
     def get_num_bytes(self, batch: Sequence[list]) -> int:
