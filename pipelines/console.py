@@ -206,7 +206,7 @@ class JobConsole:
         os.makedirs(directory, exist_ok=True)
         self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
         self._setup_logging()
-        self.log(f"{self.command} {' '.join(self.argv)}")
+        self.log("command line: " + " ".join(["gradum", *self.argv]))
         if not self.verbose:
             self._redirect_fds()
         return self

@@ -71,6 +71,27 @@ def _beam_options(beam_args: list[str]):
     return options
 
 
+def _direct_runner(options):
+    """The DirectRunner's FnApiRunner, built as the DirectRunner builds it, minus its first try:
+    since Beam 2.6x the DirectRunner first tries the PrismRunner, which downloads a Go binary
+    from GitHub at run time (DESIGN §6: nothing downloads) and, offline, fails and falls back
+    after a network attempt. gradum's jobs are batch jobs the FnApiRunner runs, with
+    ``direct_num_workers`` / ``direct_running_mode`` as given. None: let Beam choose."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    if options.view_as(StandardOptions).runner != "DirectRunner":
+        return None
+    try:
+        from apache_beam.portability.api import beam_provision_api_pb2
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+        from apache_beam.runners.portability.portable_runner import JobServiceHandle
+    except ImportError:  # another Beam layout: the DirectRunner decides
+        return None
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+
+
 def _threads_per_worker(options) -> int | None:
     """Torch threads per local worker process: the cores divided among the workers."""
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
@@ -177,7 +198,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) ->
     progress_dir = tempfile.mkdtemp(prefix="gradum-progress-") if show_bar else None
     started = time.monotonic()
 
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(runner=_direct_runner(options), options=options)
     read = (
         pipeline
         | "Units" >> beam.Create(plan.units)
