@@ -204,9 +204,10 @@ class JobConsole:
     def __enter__(self) -> JobConsole:
         directory = os.path.dirname(os.path.abspath(self.log_path))
         os.makedirs(directory, exist_ok=True)
-        self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+        # Appended to: a refused run must not wipe the log of the dataset already there.
+        self._log = open(self.log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
         self._setup_logging()
-        self.log("command line: " + " ".join(["gradum", *self.argv]))
+        self.log(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} " + " ".join(["gradum", *self.argv]))
         if not self.verbose:
             self._redirect_fds()
         return self
