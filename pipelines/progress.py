@@ -129,13 +129,15 @@ def format_eta(seconds: float | None) -> str:
     return f"ETA {h:d}:{m:02d}:{s:02d}" if h else f"ETA {m:02d}:{s:02d}"
 
 
-def status_line(t: Totals, total: int | None, elapsed: float) -> str:
-    """The bar's text after the counts: rate and ETA first (a narrow terminal cuts the end)."""
+def status_line(t: Totals, total: int | None, elapsed: float, final: bool = False) -> str:
+    """The bar's text after the counts: rate and ETA first (a narrow terminal cuts the end);
+    ``final``: no ETA."""
     rate = t.done / elapsed if elapsed > 0 else 0.0
     eta = eta_seconds(t.done, total, elapsed)
     eta_text = "ETA --:--" if eta is None and total and t.done <= 0 else format_eta(eta)
+    eta_text = "" if final else f", {eta_text}"
     return (
-        f"{rate:,.1f} docs/s, {eta_text}] scored {t.scored:,}, dead-lettered {t.dead:,}, "
+        f"{rate:,.1f} docs/s{eta_text}] scored {t.scored:,}, dead-lettered {t.dead:,}, "
         f"read {t.read:,}, workers {t.workers}"
     )
 
@@ -188,7 +190,7 @@ class ProgressDisplay:
         self._thread.start()
         return self
 
-    def _update(self, force: bool = False) -> None:
+    def _update(self, force: bool = False, final: bool = False) -> None:
         t = read_totals(self.directory)
         bar, now = self._bar, time.monotonic()
         if t.done != self._last_done:
@@ -198,7 +200,7 @@ class ProgressDisplay:
             bar.set_description_str("writing", refresh=False)
         # The rate over the time records were coming in (it does not sag while shards are written).
         elapsed = self._last_change - self._start
-        bar.set_postfix_str(status_line(t, total, elapsed), refresh=False)
+        bar.set_postfix_str(status_line(t, total, elapsed, final), refresh=False)
         if t.done > bar.n:
             bar.update(t.done - bar.n)
         elif force or self._tty or now - self._last_print >= 15.0:
@@ -216,7 +218,7 @@ class ProgressDisplay:
         self._stop.set()
         self._thread.join(timeout=5)
         try:
-            self._update(force=True)
+            self._update(force=True, final=exc_type is None)
             if exc_type is None and self._bar.total and self._bar.n != self._bar.total:
                 self._bar.total = self._bar.n  # the job is done: the estimate was off
                 self._bar.set_description_str("done", refresh=False)

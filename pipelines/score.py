@@ -263,6 +263,8 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) ->
         plan=plan.describe(),
         max_dead_fraction=cfg.max_dead_letter_fraction,
     )
+    if console is not None:  # the checks passed: the job starts (an error above is one line)
+        console.say(f"{console.command}: log -> {console.log_path} (-v shows it here)")
     try:
         _run(pipeline, options, console, progress_dir, progress.plan_total(plan))
     finally:
@@ -333,7 +335,6 @@ def run_console_job(
     )
     try:
         with console:
-            console.say(f"{command}: log -> {console.log_path} (-v shows it here)")
             return 0, run_job(cfg, beam_args, console)
     except JobError as exc:
         status, line = 2, f"{command}: error: {exc}"

@@ -195,5 +195,5 @@ def test_score_error_is_one_line_naming_the_log(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert lines[-1].startswith("gradum score: error: ") and lines[-1].endswith(f"(log: {log})")
     assert "matches no file" in lines[-1]
-    assert len(lines) == 2  # the log line, then the error
+    assert len(lines) == 1
     assert log.exists()
