@@ -219,8 +219,9 @@ class ProgressDisplay:
         self._thread.join(timeout=5)
         try:
             self._update(force=True, final=exc_type is None)
-            if exc_type is None and self._bar.total and self._bar.n != self._bar.total:
-                self._bar.total = self._bar.n  # the job is done: the estimate was off
+            if exc_type is None:
+                if self._bar.total:
+                    self._bar.total = self._bar.n  # the job is done: an estimate may be off
                 self._bar.set_description_str("done", refresh=False)
                 self._bar.refresh()
         finally:
