@@ -7,7 +7,7 @@ import importlib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from gradum_cli.report import report_sections
+from gradum_cli.report import curriculum_preview, report_sections
 
 # Each module exposes ``register(subparsers)``; registering must not import heavy libraries.
 _COMMAND_MODULES = ("pipelines.cli", "shards.cli", "sampler.cli")
@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score, cluster and serve text corpora by difficulty.",
     )
     parser.add_argument("--version", action="version", version=f"gradum {_version()}")
-    # `gradum shards report` and `gradum demo` add the sampler's preview to the page this way.
-    parser.set_defaults(report_sections=report_sections)
+    # `gradum shards report` and `gradum demo` add the sampler's preview to the page this way,
+    # and `gradum demo` prints it: pipelines may not import sampler, the dispatcher may.
+    parser.set_defaults(report_sections=report_sections, curriculum_preview=curriculum_preview)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)

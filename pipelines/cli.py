@@ -117,6 +117,23 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
         help="records --lm reference trains on (the first N readable ones)",
     )
     parser.add_argument("--no-progress", action="store_true")
+    add_console_arguments(parser)
+
+
+def add_console_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the libraries' output goes: a log file, and the console too with -v."""
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show Beam's, the workers' and the model libraries' logging on the console",
+    )
+    parser.add_argument(
+        "--log-file",
+        default=None,
+        metavar="PATH",
+        help="log file (default: OUT/gradum.log for a local output, else a temporary file)",
+    )
 
 
 def _run_score(args: argparse.Namespace) -> int:
@@ -148,4 +165,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--output", "-o", default="gradum-demo-out")
     demo.add_argument("--limit", type=int, default=None, help="score only the first N records")
     demo.add_argument("--clusters", type=int, default=8, help="k-means clusters (0: none)")
+    add_console_arguments(demo)
     demo.set_defaults(func=_run_demo, accepts_extra=True)

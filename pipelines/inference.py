@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -15,6 +17,8 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from pipelines import fs
 
 ScorerSpec = tuple[str, dict[str, Any]]
+_LOG = logging.getLogger("gradum.scoring")
+_SCORER_CPU_SECONDS: dict[str, float] = {}  # this worker process's, over the job
 
 
 class ScorerSet(list):
@@ -49,16 +53,22 @@ def _bisect(
 
 
 def score_batch(
-    scorer_set: list[Any], texts: list[str]
+    scorer_set: list[Any], texts: list[str], cpu_seconds: dict[str, float] | None = None
 ) -> tuple[dict[str, np.ndarray], list[str | None]]:
     """Score ``texts`` column-wise: ``(columns, errors)``, one error (or None) per text. The
     whole batch is scored in one call per scorer; only when that fails is it bisected
     (:func:`score_isolating`, without scoring the whole batch again) and the failed texts'
-    entries left NaN."""
+    entries left NaN. ``cpu_seconds`` (scorer name -> seconds) accumulates the CPU time of this
+    thread spent in each scorer (where the job's time goes; torch runs in the calling thread
+    with one thread per worker process)."""
     try:
         columns: dict[str, np.ndarray] = {}
         for scorer in scorer_set:
+            began = time.thread_time()
             columns.update(scorer.score(texts))
+            if cpu_seconds is not None:
+                name = getattr(scorer, "name", type(scorer).__name__)
+                cpu_seconds[name] = cpu_seconds.get(name, 0.0) + time.thread_time() - began
         return columns, [None] * len(texts)
     except Exception as exc:  # noqa: BLE001 - isolated below
         results = _bisect(scorer_set, texts, exc)
@@ -98,7 +108,7 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
         self,
         specs: Sequence[ScorerSpec],
         *,
-        progress_every: float = 10.0,
+        progress_dir: str | None = None,
         torch_threads: int | None = None,
         job_token: str = "",
         sampled: dict[str, tuple[int, float]] | None = None,
@@ -109,7 +119,7 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
         self._specs = [(name, dict(params)) for name, params in specs]
         # Examples arrive as batches already (the reader makes them): one per call.
         self._batch = {"min_batch_size": 1, "max_batch_size": 1}
-        self._progress_every = progress_every
+        self._progress_dir = progress_dir  # see pipelines.progress
         self._scored = Metrics.counter("gradum", "scored")
         self._failed = Metrics.counter("gradum", "scorer_dead_letter")
 
@@ -138,15 +148,23 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
     ) -> Iterable[PredictionResult]:
         from pipelines.progress import PROGRESS
 
-        PROGRESS.every = self._progress_every
+        PROGRESS.configure(self._progress_dir)
         out = []
+        cpu = _SCORER_CPU_SECONDS
         for records in batch:
-            results = score_batch(model, [r["text"] for r in records])
+            results = score_batch(model, [r["text"] for r in records], cpu)
             failed = sum(1 for err in results[1] if err is not None)
             self._scored.inc(len(records) - failed)
             self._failed.inc(failed)
             PROGRESS.add(scored=len(records) - failed, dead=failed)
             out.append(PredictionResult(example=records, inference=results))
+        PROGRESS.flush()
+        # In the job's log: where this worker's scoring time went so far.
+        _LOG.info(
+            "gradum worker %d: scorer CPU seconds so far: %s",
+            os.getpid(),
+            ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])),
+        )
         return out
 
     def get_num_bytes(self, batch: Sequence[list]) -> int:

@@ -14,15 +14,17 @@ composite transforms of ``pipelines.transforms``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 from dataclasses import asdict
 from typing import Any
 
-from pipelines import fs
+from pipelines import fs, progress
 from pipelines.config import DEFAULT_SIGNALS, JobConfig, JobError, check
 from pipelines.signals import (
     difficulty_weights,
@@ -32,7 +34,15 @@ from pipelines.signals import (
     signal_set,
 )
 
-__all__ = ["DEFAULT_SIGNALS", "JobConfig", "JobError", "run_job", "run_from_args", "main"]
+__all__ = [
+    "DEFAULT_SIGNALS",
+    "JobConfig",
+    "JobError",
+    "run_job",
+    "run_console_job",
+    "run_from_args",
+    "main",
+]
 
 
 def _beam_options(beam_args: list[str]):
@@ -61,6 +71,27 @@ def _beam_options(beam_args: list[str]):
     return options
 
 
+def _direct_runner(options):
+    """The DirectRunner's FnApiRunner, built as the DirectRunner builds it, minus its first try:
+    since Beam 2.6x the DirectRunner first tries the PrismRunner, which downloads a Go binary
+    from GitHub at run time (DESIGN §6: nothing downloads) and, offline, fails and falls back
+    after a network attempt. gradum's jobs are batch jobs the FnApiRunner runs, with
+    ``direct_num_workers`` / ``direct_running_mode`` as given. None: let Beam choose."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    if options.view_as(StandardOptions).runner != "DirectRunner":
+        return None
+    try:
+        from apache_beam.portability.api import beam_provision_api_pb2
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+        from apache_beam.runners.portability.portable_runner import JobServiceHandle
+    except ImportError:  # another Beam layout: the DirectRunner decides
+        return None
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+
+
 def _threads_per_worker(options) -> int | None:
     """Torch threads per local worker process: the cores divided among the workers."""
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
@@ -73,7 +104,7 @@ def _threads_per_worker(options) -> int | None:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _train_reference(cfg: JobConfig) -> str:
+def _train_reference(cfg: JobConfig, console=None) -> str:
     """Train the reference LM on the first records of the input (launcher side), store it
     under ``OUT/reference_lm`` and return that path; workers load it from there."""
     from pipelines.output import stage_reference_lm
@@ -85,15 +116,48 @@ def _train_reference(cfg: JobConfig) -> str:
         raise JobError("--lm reference needs at least 10 readable records to train on")
     with tempfile.TemporaryDirectory(prefix="gradum-reference-lm-") as tmp:
         local = tmp if fs.is_remote(cfg.output) else os.path.join(cfg.output, "reference_lm")
-        print(f"gradum: training the reference LM on {len(texts):,} records", file=sys.stderr)
-        train_reference_lm(
-            texts, local, steps=cfg.reference_lm_steps, seed=cfg.seed, progress=cfg.progress
-        )
+        say = console.say if console else lambda m: print(m, file=sys.stderr)
+        say(f"gradum: training the reference LM on {len(texts):,} records")
+        with console.to_console() if console else contextlib.nullcontext():
+            train_reference_lm(
+                texts, local, steps=cfg.reference_lm_steps, seed=cfg.seed, progress=cfg.progress
+            )
         return stage_reference_lm(local, cfg.output)
 
 
-def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
-    """Run the job; return the manifest. Raises :class:`JobError` for user errors."""
+def _local_workers(options) -> bool:
+    """Whether the job's workers run on this machine (and can feed the progress bar)."""
+    from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
+
+    runner = options.view_as(StandardOptions).runner or ""
+    if "Direct" in runner or "FnApiRunner" in runner:
+        return True
+    env = options.view_as(PortableOptions).environment_type or ""
+    return runner in ("PortableRunner", "PrismRunner") and env.upper() == "LOOPBACK"
+
+
+def _job_url(result, options) -> str | None:
+    """The Dataflow console page of a submitted job, when the runner is Dataflow."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions
+
+    if "Dataflow" not in (options.view_as(StandardOptions).runner or ""):
+        return None
+    job_id = getattr(result, "job_id", None)
+    job_id = job_id() if callable(job_id) else job_id
+    if not job_id:
+        return None
+    gcp = options.view_as(GoogleCloudOptions)
+    return (
+        f"https://console.cloud.google.com/dataflow/jobs/{gcp.region}/{job_id}"
+        f"?project={gcp.project}"
+    )
+
+
+def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) -> dict[str, Any]:
+    """Run the job; return the manifest. Raises :class:`JobError` for user errors.
+
+    ``console`` (a :class:`pipelines.console.JobConsole`, entered) gets the progress bar and
+    the summary; without one the summary goes to stderr and there is no bar."""
     import apache_beam as beam
 
     from pipelines import clustering, steps, transforms
@@ -111,7 +175,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
         raise JobError(str(exc)) from None
     resolve_proxy(cfg)
     if cfg.lm == "reference":
-        cfg.lm = _train_reference(cfg)
+        cfg.lm = _train_reference(cfg, console)
     specs = scorer_specs(cfg)
     sig = signal_set(cfg, specs)
     sampled, proxy_features = proxy_setup(cfg, sig)
@@ -130,10 +194,11 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
         proxy_features=tuple(proxy_features),
     )
     sample_size = max(256 * cfg.clusters, 20_000)
-    every = 10.0 if cfg.progress else 0.0
+    show_bar = console is not None and cfg.progress and _local_workers(options)
+    progress_dir = tempfile.mkdtemp(prefix="gradum-progress-") if show_bar else None
     started = time.monotonic()
 
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(runner=_direct_runner(options), options=options)
     read = (
         pipeline
         | "Units" >> beam.Create(plan.units)
@@ -142,11 +207,11 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
             transforms.ReadScoreStage(
                 layout,
                 read_fn=steps.ReadFn(
-                    cfg.text_field, cfg.id_field, cfg.max_text_bytes, cfg.batch_size, every
+                    cfg.text_field, cfg.id_field, cfg.max_text_bytes, cfg.batch_size, progress_dir
                 ),
                 handler=ScorerModelHandler(
                     specs,
-                    progress_every=every,
+                    progress_dir=progress_dir,
                     torch_threads=_threads_per_worker(options),
                     job_token=f"{os.getpid()}-{time.time_ns()}",
                     sampled=sampled,
@@ -198,18 +263,44 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None) -> dict[str, Any
         plan=plan.describe(),
         max_dead_fraction=cfg.max_dead_letter_fraction,
     )
-    pipeline.run().wait_until_finish()
+    if console is not None:  # the checks passed: the job starts (an error above is one line)
+        console.say(f"{console.command}: log -> {console.log_path} (-v shows it here)")
+    try:
+        _run(pipeline, options, console, progress_dir, progress.plan_total(plan))
+    finally:
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)
     elapsed = time.monotonic() - started
 
     manifest = json.loads(fs.read_bytes(fs.join(cfg.output, "manifest.json")))
     counts = manifest["counts"]
-    print(
+    summary = (
         f"gradum: {counts['input']:,} records read, {counts['written']:,} written, "
         f"{counts['dead_letter']:,} dead-lettered in {elapsed:.1f}s "
-        f"({counts['input'] / max(elapsed, 1e-9):,.0f} docs/s) -> {cfg.output}",
-        file=sys.stderr,
+        f"({counts['input'] / max(elapsed, 1e-9):,.0f} docs/s) -> {cfg.output}"
     )
+    if console is not None:
+        console.say(summary)
+    else:
+        print(summary, file=sys.stderr)
     return manifest
+
+
+def _run(pipeline, options, console, progress_dir: str | None, total: int | None) -> None:
+    """Run the pipeline to its end: one progress bar over local workers; on Dataflow, the
+    job's page instead (its workers are remote: their counters show there)."""
+    if progress_dir is not None:
+        with progress.ProgressDisplay(progress_dir, total, console.stream):
+            pipeline.run().wait_until_finish()
+        return
+    result = pipeline.run()
+    url = _job_url(result, options)
+    if console is not None:
+        if url:
+            console.say(f"gradum: Dataflow job {url} (no progress bar for remote workers)")
+        elif not _local_workers(options):
+            console.say("gradum: remote workers: their progress shows in the runner's UI")
+    result.wait_until_finish()
 
 
 def _explain(exc: BaseException) -> str | None:
@@ -225,19 +316,43 @@ def _explain(exc: BaseException) -> str | None:
     return None
 
 
-def run_from_args(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
+def run_console_job(
+    cfg: JobConfig,
+    beam_args: list[str] | None = None,
+    *,
+    command: str = "gradum score",
+    verbose: bool = False,
+    log_file: str | None = None,
+) -> tuple[int, dict[str, Any] | None]:
+    """Run the job with one progress bar and the libraries' output in a log file
+    (:mod:`pipelines.console`); return ``(exit status, manifest or None)``. A failure is one
+    line on stderr naming the log, which holds the traceback."""
+    from pipelines.console import JobConsole, one_line_error
+
+    beam_args = list(beam_args or [])
+    console = JobConsole.for_job(
+        cfg.output, log_file=log_file, verbose=verbose, beam_args=beam_args, command=command
+    )
     try:
-        run_job(JobConfig.from_args(args), beam_args)
+        with console:
+            return 0, run_job(cfg, beam_args, console)
     except JobError as exc:
-        print(f"gradum score: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - Beam wraps worker errors; show ours plainly
+        status, line = 2, f"{command}: error: {exc}"
+    except Exception as exc:  # noqa: BLE001 - Beam wraps worker errors: one line, log has the rest
         message = _explain(exc)
-        if message is None:
-            raise
-        print(f"gradum score: failed: {message}", file=sys.stderr)
-        return 1
-    return 0
+        status, line = 1, f"{command}: failed: {message or one_line_error(exc)}"
+    print(f"{console.redact(line)} (log: {console.log_path})", file=sys.stderr)
+    return status, None
+
+
+def run_from_args(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
+    status, _ = run_console_job(
+        JobConfig.from_args(args),
+        beam_args,
+        verbose=getattr(args, "verbose", False),
+        log_file=getattr(args, "log_file", None),
+    )
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,9 +45,9 @@ class ReadFn(beam.DoFn):
         id_field: str | None,
         max_text_bytes: int,
         batch_size: int,
-        progress_every: float = 0.0,
+        progress_dir: str | None = None,
     ) -> None:
-        self.progress_every = progress_every
+        self.progress_dir = progress_dir  # see pipelines.progress
         self.text_field, self.id_field, self.max_text_bytes = text_field, id_field, max_text_bytes
         self.batch_size = batch_size
         self.read = Metrics.counter("gradum", "read")
@@ -56,7 +56,7 @@ class ReadFn(beam.DoFn):
     def process(self, unit: tuple):
         from pipelines.readers import read_unit
 
-        PROGRESS.every = self.progress_every
+        PROGRESS.configure(self.progress_dir)
         batch: list[dict] = []
         n = 0
         for item in read_unit(unit):
@@ -92,6 +92,7 @@ class ReadFn(beam.DoFn):
             PROGRESS.add(read=1)
         if batch:
             yield batch
+        PROGRESS.flush()
         self.read.inc(n)
         yield beam.pvalue.TaggedOutput("count", n)
 

@@ -49,7 +49,7 @@ class Embedding(Scorer):
         model: str = DEFAULT_MODEL,
         *,
         device: str | None = None,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         normalize: bool = True,
         max_chars: int = 20000,
         trust_remote_code: bool = False,
@@ -57,7 +57,9 @@ class Embedding(Scorer):
         max_seq_length: int | None = None,
     ) -> None:
         self.model_name = model
-        self.batch_size = int(batch_size)
+        # None: 16 on CPU (texts sorted by length in small batches pad ~28 % fewer tokens than
+        # 64: measured 24 s vs 33 s CPU per 1,024 python-docs texts, same vectors to 2e-7), 64 on GPU.
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.normalize = bool(normalize)
         self.max_chars = int(max_chars)
         self.trust_remote_code = bool(trust_remote_code)
@@ -113,12 +115,13 @@ class Embedding(Scorer):
         if not texts:
             return {"embedding": np.zeros((0, self.dim), dtype=np.float32)}
         clean = [replace_surrogates(t[: self.max_chars]) for t in texts]
+        batch_size = self.batch_size or (16 if str(model.device).startswith("cpu") else 64)
         if self._compiled is not None:
-            emb = encode(model, self._compiled, clean, self.batch_size, self.normalize)
+            emb = encode(model, self._compiled, clean, batch_size, self.normalize)
         else:
             emb = model.encode(
                 clean,
-                batch_size=self.batch_size,
+                batch_size=batch_size,
                 convert_to_numpy=True,
                 normalize_embeddings=self.normalize,
                 show_progress_bar=False,

@@ -1,14 +1,24 @@
-"""Test-wide settings: never touch the network."""
+"""Test-wide settings: never touch the network, never write to ~/.cache.
 
+The caches gradum and its libraries write (``GRADUM_CACHE``: remote shards fetched by
+``shards.remote``; the datasets library's cache; matplotlib's font cache) point into one
+temporary directory for the session, removed at its end; subprocesses inherit them.
+"""
+
+import atexit
 import os
+import shutil
 import tempfile
 
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# ONNX / OpenVINO exports of the embedding model (content-addressed, written atomically):
-# shared by test sessions, never in the user's ~/.cache
-os.environ.setdefault("GRADUM_CACHE", os.path.join(tempfile.gettempdir(), "gradum-test-cache"))
+
+_CACHE_ROOT = tempfile.mkdtemp(prefix="gradum-test-cache-")
+atexit.register(shutil.rmtree, _CACHE_ROOT, ignore_errors=True)
+os.environ["GRADUM_CACHE"] = os.path.join(_CACHE_ROOT, "gradum")
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_CACHE_ROOT, "hf-datasets")
+os.environ["MPLCONFIGDIR"] = os.path.join(_CACHE_ROOT, "matplotlib")
 
 
 def pytest_report_header(config):  # noqa: ARG001

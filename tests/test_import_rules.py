@@ -32,3 +32,77 @@ def test_gradum_shards_cli_path_does_not_import_beam():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "usage: gradum shards" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "HEAVY:"
+
+
+# DESIGN §1: which gradum packages each package may import (lazily or not).
+ALLOWED = {
+    "scorers": {"scorers"},
+    "shards": {"shards"},
+    "pipelines": {"pipelines", "scorers", "shards"},
+    "sampler": {"sampler", "shards"},
+}
+GRADUM_PACKAGES = set(ALLOWED) | {"gradum_cli"}
+
+
+def _imported_packages(path):
+    """(line, top-level gradum package) of every import in ``path``, at any depth, including
+    ``importlib.import_module("x.y")`` / ``find_spec("x.y")`` with a literal name."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None))
+            in ("import_module", "find_spec", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            names = [node.args[0].value]
+        for name in names:
+            top = name.split(".")[0]
+            if top in GRADUM_PACKAGES:
+                yield node.lineno, top
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_packages_import_only_what_design_allows(package):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    bad = [
+        f"{path.relative_to(root)}:{line} imports {top}"
+        for path in sorted((root / package).rglob("*.py"))
+        for line, top in _imported_packages(path)
+        if top not in ALLOWED[package]
+    ]
+    assert not bad, f"{package} may import only {sorted(ALLOWED[package])}: " + "; ".join(bad)
+
+
+def test_import_rule_check_sees_lazy_imports(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text(
+        "def f():\n"
+        "    import importlib.util\n"
+        "    if importlib.util.find_spec('sampler.cli'):\n"
+        "        from sampler.cli import main\n"
+    )
+    assert {top for _, top in _imported_packages(src)} == {"sampler"}
+
+
+def test_tests_never_write_to_the_home_cache():
+    """tests/conftest.py points gradum's cache (shards.remote) into a temporary directory."""
+    import os
+    import tempfile
+
+    from shards.remote import default_cache_dir
+
+    home_cache = os.path.join(os.path.expanduser("~"), ".cache")
+    assert not str(default_cache_dir()).startswith(home_cache)
+    assert str(default_cache_dir()).startswith(tempfile.gettempdir())
