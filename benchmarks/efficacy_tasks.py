@@ -313,13 +313,14 @@ def attach_reference(
 
 def language_model(
     work: Path, chars: int = 48, eval_n: int = 400, difficulty: str = "", lm: bool = False,
-    steps: int = 500, ref_steps: int = 1000,
+    steps: int = 500, ref_steps: int = 1000, pipeline: bool = True,
 ) -> Task:  # fmt: skip
     """The byte-level LM task on ``builtin:python-docs`` chunks (documents split 60/20/10/10,
     ``_split_of``). The training chunks are scored by the pipeline (``difficulty``: its
     ``--difficulty`` spec, "" for the default CPU-signal mix; ``lm=True`` adds ``--lm
     reference`` and orders by its perplexity), and a reference model trained on the ``ref``
-    split gives the irreducible loss (``attach_reference``)."""
+    split gives the irreducible loss (``attach_reference``). ``pipeline=False`` skips the pipeline
+    run: the difficulty is then the reference model's loss rank (``ref_difficulty``)."""
     from pipelines.corpora.python_docs import python_docs_records
 
     chunks: dict[str, list[dict]] = {"train": [], "ref": [], "val": [], "test": []}
@@ -328,14 +329,19 @@ def language_model(
         for j, piece in enumerate(textwrap.wrap(rec["text"], chars)):
             if len(piece) >= 16:
                 chunks[part].append({"id": f"{rec['id']}#{j}", "text": piece})
-    jsonl = _write_jsonl(work / f"lm-train-{chars}.jsonl", chunks["train"])
-    if lm and not difficulty:
-        difficulty = "perplexity"
-    out = work / f"lm-{chars}-{difficulty or 'default'}{'-lm' if lm else ''}"
-    extra = ["--id-field=id"] + ([f"--difficulty={difficulty}"] if difficulty else [])
-    extra += ["--lm=reference"] if lm else []
-    _score(str(jsonl), out, extra, hashlib.sha256(jsonl.read_bytes()).hexdigest())
-    cols = _read(out, ["difficulty", "bucket"])
+    if pipeline:
+        jsonl = _write_jsonl(work / f"lm-train-{chars}.jsonl", chunks["train"])
+        if lm and not difficulty:
+            difficulty = "perplexity"
+        out = work / f"lm-{chars}-{difficulty or 'default'}{'-lm' if lm else ''}"
+        extra = ["--id-field=id"] + ([f"--difficulty={difficulty}"] if difficulty else [])
+        extra += ["--lm=reference"] if lm else []
+        _score(str(jsonl), out, extra, hashlib.sha256(jsonl.read_bytes()).hexdigest())
+        cols = _read(out, ["difficulty", "bucket"])
+        scored_with = "pipelines.score " + " ".join(extra)
+    else:
+        cols = {"text": np.asarray([c["text"] for c in chunks["train"]], dtype=object)}
+        scored_with = "reference-model loss (in-benchmark, trained on the held-out ref split)"
     rng = np.random.default_rng(0)
     texts = {"train": list(cols["text"]), "ref": [c["text"] for c in chunks["ref"]]}
     for part in ("val", "test"):
@@ -345,19 +351,22 @@ def language_model(
     x_ref, y_ref = x.pop("ref"), y.pop("ref")
     info = {
         "corpus": f"builtin:python-docs, chunks of <= {chars} characters",
-        "scored_with": "pipelines.score " + " ".join(extra),
+        "scored_with": scored_with,
         "train": len(texts["train"]),
         "val": len(texts["val"]),
         "test": len(texts["test"]),
         "mean_bytes": float(np.mean([len(t.encode()) for t in texts["train"]])),
     }
-    columns = {k: cols[k] for k in ("difficulty", "bucket")}
+    columns = {k: cols[k] for k in ("difficulty", "bucket") if k in cols}
     name = "lm-perplexity" if lm else "lm"
     task = Task(
         name, "loss", x, y, columns, vocab=257, d=48, steps=steps, batch_size=32,
         eval_every=25, info=info,
     )  # fmt: skip
     attach_reference(task, x_ref, y_ref, ref_steps)
+    if not pipeline:
+        task.columns["difficulty"] = task.columns["ref_difficulty"]
+        task.columns["bucket"] = task.columns["ref_bucket"]
     return task
 
 
