@@ -10,8 +10,9 @@ reference model on the same record. The reference model must be trained on **hel
 what is already learnt (duplicated boilerplate) has a low loss under the trainer: both are
 skipped; what is learnable and not yet learnt is kept. A reference model trained on the
 training split itself has memorised part of it and under-states its irreducible loss. The
-pipeline's ``--lm reference`` (per-token log perplexity) gives the column when its reference
-model is fitted on a held-out split; ``benchmarks/efficacy_tasks.py`` trains one in-benchmark.
+pipeline's ``--lm reference`` (per-token log perplexity) trains on the first records of its own
+input, so for this column pass ``--lm PATH`` with a model trained on held-out data;
+``benchmarks/efficacy_tasks.py`` (``attach_reference``) trains one in-benchmark.
 
 Two forms:
 
