@@ -7,9 +7,22 @@ many-rank support. Imports ``shards`` only, lazily.
     for batch in s:            # batch.indices: LongTensor of row ids
         ...
         s.update(batch.indices, loss=per_example_loss)
+
+Reducible-loss selection (RHO-LOSS) lives in ``sampler.selection``: ``select(candidates, loss,
+irreducible, keep)`` keeps the top fraction of a candidate batch, ``reducible_loss`` feeds
+``Prioritized``.
 """
 
 from . import pacing, strategies
 from .core import Batch, Sampler
+from .selection import Selection, reducible_loss, select
 
-__all__ = ["Batch", "Sampler", "pacing", "strategies"]
+__all__ = [
+    "Batch",
+    "Sampler",
+    "Selection",
+    "pacing",
+    "reducible_loss",
+    "select",
+    "strategies",
+]
