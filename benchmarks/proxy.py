@@ -2,9 +2,12 @@
 
 Usage: .venv/bin/python benchmarks/proxy.py [--corpora python-docs,graded-language,...]
        [--graded-n 30000] [--fraction 0.02] [--workdir DIR]
+       [--lm-layers 2] [--lm-width 128] [--lm-steps 300]
 
 For each corpus a reference LM is trained once (untimed, ``scorers.reference_lm``, 300 steps on
-2,000 records) and given to both jobs by path, so both score with the same model:
+2,000 records; 2 x 128 by default, tiny, so LM scoring costs about what the CPU signals cost:
+``--lm-layers 6 --lm-width 384`` is closer to a real reference model) and given to both jobs by
+path, so both score with the same model:
 
 - full:  ``gradum score CORPUS --lm PATH`` (the CPU signals + perplexity of every record);
 - proxy: ``gradum score CORPUS --lm PATH --difficulty proxy:perplexity --proxy-fraction F``.
@@ -74,12 +77,23 @@ def corpus_spec(name: str, n: int, work: Path) -> str:
     raise SystemExit(f"unknown corpus {name!r}")
 
 
-def reference_lm(spec: str, work: Path, name: str) -> str:
+def reference_lm(spec: str, work: Path, name: str, layers: int, width: int, steps: int) -> str:
     from pipelines.readers import read_sample
     from scorers.reference_lm import train_reference_lm
 
     texts = read_sample([spec], 2000)
-    return str(train_reference_lm(texts, work / f"lm-{name}", steps=300, seed=0, progress=False))
+    out = work / f"lm-{name}-{layers}x{width}"
+    return str(
+        train_reference_lm(
+            texts, out, n_layer=layers, n_embd=width, steps=steps, seed=0, progress=False
+        )
+    )
+
+
+def lm_parameters(path: str) -> int:
+    from transformers import AutoModelForCausalLM
+
+    return sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
 
 
 def job(spec: str, out: Path, extra: list[str]) -> float:
@@ -117,13 +131,16 @@ def main() -> None:
     ap.add_argument("--graded-n", type=int, default=30_000)
     ap.add_argument("--fraction", type=float, default=0.02)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--lm-layers", type=int, default=2, help="reference LM depth (default 2)")
+    ap.add_argument("--lm-width", type=int, default=128, help="reference LM width (default 128)")
+    ap.add_argument("--lm-steps", type=int, default=300, help="reference LM training steps")
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="gradum-bench-proxy-"))
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in a.corpora.split(","):
         spec = corpus_spec(name, a.graded_n, work)
-        model = reference_lm(spec, work, name)
+        model = reference_lm(spec, work, name, a.lm_layers, a.lm_width, a.lm_steps)
         load = os.getloadavg()[0]
         t_full = job(spec, work / f"full-{name}", [f"--lm={model}"])
         t_proxy = job(
@@ -134,6 +151,7 @@ def main() -> None:
         rho, unseen = compare(work / f"full-{name}", work / f"proxy-{name}")
         manifest = json.loads((work / f"proxy-{name}" / "manifest.json").read_text())
         n = manifest["counts"]["written"]
+        params = lm_parameters(model)
         rows.append(
             (
                 name,
@@ -153,7 +171,10 @@ def main() -> None:
             flush=True,
         )
     print(f"\n- machine: {os.cpu_count()} CPUs, {platform.platform()}")
-    print(f"- command: {' '.join(sys.argv)}\n")
+    print(f"- command: {' '.join(sys.argv)}")
+    print(
+        f"- reference LM: GPT-2, {a.lm_layers} layers x {a.lm_width} wide, {params:,} parameters\n"
+    )
     print(
         "| corpus | records | sample (held-out rho) | proxy vs true perplexity, unsampled records "
         "| full LM docs/s (wall s) | proxy docs/s (wall s) | speed-up | load |"

@@ -57,6 +57,48 @@ def test_the_fitted_proxy_ranks_like_its_target_and_predicts_row_by_row():
         proxy.fit(rows[:10], "t", ["a"], seed=0)
 
 
+def _rows(x: np.ndarray, target: np.ndarray, rng) -> list:
+    return [(rng.random(), f"id{i}", x[i], target[i]) for i in range(len(target))]
+
+
+def test_the_sample_picks_ridge_for_a_small_noisy_monotone_target_and_boosting_for_a_product():
+    rng = np.random.default_rng(1)
+    x = rng.lognormal(size=(120, 4))  # skewed, like lengths: the log transform matters
+    noisy = np.log(x[:, 0]) + 0.5 * np.log(x[:, 1]) + 0.4 * rng.normal(size=120)
+    small = proxy.fit(_rows(x, noisy, rng), "t", list("abcd"), seed=0)
+    assert small["info"]["model"].startswith("ridge"), small["info"]
+    assert set(small["info"]["cv_spearman"]) == {"ridge", "boosting"}
+
+    # An embedding of 300 noise dimensions beside the signals: ridge on everything overfits it.
+    emb = rng.normal(size=(120, 300))
+    with_emb = proxy.fit(
+        _rows(np.concatenate([x, emb], 1), noisy, rng), "t", [*"abcd", "embedding"], seed=0
+    )
+    assert with_emb["info"]["model"].startswith("ridge-signals"), with_emb["info"]
+    cv = with_emb["info"]["cv_spearman"]
+    assert cv["ridge-signals"] > cv["ridge"] + 0.1
+    cols = {k: x[:, i] for i, k in enumerate("abcd")} | {"embedding": emb}
+    pred = proxy.predict(with_emb, cols, [*"abcd", "embedding"])
+    assert spearmanr(pred, noisy).statistic > 0.7
+
+    x = rng.normal(size=(4000, 3))
+    product = x[:, 0] * x[:, 1]  # no monotone trend in any one feature: ridge ranks at ~0
+    big = proxy.fit(_rows(x, product, rng), "t", list("abc"), seed=0)
+    assert big["info"]["model"].startswith("boosting"), big["info"]
+    assert big["info"]["cv_spearman"]["ridge"] < 0.2 < 0.8 < big["info"]["held_out_spearman"]
+
+
+def test_the_proxy_takes_nan_and_inf_features():
+    rng = np.random.default_rng(2)
+    x = rng.lognormal(size=(200, 2))
+    target = x[:, 0] + 0.1 * rng.normal(size=200)
+    x[::7, 1] = np.nan
+    x[::11, 1] = np.inf
+    fitted = proxy.fit(_rows(x, target, rng), "t", ["a", "b"], seed=0)
+    pred = proxy.predict(fitted, {"a": x[:, 0], "b": x[:, 1]}, ["a", "b"])
+    assert np.isfinite(pred).all() and spearmanr(pred, target).statistic > 0.8
+
+
 def _job(tmp_path, name: str, **kw) -> dict:
     cfg = JobConfig(
         inputs=["builtin:graded?n=800"], output=str(tmp_path / name), progress=False, **kw

@@ -26,7 +26,7 @@ COPY sampler /opt/gradum/src/sampler
 COPY gradum_cli /opt/gradum/src/gradum_cli
 
 RUN pip install --no-cache-dir --extra-index-url ${TORCH_INDEX} -r requirements.txt \
- && pip install --no-cache-dir --no-deps "/opt/gradum/src[pipeline]" \
+ && pip install --no-cache-dir --no-deps "/opt/gradum/src[pipeline,embed-fast]" \
  && if [ "${WITH_FAISS_GPU}" = "1" ]; then pip install --no-cache-dir "faiss-gpu-cu12>=1.8"; fi \
  && python -c "import pipelines.inference, scorers; scorers.get('embedding').dim"
 
