@@ -186,7 +186,8 @@ def main() -> None:
             f"| {rho:.3f} (n = {unseen:,}) | {f:,.0f} ({tf:.0f}) | {p:,.0f} ({tp:.0f}) "
             f"| {p / f:.1f}x | {load:.1f} |"
         )
-    shutil.rmtree(work, ignore_errors=True)
+    if not a.workdir:  # a folder the user named is kept (benchmarks/proxy_features.py reads it)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
