@@ -142,6 +142,14 @@ def status_line(t: Totals, total: int | None, elapsed: float, final: bool = Fals
     )
 
 
+def phase(t: Totals, total: int | None) -> str:
+    """The bar's label: ``starting`` until a record is done (workers starting, models loading
+    or being exported), ``scoring``, then ``writing`` once every planned record is done."""
+    if t.done <= 0:
+        return "starting"
+    return "writing" if total and t.done >= total else "scoring"
+
+
 def plan_total(plan: Any) -> int | None:
     """The records the launcher expects (exact from metadata, or estimated from file sizes);
     None when it has no basis (a streamed Hub dataset)."""
@@ -177,7 +185,7 @@ class ProgressDisplay:
         tty = self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._bar = tqdm(
             total=self.total,
-            desc="scoring",
+            desc=phase(Totals(0, 0, 0, 0), self.total),
             unit=" docs",
             file=self.stream,
             ncols=_columns(self.stream) if tty else None,
@@ -196,8 +204,7 @@ class ProgressDisplay:
         if t.done != self._last_done:
             self._last_done, self._last_change = t.done, now
         total = self.total if self.total and t.done <= self.total else None
-        if self.total and t.done >= self.total:
-            bar.set_description_str("writing", refresh=False)
+        bar.set_description_str(phase(t, self.total), refresh=False)
         # The rate over the time records were coming in (it does not sag while shards are written).
         elapsed = self._last_change - self._start
         bar.set_postfix_str(status_line(t, total, elapsed, final), refresh=False)

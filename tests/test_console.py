@@ -1,6 +1,7 @@
 """The job's console (issue 14): one progress display summed over workers, the libraries' output
 in a log file (on the console only with -v), errors in one line naming the log, no secrets."""
 
+import io
 import json
 import os
 import subprocess
@@ -18,9 +19,11 @@ from pipelines.console import (
 )
 from pipelines.progress import (
     Progress,
+    ProgressDisplay,
     Totals,
     eta_seconds,
     format_eta,
+    phase,
     plan_total,
     read_totals,
     status_line,
@@ -56,6 +59,21 @@ def test_worker_progress_files_add_up(tmp_path):
     b.add(read=5)
     b.flush()
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{os.getpid()}.json"]
+
+
+def test_the_bar_says_starting_then_scoring_then_writing_then_done(tmp_path):
+    out = io.StringIO()
+    labels = []
+    with ProgressDisplay(str(tmp_path), 1000, out) as display:
+        for scored in (0, 10, 1000):
+            (tmp_path / "1.json").write_text(json.dumps({"read": 1000, "scored": scored}))
+            display._update(force=True)
+            labels.append(display._bar.desc)
+    assert labels == ["starting", "scoring", "writing"]
+    assert out.getvalue().split("\r")[-1].startswith("done 100%")
+    assert phase(Totals(5, 0, 0, 1), None) == "starting"  # read, none scored yet
+    assert phase(Totals(5, 0, 1, 1), None) == "scoring"  # a dead letter is done too
+    assert phase(Totals(5, 9, 0, 1), None) == "scoring"  # no total: never "writing"
 
 
 def test_eta_from_total_and_none_without():
