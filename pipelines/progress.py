@@ -212,7 +212,7 @@ class ProgressDisplay:
             bar.update(t.done - bar.n)
         elif force or self._tty or now - self._last_print >= 15.0:
             bar.refresh()
-        self._last_print = now if (force or self._tty) else self._last_print
+            self._last_print = now  # not a terminal (a log, CI): a line every 15 s at most
 
     def _run(self) -> None:
         while not self._stop.wait(POLL_EVERY_S):

@@ -76,6 +76,15 @@ def test_the_bar_says_starting_then_scoring_then_writing_then_done(tmp_path):
     assert phase(Totals(5, 9, 0, 1), None) == "scoring"  # no total: never "writing"
 
 
+def test_a_bar_on_a_file_is_redrawn_every_15_s_at_most(tmp_path):
+    out = io.StringIO()  # not a terminal
+    with ProgressDisplay(str(tmp_path), 1000, out) as display:
+        drawn = out.getvalue().count("\r")
+        for _ in range(20):  # what the polling thread does every 0.5 s
+            display._update()
+        assert out.getvalue().count("\r") == drawn
+
+
 def test_eta_from_total_and_none_without():
     assert eta_seconds(250, 1000, 10.0) == pytest.approx(30.0)
     assert format_eta(eta_seconds(250, 1000, 10.0)) == "ETA 00:30"
