@@ -151,10 +151,10 @@ def main() -> None:
         rho, unseen = compare(work / f"full-{name}", work / f"proxy-{name}")
         manifest = json.loads((work / f"proxy-{name}" / "manifest.json").read_text())
         n = manifest["counts"]["written"]
-        params = lm_parameters(model)
         rows.append(
             (
                 name,
+                lm_parameters(model),  # the vocabulary, so the count, follows the corpus
                 n,
                 manifest["proxy"],
                 rho,
@@ -171,18 +171,17 @@ def main() -> None:
             flush=True,
         )
     print(f"\n- machine: {os.cpu_count()} CPUs, {platform.platform()}")
-    print(f"- command: {' '.join(sys.argv)}")
+    print(f"- command: {' '.join(sys.argv)}\n")
     print(
-        f"- reference LM: GPT-2, {a.lm_layers} layers x {a.lm_width} wide, {params:,} parameters\n"
+        "| corpus | reference LM | records | sample (held-out rho) | proxy vs true perplexity, "
+        "unsampled records | full LM docs/s (wall s) | proxy docs/s (wall s) | speed-up | load |"
     )
-    print(
-        "| corpus | records | sample (held-out rho) | proxy vs true perplexity, unsampled records "
-        "| full LM docs/s (wall s) | proxy docs/s (wall s) | speed-up | load |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, n, info, rho, unseen, f, p, tf, tp, load in rows:
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    lm = f"{a.lm_layers} x {a.lm_width}"
+    for name, params, n, info, rho, unseen, f, p, tf, tp, load in rows:
         print(
-            f"| {name} | {n:,} | {info['sample_size']:,} ({info['held_out_spearman']:.3f}) "
+            f"| {name} | {lm} ({params / 1e6:.1f}M) | {n:,} "
+            f"| {info['sample_size']:,} ({info['held_out_spearman'] or float('nan'):.3f}) "
             f"| {rho:.3f} (n = {unseen:,}) | {f:,.0f} ({tf:.0f}) | {p:,.0f} ({tp:.0f}) "
             f"| {p / f:.1f}x | {load:.1f} |"
         )

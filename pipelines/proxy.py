@@ -87,6 +87,27 @@ def _signed_log(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
+class _ObservedColumns:
+    """Drops the columns without a finite value in the rows it is fitted on (a signal that is
+    NaN on every sampled record; boosting cannot bin one); a column of zeros if none is left."""
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {}
+
+    def set_params(self, **params: Any) -> _ObservedColumns:
+        return self
+
+    def fit(self, x: np.ndarray, y: Any = None) -> _ObservedColumns:
+        self.keep_ = np.flatnonzero(np.isfinite(x).any(axis=0))
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return x[:, self.keep_] if len(self.keep_) else np.zeros((len(x), 1))
+
+    def fit_transform(self, x: np.ndarray, y: Any = None) -> np.ndarray:
+        return self.fit(x).transform(x)
+
+
 def _ridge(columns: int | None = None):
     """Ridge on standardised signed-log features (the first ``columns`` only, if given)."""
     from sklearn.compose import ColumnTransformer
@@ -100,6 +121,7 @@ def _ridge(columns: int | None = None):
     )
     return make_pipeline(
         *steps,
+        _ObservedColumns(),
         FunctionTransformer(_signed_log),
         SimpleImputer(strategy="median"),
         StandardScaler(),
@@ -111,20 +133,24 @@ def _candidates(n: int, seed: int, scalars: int | None) -> dict[str, Any]:
     """The models the sample chooses between, by name (the name goes in the manifest).
     ``scalars``: how many leading columns are scalar signals when an embedding follows them."""
     from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.pipeline import make_pipeline
 
     leaf = max(5, n // 50)
     out = {"ridge": _ridge()}
     if scalars:
         # Hundreds of embedding dimensions against a sample of ~100 rows: ridge overfits them.
         out["ridge-signals"] = _ridge(scalars)
-    out["boosting"] = HistGradientBoostingRegressor(
-        max_iter=200,
-        learning_rate=0.05,
-        max_leaf_nodes=15,
-        min_samples_leaf=leaf,
-        l2_regularization=1.0,
-        early_stopping=False,
-        random_state=seed,
+    out["boosting"] = make_pipeline(
+        _ObservedColumns(),
+        HistGradientBoostingRegressor(
+            max_iter=200,
+            learning_rate=0.05,
+            max_leaf_nodes=15,
+            min_samples_leaf=leaf,
+            l2_regularization=1.0,
+            early_stopping=False,
+            random_state=seed,
+        ),
     )
     return out
 
@@ -166,6 +192,11 @@ def fit(sample: list, target: str, features: list[str], seed: int) -> dict[str, 
             f"{MIN_SAMPLE}: raise --proxy-fraction"
         )
     x = np.stack([r[2] for r in rows])
+    if not np.isfinite(x).any():
+        raise ValueError(
+            f"the proxy for {target!r}: no feature ({', '.join(features)}) has a value on any of "
+            f"the {len(rows)} sampled records"
+        )
     y = rankdata([r[3] for r in rows]) / len(rows)
     held = np.array([r[0] < _HELD_OUT for r in rows])
     with threadpool_limits(1):

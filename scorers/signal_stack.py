@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import sys
 from collections.abc import Iterator
 
@@ -27,7 +28,8 @@ class _Stack(ctypes.Structure):  # glibc's stack_t on Linux
     ]
 
 
-def _libc():
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -36,27 +38,30 @@ def _libc():
         return None
 
 
+def _read() -> _Stack | None:
+    libc = _libc()
+    now = _Stack()
+    if libc is None or libc.sigaltstack(None, ctypes.byref(now)) != 0:
+        return None
+    return now
+
+
+def _key(stack: _Stack) -> tuple[int, int, int]:
+    return (stack.ss_sp or 0, stack.ss_flags, stack.ss_size)
+
+
 def current_signal_stack() -> tuple[int, int, int] | None:
     """``(address, flags, size)`` of this thread's alternate signal stack (None off Linux)."""
-    libc = _libc()
-    if libc is None:
-        return None
-    now = _Stack()
-    if libc.sigaltstack(None, ctypes.byref(now)) != 0:
-        return None
-    return (now.ss_sp or 0, now.ss_flags, now.ss_size)
+    now = _read()
+    return None if now is None else _key(now)
 
 
 @contextlib.contextmanager
 def preserved_signal_stack() -> Iterator[None]:
     """Run the block, then give this thread back the signal stack it had before it."""
-    libc = _libc()
-    before = _Stack()
-    if libc is None or libc.sigaltstack(None, ctypes.byref(before)) != 0:
-        yield
-        return
+    before = _read()
     try:
         yield
     finally:
-        if current_signal_stack() != (before.ss_sp or 0, before.ss_flags, before.ss_size):
-            libc.sigaltstack(ctypes.byref(before), None)
+        if before is not None and current_signal_stack() != _key(before):
+            _libc().sigaltstack(ctypes.byref(before), None)

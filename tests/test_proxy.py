@@ -99,6 +99,18 @@ def test_the_proxy_takes_nan_and_inf_features():
     assert np.isfinite(pred).all() and spearmanr(pred, target).statistic > 0.8
 
 
+def test_a_feature_without_values_in_the_sample_is_left_out_and_none_at_all_is_an_error():
+    rng = np.random.default_rng(3)
+    x = rng.lognormal(size=(80, 2))
+    target = x[:, 0] + 0.1 * rng.normal(size=80)
+    x[:, 1] = np.nan  # e.g. a signal that is NaN on every sampled record
+    fitted = proxy.fit(_rows(x, target, rng), "t", ["a", "b"], seed=0)
+    pred = proxy.predict(fitted, {"a": x[:, 0], "b": x[:, 1]}, ["a", "b"])
+    assert np.isfinite(pred).all() and spearmanr(pred, target).statistic > 0.8
+    with pytest.raises(ValueError, match="no feature"):
+        proxy.fit(_rows(x[:, 1:], target, rng), "t", ["b"], seed=0)
+
+
 def _job(tmp_path, name: str, **kw) -> dict:
     cfg = JobConfig(
         inputs=["builtin:graded?n=800"], output=str(tmp_path / name), progress=False, **kw
