@@ -6,9 +6,11 @@ Usage: .venv/bin/python benchmarks/proxy_features.py FULL_DATASET [--sizes 128,3
 FULL_DATASET is the output of a job that scored every record with the LM: the *full* job of
 ``benchmarks/proxy.py --workdir DIR`` (``DIR/full-python-docs``; without ``--workdir`` that
 script deletes its temporary folder at the end). For each sample size, ``--draws`` random samples are drawn; ``pipelines.proxy.fit``
-(the job's own model selection) is fitted on each from (a) the CPU signals and (b) the CPU
-signals plus the all-MiniLM-L6-v2 embedding (computed here, on the default embedding backend),
-and scored by Spearman's rho against the true perplexity on every record outside the sample.
+(the job's own model selection) is fitted on each from the CPU signals alone, with the
+all-MiniLM-L6-v2 embedding (computed here, on the default embedding backend), with the
+frequencies of the reference LM's tokens (``pipelines.proxy_tokens``; the LM the full job
+used, from its manifest), and with both, and scored by Spearman's rho against the true
+perplexity on every record outside the sample.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ def main() -> None:
 
     import scorers
     from pipelines import proxy
+    from pipelines.proxy_tokens import TokenFeatures
     from shards import ShardSet
 
     data = ShardSet.open(a.dataset)
+    lm = next(s for s in data.manifest["signals"] if s["name"] == "perplexity")
+    tokens = TokenFeatures.load(lm["params"]["params"]["model"])
     signals = np.stack([np.asarray(data.column(f), float) for f in SIGNALS], 1)
     target = np.asarray(data.column("perplexity"), float)
     texts = list(data.column("text"))
@@ -53,19 +58,21 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for n in [int(v) for v in a.sizes.split(",")]:
         draws = [rng.permutation(len(target)) for _ in range(a.draws)]
-        for label, names in (
-            ("signals", SIGNALS),
-            ("signals + embedding", [*SIGNALS, "embedding"]),
+        for label, names, tok in (
+            ("signals", SIGNALS, None),
+            ("signals + embedding", [*SIGNALS, "embedding"], None),
+            ("signals + tokens", SIGNALS, tokens),
+            ("signals + tokens + embedding", [*SIGNALS, "embedding"], tokens),
         ):
             x = signals if len(names) == len(SIGNALS) else np.concatenate([signals, emb], 1)
             rhos, picks = [], []
             for order in draws:
                 sample, rest = order[:n], order[n:]
-                rows = [(rng.random(), str(i), x[i], target[i]) for i in sample]
-                fitted = proxy.fit(rows, "perplexity", names, seed=0)
+                rows = [(rng.random(), str(i), x[i], texts[i], target[i]) for i in sample]
+                fitted = proxy.fit(rows, "perplexity", names, seed=0, tokens=tok)
                 cols = {f: signals[rest, j] for j, f in enumerate(SIGNALS)}
                 cols["embedding"] = emb[rest]
-                pred = proxy.predict(fitted, cols, names)
+                pred = proxy.predict(fitted, cols, names, [texts[i] for i in rest])
                 rhos.append(float(spearmanr(pred, target[rest]).statistic))
                 picks.append(fitted["info"]["model"].split(":")[0])
             print(f"| {n:,} | {label} | {np.mean(rhos):.3f} | {', '.join(picks)} |", flush=True)

@@ -73,8 +73,8 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="SIGNAL",
         help="score SIGNAL (e.g. perplexity, with the reference LM unless --lm names one) on a "
-        "sample only and predict it for every record from the cheap signals: column "
-        "SIGNAL_proxy. '--difficulty proxy:SIGNAL' also makes it the difficulty",
+        "sample only and predict it for every record from the cheap signals (and, for an LM "
+        "signal, the text's frequencies of the LM's tokens): column SIGNAL_proxy. '--difficulty proxy:SIGNAL' also makes it the difficulty",
     )
     parser.add_argument(
         "--proxy-fraction",

@@ -84,15 +84,22 @@ def score_batch(
     return columns, [err for _, err in results]
 
 
-def _local_model(params: dict[str, Any], job_token: str) -> dict[str, Any]:
-    """``params`` with a model stored in a bucket (the job's reference LM) replaced by a copy
-    in this machine's temporary directory, made once per job and machine."""
-    model = params.get("model")
-    if not (isinstance(model, str) and fs.is_remote(model)):
-        return params
+def local_model_path(model: str, job_token: str = "") -> str:
+    """``model``, or for a model stored in a bucket (the job's reference LM) a copy in this
+    machine's temporary directory, made once per job and machine."""
+    if not fs.is_remote(model):
+        return model
     key = hashlib.sha1(f"{model}\0{job_token}".encode()).hexdigest()[:16]
     local = os.path.join(tempfile.gettempdir(), "gradum-models", key)
-    return dict(params, model=fs.download_dir(model, local))
+    return fs.download_dir(model, local)
+
+
+def _local_model(params: dict[str, Any], job_token: str) -> dict[str, Any]:
+    """``params`` with a model stored in a bucket replaced by a local copy."""
+    model = params.get("model")
+    if not isinstance(model, str):
+        return params
+    return dict(params, model=local_model_path(model, job_token))
 
 
 class ScorerModelHandler(ModelHandler[list, list, list]):

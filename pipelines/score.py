@@ -199,6 +199,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) ->
     started = time.monotonic()
 
     pipeline = beam.Pipeline(runner=_direct_runner(options), options=options)
+    job_token = f"{os.getpid()}-{time.time_ns()}"
     read = (
         pipeline
         | "Units" >> beam.Create(plan.units)
@@ -213,7 +214,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) ->
                     specs,
                     progress_dir=progress_dir,
                     torch_threads=_threads_per_worker(options),
-                    job_token=f"{os.getpid()}-{time.time_ns()}",
+                    job_token=job_token,
                     sampled=sampled,
                 ),
                 spread_batches=not all(is_fine_grained(u) for u in plan.units),
@@ -232,7 +233,11 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) ->
     proxy_model = None
     if cfg.proxy:
         proxy_model = read["proxy_sample"] | "FitProxy" >> transforms.FitProxy(
-            cfg.proxy, proxy_features, cfg.seed
+            cfg.proxy,
+            proxy_features,
+            cfg.seed,
+            tokens=cfg.lm if sig.producers[cfg.proxy] == "lm" else None,
+            job_token=job_token,
         )
     built = read["staged"] | "BuildShards" >> transforms.BuildShards(
         layout, read["meta_types"], model, proxy_model

@@ -49,10 +49,12 @@ def gather_shard(
         table = table.append_column("cluster", pa.array(cluster, pa.int32()))
         table = table.append_column("centroid_distance", pa.array(dist.astype(np.float64)))
     if proxy is not None:
-        features = proxy["info"]["features"]
+        features = proxy["features"]
         cols = {f: _numpy(table[f]) for f in features}
+        texts = table["text"].to_pylist() if proxy.get("tokens") is not None else None
         column = f"{proxy['info']['target']}_proxy"
-        table = table.append_column(column, pa.array(proxy_model.predict(proxy, cols, features)))
+        predicted = proxy_model.predict(proxy, cols, features, texts)
+        table = table.append_column(column, pa.array(predicted))
     ids = table["id"]
     dup = np.zeros(len(ids), dtype=bool)  # sorted by id: a repeat follows its first
     if len(ids) > 1:

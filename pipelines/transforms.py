@@ -192,15 +192,29 @@ class RankSketches(beam.PTransform):
 class FitProxy(beam.PTransform):
     """The proxy sample -> ``{"model", "info"}`` (one element)."""
 
-    def __init__(self, target: str, features: list[str], seed: int) -> None:
+    def __init__(
+        self, target: str, features: list[str], seed: int, tokens: str | None, job_token: str = ""
+    ) -> None:
         super().__init__()
         self.target, self.features, self.seed = target, list(features), seed
+        self.tokens = tokens  # the LM whose tokenizer gives token features, or None
+        self.job_token = job_token  # a copy of a model in a bucket is made once per job
 
     def expand(self, sample):
+        count = sample | "CountSample" >> beam.combiners.Count.Globally()
         return (
             sample
-            | "CollectSample" >> beam.combiners.ToList()
-            | "Fit" >> beam.Map(proxy.fit, self.target, self.features, self.seed)
+            | "CapSample" >> beam.combiners.Top.Smallest(proxy.MAX_FIT_ROWS, key=proxy.sample_order)
+            | "Fit"
+            >> beam.Map(
+                proxy.fit_job_sample,
+                self.target,
+                self.features,
+                self.seed,
+                self.tokens,
+                self.job_token,
+                sampled=beam.pvalue.AsSingleton(count),
+            )
         )
 
 

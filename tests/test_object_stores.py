@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from stores import SECRET, gcs_server, s3_server
 
@@ -211,7 +212,8 @@ def test_no_write_permission_is_refused_and_nothing_is_written(capsys):
 
 def test_reference_lm_and_parquet_inputs_live_in_the_bucket(tmp_path):
     """``--lm reference`` trains in the launcher, stores the model under the output, and the
-    workers load it from there; a Parquet input is planned from its footer in the bucket."""
+    workers load it from there (the LM scorer and the perplexity proxy's tokenizer); a Parquet
+    input is planned from its footer in the bucket."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -225,6 +227,7 @@ def test_reference_lm_and_parquet_inputs_live_in_the_bucket(tmp_path):
         job = [gcs.url("in/t.parquet"), gcs.url("in/c.jsonl"), "--lm", "reference"]
         job += ["--reference-lm-steps", "20", "--reference-lm-samples", "200", "--signals"]
         job += ["length", "--no-progress", "--output", gcs.url("lm"), *TWO_WORKERS]
+        job += ["--proxy", "perplexity", "--proxy-fraction", "0.5"]
         assert score(*job) == 0
         keys = gcs.keys("lm/")
         assert "lm/reference_lm/config.json" in keys and "lm/manifest.json" in keys
@@ -234,4 +237,7 @@ def test_reference_lm_and_parquet_inputs_live_in_the_bucket(tmp_path):
         assert lm["params"]["params"]["model"] == gcs.url("lm/reference_lm")
         ds = ShardSet.open(gcs.url("lm"), cache_dir=tmp_path / "cache")
         ppl = ds.column("perplexity")
-        assert (ppl > 1).all() and len(set(ppl.tolist())) > 100
+        scored = ppl[np.isfinite(ppl)]
+        assert (scored > 1).all() and 150 < len(scored) < 400 and len(set(scored.tolist())) > 100
+        assert gcs.url("lm/reference_lm") in manifest["proxy"]["tokens"]
+        assert np.isfinite(ds.column("perplexity_proxy")).all()

@@ -45,7 +45,7 @@ def test_the_fitted_proxy_ranks_like_its_target_and_predicts_row_by_row():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3000, 3))
     target = np.exp(x[:, 0]) + 0.3 * x[:, 1] ** 2 + 0.05 * rng.normal(size=3000)
-    rows = [(rng.random(), f"id{i}", x[i], target[i]) for i in range(3000)]
+    rows = [(rng.random(), f"id{i}", x[i], f"text {i}", target[i]) for i in range(3000)]
     fitted = proxy.fit(rows, "t", ["a", "b", "c"], seed=0)
     assert fitted["info"]["sample_size"] == 3000 and fitted["info"]["held_out_spearman"] > 0.9
     cols = {"a": x[:, 0], "b": x[:, 1], "c": x[:, 2]}
@@ -58,7 +58,7 @@ def test_the_fitted_proxy_ranks_like_its_target_and_predicts_row_by_row():
 
 
 def _rows(x: np.ndarray, target: np.ndarray, rng) -> list:
-    return [(rng.random(), f"id{i}", x[i], target[i]) for i in range(len(target))]
+    return [(rng.random(), f"id{i}", x[i], f"text {i}", target[i]) for i in range(len(target))]
 
 
 def test_the_sample_picks_ridge_for_a_small_noisy_monotone_target_and_boosting_for_a_product():
@@ -152,7 +152,8 @@ def test_a_perplexity_proxy_trains_the_reference_lm_and_tracks_the_level(tmp_pat
         reference_lm_steps=40,
         reference_lm_samples=300,
     )
-    assert m["proxy"]["target"] == "perplexity"
+    assert m["proxy"]["target"] == "perplexity" and m["proxy"]["features"][-1] == "tokens"
+    assert "reference_lm" in m["proxy"]["tokens"]  # the token features of the LM's tokenizer
     ds = ShardSet.open(tmp_path / "lm")
     lm = {s["name"]: s for s in m["signals"]}["perplexity"]
     assert lm["params"]["sample_fraction"] == 0.25
