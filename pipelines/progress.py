@@ -31,7 +31,7 @@ class Progress:
 
     def __init__(self) -> None:
         self.directory: str | None = None
-        self.read = self.scored = self.dead = 0
+        self.read = self.scored = self.dead = self.shards = 0
         self._last_write = 0.0
         self._lock = threading.Lock()
 
@@ -40,11 +40,12 @@ class Progress:
         machine (a remote worker given the launcher's path) means: count only."""
         self.directory = directory if directory and os.path.isdir(directory) else None
 
-    def add(self, *, read: int = 0, scored: int = 0, dead: int = 0) -> None:
+    def add(self, *, read: int = 0, scored: int = 0, dead: int = 0, shards: int = 0) -> None:
         with self._lock:
             self.read += read
             self.scored += scored
             self.dead += dead
+            self.shards += shards
         if self.directory and time.monotonic() - self._last_write >= WRITE_EVERY_S:
             self.flush()
 
@@ -55,6 +56,7 @@ class Progress:
         self._last_write = time.monotonic()
         with self._lock:
             data = {"read": self.read, "scored": self.scored, "dead": self.dead}
+            data["shards"] = self.shards
         path = os.path.join(self.directory, f"{os.getpid()}.json")
         tmp = f"{path}.{threading.get_ident()}.tmp"
         try:
@@ -76,6 +78,7 @@ class Totals:
     scored: int = 0
     dead: int = 0
     workers: int = 0
+    shards: int = 0  # shards whose building has begun (scoring is over by then)
 
     @property
     def done(self) -> int:
@@ -84,12 +87,13 @@ class Totals:
 
 
 def sum_records(records: list[dict[str, Any]]) -> Totals:
-    """Sum per-worker progress records (``{"read", "scored", "dead"}``)."""
+    """Sum per-worker progress records (``{"read", "scored", "dead", "shards"}``)."""
     out = Totals()
     for r in records:
         out.read += int(r.get("read", 0))
         out.scored += int(r.get("scored", 0))
         out.dead += int(r.get("dead", 0))
+        out.shards += int(r.get("shards", 0))
         out.workers += 1
     return out
 
@@ -144,10 +148,11 @@ def status_line(t: Totals, total: int | None, elapsed: float, final: bool = Fals
 
 def phase(t: Totals, total: int | None) -> str:
     """The bar's label: ``starting`` until a record is done (workers starting, models loading
-    or being exported), ``scoring``, then ``writing`` once every planned record is done."""
-    if t.done <= 0:
-        return "starting"
-    return "writing" if total and t.done >= total else "scoring"
+    or being exported), ``scoring``, then ``writing`` once a shard is being built or every
+    planned record is done (a total estimated from file sizes may be more than there are)."""
+    if t.shards > 0 or (total and t.done >= total):
+        return "writing"
+    return "scoring" if t.done > 0 else "starting"
 
 
 def plan_total(plan: Any) -> int | None:

@@ -240,7 +240,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) ->
             job_token=job_token,
         )
     built = read["staged"] | "BuildShards" >> transforms.BuildShards(
-        layout, read["meta_types"], model, proxy_model
+        layout, read["meta_types"], model, proxy_model, progress_dir
     )
     dead_infos = [
         read[f"dead_{stage}"]

@@ -75,12 +75,18 @@ class PrepareShardFn(beam.DoFn):
     """``(shard, pieces)`` -> dead letters of repeated ids (tag ``dead``) and
     ``{"columns": {signal: values}}`` of the rows to be written (main)."""
 
-    def __init__(self, columns: list[str]) -> None:
+    def __init__(self, columns: list[str], progress_dir: str | None = None) -> None:
         self.columns = list(columns)
+        self.progress_dir = progress_dir  # see pipelines.progress: the bar says "writing"
 
     def process(
         self, element: tuple[int, list[dict]], model: dict | None = None, proxy: dict | None = None
     ):
+        from pipelines.progress import PROGRESS
+
+        PROGRESS.configure(self.progress_dir)
+        PROGRESS.add(shards=1)
+        PROGRESS.flush()
         _, pieces = element
         table, dup = gather_shard(list(pieces), model, proxy)
         for i in np.flatnonzero(dup).tolist():

@@ -223,10 +223,12 @@ class BuildShards(beam.PTransform):
     sketches give the manifest's statistics, the rank sketches the difficulty ranks; both
     count each written record once (repeated ids are dropped before)."""
 
-    def __init__(self, layout: Layout, meta_types, model=None, proxy_model=None) -> None:
+    def __init__(
+        self, layout: Layout, meta_types, model=None, proxy_model=None, progress_dir=None
+    ) -> None:
         super().__init__()
         self.layout, self.meta_types, self.model = layout, meta_types, model
-        self.proxy_model = proxy_model
+        self.proxy_model, self.progress_dir = proxy_model, progress_dir
 
     def expand(self, staged):
         layout = self.layout
@@ -239,7 +241,9 @@ class BuildShards(beam.PTransform):
             | "GroupByShard" >> beam.GroupByKey()
         )
         prepared = grouped | "Prepare" >> beam.ParDo(
-            shard_build.PrepareShardFn(layout.columns), model=model, proxy=proxy_side
+            shard_build.PrepareShardFn(layout.columns, self.progress_dir),
+            model=model,
+            proxy=proxy_side,
         ).with_outputs("dead", main="columns")
         sketches = prepared.columns | "Sketch" >> beam.CombineGlobally(
             steps.SketchCombineFn(layout.columns, layout.sketch_error)

@@ -54,6 +54,7 @@ def test_worker_progress_files_add_up(tmp_path):
         "read": 10,
         "scored": 7,
         "dead": 1,
+        "shards": 0,
     }
     b.configure(str(tmp_path / "not-on-this-machine"))  # a remote worker: counts only
     b.add(read=5)
@@ -73,7 +74,23 @@ def test_the_bar_says_starting_then_scoring_then_writing_then_done(tmp_path):
     assert out.getvalue().split("\r")[-1].startswith("done 100%")
     assert phase(Totals(5, 0, 0, 1), None) == "starting"  # read, none scored yet
     assert phase(Totals(5, 0, 1, 1), None) == "scoring"  # a dead letter is done too
-    assert phase(Totals(5, 9, 0, 1), None) == "scoring"  # no total: never "writing"
+    assert phase(Totals(5, 9, 0, 1), None) == "scoring"  # no total, no shard begun yet
+    # A total estimated from file sizes can be more than the records there are: a shard
+    # being built says scoring is over all the same.
+    assert phase(Totals(900, 900, 0, 2, shards=1), 1000) == "writing"
+    assert phase(Totals(9, 9, 0, 2, shards=1), None) == "writing"
+
+
+def test_a_shard_builder_reports_writing_to_the_bar(tmp_path):
+    from pipelines.progress import Progress, read_totals
+
+    worker = Progress()
+    worker.configure(str(tmp_path))
+    worker.add(scored=7)
+    worker.add(shards=1)
+    worker.flush()
+    totals = read_totals(str(tmp_path))
+    assert (totals.scored, totals.shards) == (7, 1) and phase(totals, 10_000) == "writing"
 
 
 def test_a_bar_on_a_file_is_redrawn_every_15_s_at_most(tmp_path):
