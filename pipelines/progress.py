@@ -146,11 +146,11 @@ def status_line(t: Totals, total: int | None, elapsed: float, final: bool = Fals
     )
 
 
-def phase(t: Totals, total: int | None) -> str:
+def phase(t: Totals, total: int | None, exact: bool = True) -> str:
     """The bar's label: ``starting`` until a record is done (workers starting, models loading
-    or being exported), ``scoring``, then ``writing`` once a shard is being built or every
-    planned record is done (a total estimated from file sizes may be more than there are)."""
-    if t.shards > 0 or (total and t.done >= total):
+    or being exported), ``scoring``, then ``writing`` once a shard is being built or, when the
+    total is ``exact`` (not estimated from file sizes), every planned record is done."""
+    if t.shards > 0 or (exact and total and t.done >= total):
         return "writing"
     return "scoring" if t.done > 0 else "starting"
 
@@ -174,8 +174,11 @@ def _columns(stream: TextIO) -> int:
 class ProgressDisplay:
     """One tqdm bar on ``stream`` fed from ``directory`` by a polling thread."""
 
-    def __init__(self, directory: str, total: int | None, stream: TextIO) -> None:
+    def __init__(
+        self, directory: str, total: int | None, stream: TextIO, exact: bool = True
+    ) -> None:
         self.directory, self.total, self.stream = directory, total, stream
+        self.exact = exact  # the total is known, not estimated from file sizes
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gradum-progress", daemon=True)
         self._bar: Any = None
@@ -190,7 +193,7 @@ class ProgressDisplay:
         tty = self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._bar = tqdm(
             total=self.total,
-            desc=phase(Totals(0, 0, 0, 0), self.total),
+            desc=phase(Totals(0, 0, 0, 0), self.total, self.exact),
             unit=" docs",
             file=self.stream,
             ncols=_columns(self.stream) if tty else None,
@@ -209,7 +212,7 @@ class ProgressDisplay:
         if t.done != self._last_done:
             self._last_done, self._last_change = t.done, now
         total = self.total if self.total and t.done <= self.total else None
-        bar.set_description_str(phase(t, self.total), refresh=False)
+        bar.set_description_str(phase(t, self.total, self.exact), refresh=False)
         # The rate over the time records were coming in (it does not sag while shards are written).
         elapsed = self._last_change - self._start
         bar.set_postfix_str(status_line(t, total, elapsed, final), refresh=False)

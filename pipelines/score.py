@@ -271,7 +271,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) ->
     if console is not None:  # the checks passed: the job starts (an error above is one line)
         console.say(f"{console.command}: log -> {console.log_path} (-v shows it here)")
     try:
-        _run(pipeline, options, console, progress_dir, progress.plan_total(plan))
+        _run(pipeline, options, console, progress_dir, progress.plan_total(plan), plan.exact)
     finally:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
@@ -291,11 +291,13 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) ->
     return manifest
 
 
-def _run(pipeline, options, console, progress_dir: str | None, total: int | None) -> None:
+def _run(
+    pipeline, options, console, progress_dir: str | None, total: int | None, exact: bool = True
+) -> None:
     """Run the pipeline to its end: one progress bar over local workers; on Dataflow, the
     job's page instead (its workers are remote: their counters show there)."""
     if progress_dir is not None:
-        with progress.ProgressDisplay(progress_dir, total, console.stream):
+        with progress.ProgressDisplay(progress_dir, total, console.stream, exact):
             pipeline.run().wait_until_finish()
         return
     result = pipeline.run()

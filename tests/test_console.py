@@ -79,6 +79,9 @@ def test_the_bar_says_starting_then_scoring_then_writing_then_done(tmp_path):
     # being built says scoring is over all the same.
     assert phase(Totals(900, 900, 0, 2, shards=1), 1000) == "writing"
     assert phase(Totals(9, 9, 0, 2, shards=1), None) == "writing"
+    # ...and one that is less says nothing about the end of scoring: only an exact total does.
+    assert phase(Totals(300, 204, 0, 2), 177, exact=False) == "scoring"
+    assert phase(Totals(300, 204, 0, 2, shards=1), 177, exact=False) == "writing"
 
 
 def test_a_shard_builder_reports_writing_to_the_bar(tmp_path):
