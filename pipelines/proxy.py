@@ -104,15 +104,24 @@ def _signed_log(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
-class _ObservedColumns:
-    """Drops the columns without a finite value in the rows it is fitted on (a signal that is
-    NaN on every sampled record; boosting cannot bin one); a column of zeros if none is left."""
+class _Params:
+    """sklearn's estimator protocol for the small steps below (``clone`` needs it) without
+    importing sklearn when this module is: the constructor's arguments are ``_params``."""
+
+    _params: tuple[str, ...] = ()
 
     def get_params(self, deep: bool = True) -> dict:
-        return {}
+        return {k: getattr(self, k) for k in self._params}
 
-    def set_params(self, **params: Any) -> _ObservedColumns:
+    def set_params(self, **params: Any) -> _Params:
+        for k, v in params.items():
+            setattr(self, k, v)
         return self
+
+
+class _ObservedColumns(_Params):
+    """Drops the columns without a finite value in the rows it is fitted on (a signal that is
+    NaN on every sampled record; boosting cannot bin one); a column of zeros if none is left."""
 
     def fit(self, x: np.ndarray, y: Any = None) -> _ObservedColumns:
         self.keep_ = np.flatnonzero(np.isfinite(x).any(axis=0))
@@ -125,19 +134,14 @@ class _ObservedColumns:
         return self.fit(x).transform(x)
 
 
-class _Leading:
+class _Leading(_Params):
     """The first ``k`` columns, as a dense array (the design matrix is sparse when it holds
     token frequencies after the dense columns)."""
 
+    _params = ("k",)
+
     def __init__(self, k: int) -> None:
         self.k = k
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {"k": self.k}
-
-    def set_params(self, **params: Any) -> _Leading:
-        self.k = params.get("k", self.k)
-        return self
 
     def fit(self, x: Any, y: Any = None) -> _Leading:
         return self
@@ -173,23 +177,17 @@ def _ridge(columns: int):
     return make_pipeline(_scaled(columns), RidgeCV(alphas=np.logspace(-3, 3, 13)))
 
 
-class _TokenRidge:
+class _TokenRidge(_Params):
     """Ridge on the standardised scalar features (the first ``scalars`` columns) beside the
     token frequencies (the columns from ``dense`` on), alpha by 3-fold CV (Spearman) inside
     the rows it is fitted on; sparse conjugate gradients, so memory follows the non-zeros."""
 
+    _params = ("scalars", "dense")
+
     def __init__(self, scalars: int = 0, dense: int = 0) -> None:
         self.scalars, self.dense = scalars, dense
 
-    def get_params(self, deep: bool = True) -> dict:
-        return {"scalars": self.scalars, "dense": self.dense}
-
-    def set_params(self, **params: Any) -> _TokenRidge:
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
-
-    def _design(self, prep: Any, x: Any) -> Any:
+    def _inputs(self, prep: Any, x: Any) -> Any:
         from scipy import sparse
 
         return sparse.hstack([sparse.csr_matrix(prep.transform(x)), x[:, self.dense :]], "csr")
@@ -198,7 +196,7 @@ class _TokenRidge:
         from sklearn.linear_model import Ridge
 
         prep = _scaled(self.scalars).fit(x)
-        return prep, Ridge(alpha=alpha, solver="sparse_cg").fit(self._design(prep, x), y)
+        return prep, Ridge(alpha=alpha, solver="sparse_cg").fit(self._inputs(prep, x), y)
 
     def fit(self, x: Any, y: np.ndarray) -> _TokenRidge:
         from scipy.stats import spearmanr
@@ -210,7 +208,7 @@ class _TokenRidge:
             for test in folds:
                 train = np.setdiff1d(np.arange(len(y)), test)
                 prep, model = self._fit_at(alpha, x[train], y[train])
-                rho = spearmanr(model.predict(self._design(prep, x[test])), y[test]).statistic
+                rho = spearmanr(model.predict(self._inputs(prep, x[test])), y[test]).statistic
                 rhos.append(float(rho) if np.isfinite(rho) else 0.0)
             score[float(alpha)] = float(np.mean(rhos))
         self.alpha_ = max(score, key=lambda a: (score[a], a))
@@ -218,7 +216,7 @@ class _TokenRidge:
         return self
 
     def predict(self, x: Any) -> np.ndarray:
-        return self.ridge_.predict(self._design(self.prep_, x))
+        return self.ridge_.predict(self._inputs(self.prep_, x))
 
 
 def _candidates(n: int, seed: int, scalars: int, dense: int, tokens: bool) -> dict[str, Any]:
