@@ -11,10 +11,14 @@ MANIFEST_NAME = "manifest.json"
 SHARDS_DIR = "shards"
 DEAD_LETTER_DIR = "dead_letter"
 CENTROIDS_NAME = "centroids.npy"
+INDEX_DIR = "index"
 
 
-def shard_name(index: int) -> str:
-    """Relative path of shard number ``index``: ``shards/part-00000.arrow``."""
+def shard_name(index: int | str) -> str:
+    """Relative path of a shard: ``shards/part-00000.arrow`` for a number (``ShardWriter``),
+    ``shards/part-KEY.arrow`` for a job's part key (e.g. ``00000012-000003``: input 12, part 3)."""
+    if isinstance(index, str):
+        return f"{SHARDS_DIR}/part-{index}.arrow"
     return f"{SHARDS_DIR}/part-{index:05d}.arrow"
 
 
