@@ -51,6 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import efficacy_stats as E_stats  # noqa: E402
 from benchmarks import efficacy_tasks as T  # noqa: E402
+from benchmarks import efficacy_words as W  # noqa: E402
 from sampler import Sampler, pacing, reducible_loss, select  # noqa: E402
 from sampler import strategies as S  # noqa: E402
 
@@ -482,7 +483,7 @@ def build_task(name: str, work: Path, quick: bool) -> T.Task:
             work, lm=name == "lm-perplexity", pipeline=name == "lm-perplexity", **kw
         )
     elif name == "lm-words":
-        task = T.lm_words(limit=400, eval_n=100, ref_steps=20) if quick else T.lm_words()
+        task = W.lm_words(limit=400, eval_n=100, ref_steps=20) if quick else W.lm_words()
     else:
         raise SystemExit(f"unknown task {name!r}; have arithmetic, lm, lm-words, lm-perplexity")
     if quick:

@@ -1,5 +1,6 @@
-"""The two training tasks of ``benchmarks/efficacy.py``: data (scored by the gradum pipeline),
-a tiny causal transformer, per-example losses and the held-out metric.
+"""The arithmetic and byte-level LM tasks of ``benchmarks/efficacy.py``: data (scored by the
+gradum pipeline), per-example losses and the held-out metric (the model and ``Task`` are in
+``benchmarks/efficacy_model.py``, the noisy word-level task in ``benchmarks/efficacy_words.py``).
 
 ``arithmetic``
     ``builtin:graded?task=arithmetic``: ``a + b = c`` with a, b of L digits, L = 1..levels
@@ -23,132 +24,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
+
+from benchmarks.efficacy_model import IGNORE, Task, TinyGPT, encode_splits, lr_at
+
+__all__ = ["IGNORE", "Task", "TinyGPT", "encode_splits", "lr_at"]
 
 ROOT = Path(__file__).resolve().parents[1]
-IGNORE = -100
-
-
-# -- model ---------------------------------------------------------------------------------
-class _Block(nn.Module):
-    def __init__(self, d: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, d // self.heads).unbind(2)
-        a = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
-        )
-        x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
-        return x + self.mlp(self.ln2(x))
-
-
-class TinyGPT(nn.Module):
-    """A pre-LayerNorm causal transformer with learned positions (GPT-2 layout, tiny)."""
-
-    def __init__(self, vocab: int, d: int, layers: int, heads: int, max_len: int) -> None:
-        super().__init__()
-        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(max_len, d)
-        self.blocks = nn.ModuleList(_Block(d, heads) for _ in range(layers))
-        self.ln, self.head = nn.LayerNorm(d), nn.Linear(d, vocab, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.tok(x) + self.pos(torch.arange(x.shape[1], device=x.device))
-        for blk in self.blocks:
-            h = blk(h)
-        return self.head(self.ln(h))
-
-
-# -- task ----------------------------------------------------------------------------------
-@dataclass
-class Task:
-    """Token arrays per split (inputs x, targets y with IGNORE where no loss), the training
-    split's scored columns, and the model / schedule settings shared by every strategy."""
-
-    name: str
-    metric: str  # "accuracy" (higher is better) or "loss" (lower is better)
-    x: dict[str, torch.Tensor]
-    y: dict[str, torch.Tensor]
-    columns: dict[str, np.ndarray]
-    vocab: int
-    d: int = 64
-    layers: int = 2
-    heads: int = 4
-    steps: int = 1500
-    batch_size: int = 64
-    lr: float = 3e-3
-    eval_every: int = 50
-    info: dict = field(default_factory=dict)
-    # the reference model's per-record loss on the training split (RHO-LOSS irreducible loss),
-    # and what training and running it cost, in forward passes over one example
-    irreducible: np.ndarray | None = None
-    reference_cost: float = 0.0
-
-    @property
-    def seq_len(self) -> int:
-        return int(self.x["train"].shape[1])
-
-    def flops_per_forward(self) -> float:
-        """Forward FLOPs for one example: 2 x (matmul parameters) x tokens + attention scores
-        and values (2 x 2 x layers x T^2 x d); embedding lookups are free."""
-        t, d = self.seq_len, self.d
-        per_token = 2 * (self.layers * 12 * d * d + d * self.vocab)
-        return float(t * per_token + 4 * self.layers * t * t * d)
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.metric == "accuracy"
-
-    def model(self) -> TinyGPT:
-        return TinyGPT(self.vocab, self.d, self.layers, self.heads, self.x["train"].shape[1])
-
-    def per_example(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy over each example's target tokens, and whether all were argmax."""
-        logits = model(x)
-        tok = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
-            y.reshape(-1),
-            ignore_index=IGNORE,
-            reduction="none",
-        ).view(y.shape)
-        mask = y != IGNORE
-        per = (tok * mask).sum(1) / mask.sum(1).clamp(min=1)
-        right = ((logits.argmax(-1) == y) | ~mask).all(1)
-        return per, right
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str) -> float:
-        """Exact-match accuracy, or token-weighted cross-entropy (nats per token)."""
-        model.eval()
-        hits, loss_sum, tokens = 0, 0.0, 0
-        x_all, y_all = self.x[split], self.y[split]
-        for i in range(0, len(x_all), 512):
-            x, y = x_all[i : i + 512].long(), y_all[i : i + 512].long()
-            per, right = self.per_example(model, x, y)
-            n_tok = (y != IGNORE).sum(1)
-            hits += int(right.sum())
-            loss_sum += float((per * n_tok).sum())
-            tokens += int(n_tok.sum())
-        model.train()
-        return hits / len(x_all) if self.metric == "accuracy" else loss_sum / tokens
 
 
 def _score(inp: str, out: Path, extra: list[str], fingerprint: str = "") -> None:
@@ -181,18 +69,6 @@ def _write_jsonl(path: Path, records: list[dict]) -> Path:
         for r in records:
             fh.write(json.dumps(r) + "\n")
     return path
-
-
-def encode_splits(
-    splits: dict[str, list[str]], encode, x_dtype: torch.dtype
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Texts per split -> (inputs, targets) tensors per split with ``encode(text) -> (x, y)``."""
-    x, y = {}, {}
-    for name, texts in splits.items():
-        enc = [encode(t) for t in texts]
-        x[name] = torch.tensor([e[0] for e in enc], dtype=x_dtype)
-        y[name] = torch.tensor([e[1] for e in enc], dtype=torch.int16)
-    return x, y
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -368,129 +244,3 @@ def language_model(
         task.columns["difficulty"] = task.columns["ref_difficulty"]
         task.columns["bucket"] = task.columns["ref_bucket"]
     return task
-
-
-# -- word-level LM with noise --------------------------------------------------------------
-_WORD = re.compile(r"[a-z]+|\d+|[^\sa-z\d]")
-_PAD_W, _UNK_W, _BOS_W = 0, 1, 2
-NOISE_KINDS = ("clean", "boilerplate", "shuffled", "random")
-BOILERPLATE = (
-    "Copyright (c) 2001-2024 Python Software Foundation. All rights reserved.",
-    "This page is licensed under the Python Software Foundation License Version 2.",
-    "Previous topic | Next topic | This page | Report a bug | Show source",
-    "Navigation: index | modules | next | previous | Python documentation",
-    "This file was generated automatically; do not edit it by hand.",
-    "Last updated on Dec 01, 2026. Found a bug? Created using Sphinx.",
-    "Table of contents. Quick search. Enter search terms or a module name.",
-    "Please donate to the Python Software Foundation. Theme: default. Copyright notice.",
-)
-
-
-def words(text: str) -> list[str]:
-    """Word-level tokens: lower-case letter runs, digit runs, single punctuation marks."""
-    return _WORD.findall(text.lower())
-
-
-def make_noise(
-    clean: list[list[str]], vocab_words: list[str], rate: float, rng: np.random.Generator
-) -> tuple[list[list[str]], list[str]]:
-    """Noise records to mix into ``clean`` so that they are ``rate`` of the result, in equal
-    thirds: ``boilerplate`` (one of 8 fixed lines, verbatim: duplicated), ``shuffled`` (a clean
-    record's words in random order) and ``random`` (words drawn uniformly from the vocabulary:
-    the word-level form of random bytes). Returns (records, kind of each)."""
-    n = int(round(rate / (1 - rate) * len(clean)))
-    out, kinds = [], []
-    for i in range(n):
-        kind = ("boilerplate", "shuffled", "random")[i % 3]
-        if kind == "boilerplate":
-            toks = words(BOILERPLATE[int(rng.integers(len(BOILERPLATE)))])
-        elif kind == "shuffled":
-            toks = list(clean[int(rng.integers(len(clean)))])
-            rng.shuffle(toks)
-        else:
-            k = int(rng.integers(12, 25))
-            toks = [vocab_words[j] for j in rng.integers(0, len(vocab_words), k)]
-        out.append(toks)
-        kinds.append(kind)
-    return out, kinds
-
-
-def lm_words(
-    work: Path | None = None, tokens: int = 24, vocab: int = 1024, noise: float = 0.25,
-    eval_n: int = 500, steps: int = 600, ref_steps: int = 1000, limit: int | None = None,
-) -> Task:  # fmt: skip
-    """A word-level LM on ``builtin:python-docs`` with a noisy fraction, closer to what users
-    train on: documents split 60/20/10/10 (``_split_of``), cut into chunks of ``tokens`` words
-    (lower-case word / digit runs and punctuation; the ``vocab - 3`` most frequent training
-    words, the rest ``<unk>``). ``noise`` of the train and ref records are noise
-    (``make_noise``); val and test are clean, and the metric is held-out loss on clean text
-    (nats per word). Difficulty for curricula: the reference model's loss (``attach_reference``),
-    the signal an LM curriculum usually orders by; ``work`` is unused (no pipeline run)."""
-    from pipelines.corpora.python_docs import python_docs_records
-
-    chunks: dict[str, list[list[str]]] = {"train": [], "ref": [], "val": [], "test": []}
-    for rec in python_docs_records(limit=limit):
-        part = _split_of(rec["id"])
-        toks = words(rec["text"])
-        for j in range(0, len(toks), tokens):
-            piece = toks[j : j + tokens]
-            if len(piece) >= 8:
-                chunks[part].append(piece)
-    counts: dict[str, int] = {}
-    for piece in chunks["train"]:
-        for w in piece:
-            counts[w] = counts.get(w, 0) + 1
-    top = sorted(counts, key=lambda w: (-counts[w], w))[: vocab - 3]
-    ids = {w: i + 3 for i, w in enumerate(top)}
-    rng = np.random.default_rng(0)
-    kinds: dict[str, list[str]] = {}
-    for part in ("train", "ref"):
-        noisy, kind = make_noise(chunks[part], top, noise, rng)
-        mixed = [(c, "clean") for c in chunks[part]] + list(zip(noisy, kind, strict=True))
-        order = rng.permutation(len(mixed))
-        chunks[part] = [mixed[i][0] for i in order]
-        kinds[part] = [mixed[i][1] for i in order]
-    for part in ("val", "test"):
-        chunks[part] = _pick(rng, chunks[part], eval_n)
-
-    def encode(piece: list[str]) -> tuple[list[int], list[int]]:
-        seq = [_BOS_W] + [ids.get(w, _UNK_W) for w in piece[:tokens]]
-        seq += [_PAD_W] * (tokens + 1 - len(seq) + 1)
-        y = [t if t != _PAD_W else IGNORE for t in seq[1:]]
-        return seq[:-1], y
-
-    x, y = encode_splits(chunks, encode, torch.int16)
-    x_ref, y_ref = x.pop("ref"), y.pop("ref")
-    kind = np.array(kinds["train"])
-    kind_id = np.array([NOISE_KINDS.index(k) for k in kinds["train"]], dtype=np.int8)
-    info = {
-        "corpus": (
-            f"builtin:python-docs, chunks of <= {tokens} words, vocabulary {vocab}; "
-            f"{noise:.0%} of train and ref records are noise (thirds: duplicated boilerplate, "
-            "shuffled-word chunks, uniformly random words)"
-        ),
-        "scored_with": "reference-model loss (in-benchmark, trained on the held-out ref split)",
-        "train": len(chunks["train"]),
-        "val": len(chunks["val"]),
-        "test": len(chunks["test"]),
-        "noise": {k: int((kind == k).sum()) for k in NOISE_KINDS},
-        "unk_rate_test": float((x["test"] == _UNK_W).sum() / (y["test"] != IGNORE).sum()),
-    }
-    task = Task(
-        "lm-words", "loss", x, y, {"noise_kind": kind_id}, vocab=vocab, d=48, steps=steps,
-        batch_size=32, eval_every=25, info=info,
-    )  # fmt: skip
-    attach_reference(task, x_ref, y_ref, ref_steps)
-    task.columns["difficulty"] = task.columns["ref_difficulty"]
-    task.columns["bucket"] = task.columns["ref_bucket"]
-    irr = task.irreducible
-    task.info["irreducible_by_kind"] = {k: float(irr[kind == k].mean()) for k in NOISE_KINDS}
-    return task
-
-
-def lr_at(step: int, steps: int, base: float, warmup: int = 50) -> float:
-    """Linear warm-up, then cosine decay to 10% of ``base``."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    p = (step - warmup) / max(1, steps - warmup)
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))

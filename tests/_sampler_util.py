@@ -29,10 +29,22 @@ def make(name: str):
         "angle": lambda: S.AngleWindow(sigma=200.0, n=50.0),
         "prioritized": lambda: S.Prioritized(ema=0.5),
         "dropout": lambda: S.ProgressiveDropout(revision_step=15),
+        "exp3": lambda: S.EXP3(group="cluster"),
+        "passrate": lambda: S.PassRateFilter(ttl=4),
     }[name]()
 
 
-NAMES = ["uniform", "curriculum", "ucb", "ucb_loss_decrease", "angle", "prioritized", "dropout"]
+NAMES = [
+    "uniform",
+    "curriculum",
+    "ucb",
+    "ucb_loss_decrease",
+    "angle",
+    "prioritized",
+    "dropout",
+    "exp3",
+    "passrate",
+]
 
 
 def feedback(step: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:

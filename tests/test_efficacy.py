@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import efficacy as E  # noqa: E402
 from benchmarks import efficacy_stats as ST  # noqa: E402
 from benchmarks import efficacy_tasks as T  # noqa: E402
+from benchmarks import efficacy_words as W  # noqa: E402
 from pipelines.corpora.graded import graded_records  # noqa: E402
 
 
@@ -189,7 +190,7 @@ def test_protocol_selects_on_validation_seeds_and_reports_paired_test_seeds(tmp_
 def test_lm_words_noise_is_mixed_at_the_stated_rate():
     rng = np.random.default_rng(0)
     clean = [["the", "cat", "sat", "on", "the", "mat"]] * 30
-    noisy, kinds = T.make_noise(clean, ["a", "b", "c"], 0.25, rng)
+    noisy, kinds = W.make_noise(clean, ["a", "b", "c"], 0.25, rng)
     assert len(noisy) == 10  # 10 / (30 + 10) = 25 %
     assert kinds.count("boilerplate") == 4 and kinds.count("random") == 3
     for toks, kind in zip(noisy, kinds, strict=True):

@@ -9,19 +9,7 @@ Defaults W = 300, c = 1.0, tau = 0.1 (DUMP). The reward kind is explicit:
 ``abs_advantage`` (|advantage|, DUMP's "expected absolute advantage"), ``reward``, ``loss``, or
 ``loss_decrease`` (group EMA of loss before this update minus the loss: learning progress).
 
-Draw (no id twice in a batch, whatever the group sizes): the G slots are allocated to groups by
-``sampler.alloc``: a_j = min(s_j, lam p_j) with sum a_j = G (a group smaller than its share
-serves all its items and gives its remainder to the others in proportion to their
-probabilities: the allocation closest to the softmax in KL), rounded systematically to counts
-c_j in {floor(a_j), ceil(a_j)}, c_j <= s_j. Inside group j the c_j slots are a stratified draw
-of distinct positions in its contiguous block of the group-sorted order: slot r takes a uniform
-position in [r s_j // c_j, (r + 1) s_j // c_j). O(G log K) per batch; the allocation is
-recomputed (O(K log K) only when a cap binds) once per state change.
-
-Devices: the group layer (K groups: windows, counts, scores, probabilities, allocation, slot
-positions) lives on the host in numpy float64 on every device, so its bits do not depend on the
-device's math library or reduction order; only the per-item tables (order, item -> group) live
-on the sampler's device, where the batch ids are gathered and feedback ids are mapped to groups.
+Draw and the device split of the state: ``sampler.strategies.groups`` (shared with EXP3).
 Window sums are updated by segment sums of the (new - old) window values over the group-sorted
 feedback (``np.add.reduceat``: sequential, fixed order, no atomics); the loss_decrease group
 means are segment sums too.
@@ -38,18 +26,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import alloc, draw, rng
-from .base import Context, Feedback, Strategy, group_ids, stable_argsort
+from .base import Context, Feedback
+from .groups import GroupStrategy
 
 _KINDS = {"abs_advantage": "advantage", "reward": "reward", "loss": "loss", "loss_decrease": "loss"}
 _STATE = ("buf", "ptr", "fill", "count", "ema_loss", "ema_seen", "wsum")
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
-class UCB(Strategy):
+class UCB(GroupStrategy):
     name = "ucb"
-    bytes_per_item = 8
-    group_based = True
 
     def __init__(
         self,
@@ -75,18 +61,7 @@ class UCB(Strategy):
 
     def bind(self, ctx: Context) -> None:
         super().bind(ctx)
-        col = ctx.require(self.group, "UCB")
-        if col.dtype.kind == "f" and not np.isfinite(col).all():
-            raise ValueError(f"UCB: group column {self.group!r} has NaN or inf values")
-        labels, inverse, counts = group_ids(col)
-        dev = ctx.device
-        self.labels = torch.as_tensor(labels)
-        self.K = K = int(labels.size)
-        self.item_group = torch.from_numpy(inverse.astype(np.int32, copy=False)).to(dev)
-        # group-sorted order (stable: ids ascending inside a group), torch's integer radix sort
-        self.order = stable_argsort(torch.from_numpy(inverse), ctx.n).to(dev)
-        self.sizes = np.asarray(counts, dtype=np.int64)
-        self.offsets = np.cumsum(self.sizes) - self.sizes
+        K = self.K
         W = self.window
         self.buf = torch.zeros(K, W, dtype=torch.float32)
         self.ptr = torch.zeros(K, dtype=torch.int64)
@@ -104,7 +79,8 @@ class UCB(Strategy):
         z = np.maximum(z, -1e300)  # finite even when tau -> 0 and a reward spike dominates
         p = torch.softmax(torch.from_numpy(z), 0)
         # swapped in whole: a draw never sees a half-updated state
-        self.probs, self.score, self.z, self._alloc = p, torch.from_numpy(score), z, {}
+        self.probs, self.score = p, torch.from_numpy(score)
+        self._set_logits(z)
 
     def _score(self) -> np.ndarray:
         """score_j = mu_j + c sqrt(2 ln(N + 1) / (n_j + 1)) in float64 on the host (the bonus
@@ -120,32 +96,6 @@ class UCB(Strategy):
         bonus *= np.float32(self.c)
         return mu + bonus
 
-    def allocation(self, G: int) -> np.ndarray:
-        """Expected slots per group in a batch of G: a_j = min(s_j, lam p_j), sum G."""
-        if G not in self._alloc:
-            self._alloc[G] = alloc.allocate(self.z, self.sizes, G)
-        return self._alloc[G]
-
-    # -- draw ------------------------------------------------------------------------------
-    def slots(self, step: int, G: int) -> np.ndarray:
-        """Positions (in the group-sorted order) of the G slots at ``step``: host int64."""
-        seed = self.ctx.seed
-        A = alloc.cumulative(self.allocation(G), G)
-        U = float(rng.uniform_np(rng.bits_np(seed, rng.DRAW, step, np.zeros(1, np.int64)))[0])
-        g = alloc.slot_groups(A, self.sizes, G, U)  # sorted, at most s_j slots per group
-        j = np.arange(G, dtype=np.int64)
-        first, cnt = draw.run_bounds_np(g)
-        r = j - first
-        size = self.sizes[g]
-        start = (r * size) // cnt
-        width = ((r + 1) * size) // cnt - start  # >= 1 since cnt <= size: distinct positions
-        pos = start + ((rng.bits_np(seed, rng.DRAW + 16, step, j) * width) >> 32)
-        return pos + self.offsets[g]
-
-    def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, None]:
-        pos = torch.from_numpy(self.slots(step, j.numel())).to(j.device)
-        return draw.gather(self.order, pos), None
-
     # -- feedback --------------------------------------------------------------------------
     def check(self, idx: torch.Tensor, fb: Feedback) -> None:
         need = _KINDS[self.reward]
@@ -155,13 +105,9 @@ class UCB(Strategy):
     def update(self, idx: torch.Tensor, fb: Feedback) -> None:
         if idx.numel() == 0:
             return
-        g32 = draw.gather(self.item_group, idx).cpu().numpy()
-        # stable sort by group; on uint16 keys numpy uses a radix sort
-        order = np.argsort(g32.astype(np.uint16) if self.K <= 65536 else g32, kind="stable")
-        gs = g32.astype(np.int64)[order]
-        first, cnt = draw.run_bounds_np(gs)
-        heads = np.flatnonzero(first == np.arange(gs.size))
-        ug, c = gs[heads], cnt[heads]
+        sg = self.segments(idx)
+        g32, order, gs, first, cnt = sg.g32, sg.order, sg.gs, sg.first, sg.cnt
+        heads, ug, c = sg.heads, sg.ug, sg.c
         if self.reward == "abs_advantage":
             v = np.abs(fb["advantage"].cpu().numpy())
         elif self.reward in ("reward", "loss"):
@@ -221,21 +167,11 @@ class UCB(Strategy):
         self._refresh()
 
     def stats(self, step: int) -> dict[str, Any]:
-        p = self.probs
-        ent = float(-(p * torch.log(p.clamp(min=1e-300))).sum())
-        out = {
-            "group_labels": self.labels.clone(),
-            "group_probabilities": p.clone(),
-            "group_target_share": p.clone(),
+        return {
+            **self.group_stats(self.probs),
             "group_counts": self.count.clone(),
             "group_scores": self.score.clone(),
-            "group_sizes": torch.from_numpy(self.sizes.copy()),
-            "entropy": ent,
         }
-        G = self.ctx.batch
-        if G:
-            out["group_served_share"] = torch.from_numpy(self.allocation(G) / G)
-        return out
 
     def config(self) -> dict[str, Any]:
         return {
