@@ -95,12 +95,21 @@ def summarize(
     uniform_finals: Sequence[float],
     cost_per_step: float = 1.0,
     seed: int = 0,
+    flops: Sequence[float] | None = None,
 ) -> dict:
     """One strategy's row: paired step ratios (median, 95 % CI, fraction of seeds won), the
     same in compute (ratio x ``cost_per_step``, the strategy's forward-pass FLOPs per step over
-    uniform's), final metric (median and CI) and the paired difference to uniform's final."""
+    uniform's; or, given ``flops``, the per-seed FLOPs ratios to the target, their median and
+    CI), final metric (median and CI) and the paired difference to uniform's final."""
     r = paired_ratios(steps, uniform_steps)
     ci = bootstrap_ci(r, "median", seed=seed)
+    if flops is None:
+        f_med, f_ci = median(r) * cost_per_step, (ci[0] * cost_per_step, ci[1] * cost_per_step)
+    else:
+        fr = np.asarray(flops, dtype=np.float64)
+        if fr.shape != r.shape or np.isnan(fr).any():
+            raise ValueError("summarize: flops needs one ratio per seed, no NaN")
+        f_med, f_ci = median(fr), bootstrap_ci(fr, "median", seed=seed)
     f = np.asarray(finals, dtype=np.float64)
     d = f - np.asarray(uniform_finals, dtype=np.float64)
     return {
@@ -109,12 +118,37 @@ def summarize(
         "ratio_ci": list(ci),
         "wins": win_fraction(r),
         "cost_per_step": cost_per_step,
-        "flops_ratio_median": median(r) * cost_per_step,
-        "flops_ratio_ci": [ci[0] * cost_per_step, ci[1] * cost_per_step],
+        "flops_ratio_median": f_med,
+        "flops_ratio_ci": list(f_ci),
+        "flops_ratios": None if flops is None else [float(v) for v in flops],
         "final_median": median(f),
         "final_ci": list(bootstrap_ci(f, "median", seed=seed)),
         "final_diff_mean": float(d.mean()),
         "final_diff_ci": list(bootstrap_ci(d, "mean", seed=seed)),
         "verdict_steps": verdict(ci),
-        "verdict_flops": verdict((ci[0] * cost_per_step, ci[1] * cost_per_step)),
+        "verdict_flops": verdict(tuple(f_ci)),
     }
+
+
+# -- curves --------------------------------------------------------------------------------
+def smooth(curve: list) -> list[tuple[int, float]]:
+    vals = [v for _, v in curve]
+    return [(s, float(np.mean(vals[max(0, i - 2) : i + 1]))) for i, (s, _) in enumerate(curve)]
+
+
+def final(curve: list) -> float:
+    return float(np.mean([v for _, v in curve[-3:]]))
+
+
+def steps_to(curve: list, target: float, higher: bool) -> float:
+    """First step whose trailing 3-point mean reaches ``target`` (inf if never)."""
+    for s, v in smooth(curve):
+        if (v >= target) if higher else (v <= target):
+            return float(s)
+    return math.inf
+
+
+def auc(curve: list, higher: bool) -> float:
+    """Selection score: mean metric over the evaluations (rewards getting good early)."""
+    m = float(np.mean([v for _, v in curve]))
+    return m if higher else -m

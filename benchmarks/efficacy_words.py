@@ -5,6 +5,7 @@ the pipeline's own embedding clusters for bandits over clusters."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from benchmarks.efficacy_model import IGNORE, Task, encode_splits
-from benchmarks.efficacy_tasks import _pick, _split_of, attach_reference
+from benchmarks.efficacy_tasks import _pick, _score, _split_of, _write_jsonl, attach_reference
 
 _WORD = re.compile(r"[a-z]+|\d+|[^\sa-z\d]")
 _PAD_W, _UNK_W, _BOS_W = 0, 1, 2
@@ -61,6 +62,7 @@ def make_noise(
 def lm_words(
     work: Path | None = None, tokens: int = 24, vocab: int = 1024, noise: float = 0.25,
     eval_n: int = 500, steps: int = 600, ref_steps: int = 1000, limit: int | None = None,
+    clusters: int = 0,
 ) -> Task:  # fmt: skip
     """A word-level LM on ``builtin:python-docs`` with a noisy fraction, closer to what users
     train on: documents split 60/20/10/10 (``_split_of``), cut into chunks of ``tokens`` words
@@ -68,7 +70,9 @@ def lm_words(
     words, the rest ``<unk>``). ``noise`` of the train and ref records are noise
     (``make_noise``); val and test are clean, and the metric is held-out loss on clean text
     (nats per word). Difficulty for curricula: the reference model's loss (``attach_reference``),
-    the signal an LM curriculum usually orders by; ``work`` is unused (no pipeline run)."""
+    the signal an LM curriculum usually orders by. ``clusters`` > 0 adds the column ``cluster``:
+    the pipeline's own embedding (all-MiniLM-L6-v2) and spherical k-means with that k, run on
+    the training records (``attach_clusters``, cached under ``work``)."""
     from pipelines.corpora.python_docs import python_docs_records
 
     chunks: dict[str, list[list[str]]] = {"train": [], "ref": [], "val": [], "test": []}
@@ -128,4 +132,46 @@ def lm_words(
     task.columns["bucket"] = task.columns["ref_bucket"]
     irr = task.irreducible
     task.info["irreducible_by_kind"] = {k: float(irr[kind == k].mean()) for k in NOISE_KINDS}
+    if clusters:
+        if work is None:
+            raise ValueError("lm_words: clusters need a work directory for the pipeline run")
+        attach_clusters(task, [" ".join(c) for c in chunks["train"]], work, clusters)
     return task
+
+
+def attach_clusters(task: Task, texts: list[str], work: Path, k: int) -> None:
+    """Cluster the training records with the pipeline's own embedding and k-means: run
+    ``pipelines.score`` (a subprocess: its CLI is the stable interface) with ``--embedding
+    default --clusters k`` on the texts, ids = positions, and read ``cluster`` back in record
+    order. Sets ``task.columns["cluster"]`` and the noise mix of each cluster in ``task.info``."""
+    import shards
+
+    jsonl = _write_jsonl(
+        work / f"words-train-{len(texts)}.jsonl",
+        [{"id": f"{i:07d}", "text": t} for i, t in enumerate(texts)],
+    )
+    out = work / f"words-clusters-{len(texts)}-{k}"
+    extra = [
+        "--id-field=id",
+        "--signals=length",
+        "--embedding=default",
+        f"--clusters={k}",
+        "--seed=0",
+    ]
+    _score(str(jsonl), out, extra, hashlib.sha256(jsonl.read_bytes()).hexdigest())
+    s = shards.ShardSet.open(out)
+    ids = np.asarray(s.take(np.arange(s.num_rows), columns=["id"])["id"].to_pylist())
+    cl = np.asarray(s.column("cluster"))
+    pos = ids.astype(np.int64)
+    if s.num_rows != len(texts) or np.unique(pos).size != len(texts):
+        raise SystemExit(f"clustering: expected {len(texts)} distinct records back from {out}")
+    cluster = np.empty(len(texts), dtype=np.int32)
+    cluster[pos] = cl
+    task.columns["cluster"] = cluster
+    kind = task.columns["noise_kind"]
+    task.info["clusters"] = {
+        "k": k,
+        "scored_with": "pipelines.score " + " ".join(extra),
+        "noise_share_by_cluster": [float((kind[cluster == c] > 0).mean()) for c in range(k)],
+        "size_by_cluster": [int((cluster == c).sum()) for c in range(k)],
+    }

@@ -39,6 +39,9 @@ def _tiny_task(tmp_path: Path, name: str = "arithmetic") -> str:
         "bucket": (level - 1).astype(np.int16),
         "ref_difficulty": (level / levels).astype(np.float32),
         "level": level,
+        "cluster": (level - 1).astype(np.int32),
+        "ref_bucket": (level - 1).astype(np.int16),
+        "noise_kind": (level == levels).astype(np.int8),  # the hardest level plays the noise
     }
     task = T.Task(
         name, "accuracy" if name == "arithmetic" else "loss", x, y, columns, vocab=14, d=16,
@@ -155,6 +158,22 @@ def test_every_strategy_trains_and_rho_online_trains_on_the_kept_fraction(tmp_pa
     assert E.train(path, "uniform", {}, seed=0)["curve"] == uni["curve"]
 
 
+def test_bandits_over_clusters_train_and_report_the_noise_they_serve(tmp_path):
+    lm_path = _tiny_task(tmp_path, "lm")
+    for name, settings in E.grid("lm-words-clusters").items():
+        for p in settings:  # every setting builds and has a name
+            assert E.build(name, p, 16).name in name and E.describe(name, p)
+        r = E.train(lm_path, name, settings[-1], seed=0, split="val")
+        assert all(math.isfinite(v) for _, v in r["curve"]), name
+        assert 0 <= r["noise_served"] <= 1 and len(r["noise_curve"]) == 2
+    assert E.describe("exp3", {"group": "cluster", "reward": "loss"}).startswith("EXP3(cluster")
+    # the learnability rewards are the reducible loss (loss - reference loss) or the progress
+    assert E.build("ucb", {"group": "g", "reward": "progress", "c": 1.0}, 10).reward == (
+        "loss_decrease"
+    )
+    assert E.grid("lm-words-clusters")["ucb"][0]["group"] == "ref_bucket"
+
+
 def test_protocol_selects_on_validation_seeds_and_reports_paired_test_seeds(tmp_path):
     path = _tiny_task(tmp_path)
     with open(path, "rb") as fh:
@@ -184,7 +203,8 @@ def test_protocol_selects_on_validation_seeds_and_reports_paired_test_seeds(tmp_
     saved = tmp_path / "r.json"
     saved.write_text(json.dumps(doc))
     again = E.main(["--replot", f"{saved},{saved}", "--png-dir", str(tmp_path)])
-    assert len(again) == 2 and (tmp_path / "efficacy-arithmetic.png").stat().st_size > 0
+    assert len(again) == 1 and (tmp_path / "efficacy-arithmetic.png").stat().st_size > 0
+    assert again[0]["rows"] == res["rows"]  # the same runs pooled: the same table
 
 
 def test_lm_words_noise_is_mixed_at_the_stated_rate():
