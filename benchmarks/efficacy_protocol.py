@@ -41,7 +41,9 @@ def parse_seeds(spec: str) -> list[int]:
     return out
 
 
-def run_all(jobs: list[tuple], train: Callable, describe: Callable, log=print) -> list[dict]:
+def run_all(
+    jobs: list[tuple], train: Callable, describe: Callable, log: Callable[[str], None] = print
+) -> list[dict]:
     """Run the training jobs one after the other in this process (one torch thread)."""
     done: list[dict] = []
     threads = torch.get_num_threads()

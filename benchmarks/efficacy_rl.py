@@ -38,6 +38,7 @@ import os
 import pickle
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import efficacy_protocol as P  # noqa: E402
 from benchmarks import efficacy_rl_task as R  # noqa: E402
+from benchmarks import efficacy_stats as E_stats  # noqa: E402
 from benchmarks.efficacy_report import load_average  # noqa: E402
 from benchmarks.efficacy_rl_report import plot, render  # noqa: E402
 from sampler import Sampler  # noqa: E402
@@ -84,7 +86,7 @@ def describe(name: str, p: dict) -> str:
     if name == "uniform":
         return "Uniform"
     if name == "ucb":
-        return f"UCB(level, |advantage|, W={p['window']}, c={p['c']}, tau={p['tau']})"
+        return f"UCB(level, abs advantage, W={p['window']}, c={p['c']}, tau={p['tau']})"
     if name == "angle":
         return f"AngleWindow(angle under the policy, sigma={p['sigma']}, n={p['n']})"
     if name == "filter":
@@ -103,8 +105,9 @@ def _task(path: str) -> R.RLTask:
 def train(
     task_path: str, name: str, p: dict, seed: int, split: str = "test", steps: int | None = None
 ) -> dict:
-    """One GRPO run from the base policy; the ``split`` greedy accuracy curve, the cumulative
-    cost (tokens x passes) at each evaluation, and the zero-variance shares."""
+    """One GRPO run from the base policy; the ``split`` expected-reward curve (sampled answers;
+    the greedy accuracy beside it), the cumulative cost (tokens x passes) at each evaluation,
+    and the zero-variance shares."""
     torch.set_num_threads(1)
     task = _task(task_path)
     steps = steps or task.steps
@@ -238,10 +241,27 @@ def task_meta(task: R.RLTask) -> dict:
     }
 
 
+def _late(r: dict) -> float:
+    """Zero-variance share of the groups trained on in the last third of the run (the
+    evaluation intervals ending after 2/3 of the steps)."""
+    end = r["zero_variance_curve"][-1][0]
+    return float(np.mean([v for s, v in r["zero_variance_curve"] if s > 2 * end / 3]))
+
+
 def _extra(runs: list[dict]) -> dict:
+    """The zero-variance shares per batch (mean over seeds, with a bootstrap 95 % interval of
+    the mean), the groups trained per step and the levels trained on."""
     keys = ("zero_variance_rolled", "zero_variance_trained", "groups_trained_per_step")
     out = {k: float(np.mean([r[k] for r in runs])) for k in keys}
     out["zero_variance_rolled_by_seed"] = [r["zero_variance_rolled"] for r in runs]
+    late = [_late(r) for r in runs]
+    out["zero_variance_trained_late"] = float(np.mean(late))
+    for k, v in (
+        ("zero_variance_rolled", [r["zero_variance_rolled"] for r in runs]),
+        ("zero_variance_trained", [r["zero_variance_trained"] for r in runs]),
+        ("zero_variance_trained_late", late),
+    ):
+        out[k + "_ci"] = list(E_stats.bootstrap_ci(v, "mean"))
     out["levels_trained"] = np.mean([r["levels_trained"] for r in runs], 0).tolist()
     return out
 
@@ -252,7 +272,7 @@ def resummarize(meta: dict, sel: list[dict], rep: list[dict]) -> dict:
 
 
 def evaluate(
-    task: R.RLTask, path: str, seeds: list[int], select_seeds: int = 1, log=print,
+    task: R.RLTask, path: str, seeds: list[int], select_seeds: int = 1, log: Callable = print,
     strategies: list[str] | None = None, selection: list[dict] | None = None,
     select_only: bool = False,
 ) -> dict:  # fmt: skip
@@ -276,13 +296,16 @@ def evaluate(
     return resummarize(task_meta(task), sel, rep)
 
 
-def load_task(work: Path, quick: bool, reuse: bool, log=print) -> tuple[R.RLTask, str]:
+def load_task(
+    work: Path, quick: bool, reuse: bool, log: Callable[[str], None] = print
+) -> tuple[R.RLTask, str]:
     path = work / f"task-rl{'-quick' if quick else ''}.pkl"
     if reuse and path.exists():
         log(f"reusing {path}")
     else:
         t1 = time.perf_counter()
-        kw = {"pool_n": 60, "eval_n": 40, "test_n": 40, "sft_steps": 40, "steps": 6, "sft_n": 500}
+        kw = {"pool_n": 32, "eval_n": 24, "test_n": 24, "sft_steps": 20, "steps": 6,
+              "sft_n": 300, "d": 16, "layers": 1, "heads": 2}  # fmt: skip
         task = R.build_rl_task(**(kw if quick else {}))
         if quick:
             task.eval_every, task.batch_size, task.group = 3, 4, 4

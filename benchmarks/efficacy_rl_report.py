@@ -22,17 +22,23 @@ def render(results: list[dict], cmd: str, wall: float, load: str = "") -> str:
         base = ", ".join(
             f"L{k} {v:.2f}" for k, v in info.get("base_test_accuracy_by_level", {}).items()
         )
+        sampled = ", ".join(
+            f"L{k} {v:.2f}" for k, v in info.get("base_test_reward_by_level", {}).items()
+        )
         lines += [
             f"**{res['task']}**: {info.get('corpus', '')}, pool of {res['pool']:,} prompts, "
             f"{info.get('test', 0):,} test prompts. {res['model']}; base policy: "
-            f"{info.get('base', '')}, greedy test accuracy by level {base}. GRPO, "
-            f"{res['steps']} steps of {res['batch_size']} prompts x {res['group']} rollouts, "
-            f"Adam lr {res['lr']}, evaluated every {res['eval_every']}; test reward = greedy "
-            f"exact match. {n} report seeds, paired; selection seeds {res['selection_seeds']}.",
+            f"{info.get('base', '')}; greedy test accuracy by level {base}, expected test "
+            f"reward by level {sampled}. GRPO, {res['steps']} steps of {res['batch_size']} "
+            f"prompts x {res['group']} rollouts, Adam lr {res['lr']}, evaluated every "
+            f"{res['eval_every']}; test reward = the expected exact match (answers sampled at "
+            f"temperature 1, the same draws for every run). {n} report seeds, paired; "
+            f"selection seeds {res['selection_seeds']}.",
             "",
             "| strategy (setting chosen on validation) | steps to uniform's final reward: median "
             "ratio [95% CI] | seeds faster | FLOPs to that reward vs uniform [95% CI] | "
-            "zero-variance groups per batch: rolled out / trained | final test reward, median "
+            "zero-variance groups per batch, mean [95% CI]: rolled out / trained / trained in "
+            "the last third | final test reward, median "
             "[95% CI] | final − uniform, mean [95% CI] | verdict |",
             "|---|---|---|---|---|---|---|---|",
         ]
@@ -45,8 +51,9 @@ def render(results: list[dict], cmd: str, wall: float, load: str = "") -> str:
             lines.append(
                 f"| {row['setting']} | {_fmt(row['ratio_median'])} {_ci(*row['ratio_ci'])} | "
                 f"{round(row['wins'] * n)}/{n} | {_fmt(row['flops_ratio_median'])} "
-                f"{_ci(*row['flops_ratio_ci'])} | {row['zero_variance_rolled']:.0%} / "
-                f"{row['zero_variance_trained']:.0%} | {row['final_median']:.3f} "
+                f"{_ci(*row['flops_ratio_ci'])} | {_pct(row, 'zero_variance_rolled')} / "
+                f"{_pct(row, 'zero_variance_trained')} / {_pct(row, 'zero_variance_trained_late')} "
+                f"| {row['final_median']:.3f} "
                 f"{_ci(*row['final_ci'], 3)} | {row['final_diff_mean']:+.3f} "
                 f"{_ci(*row['final_diff_ci'], 3)} | {verdict} |"
             )
@@ -66,6 +73,14 @@ def render(results: list[dict], cmd: str, wall: float, load: str = "") -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _pct(row: dict, key: str) -> str:
+    """A share in per cent with its interval, when the row has one."""
+    if key not in row:
+        return "?"
+    ci = row.get(key + "_ci")
+    return f"{row[key]:.1%}" + (f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else "")
 
 
 def plot(res: dict, path: Path) -> None:
@@ -90,7 +105,7 @@ def plot(res: dict, path: Path) -> None:
     uni = [final(r["curve"]) for r in res["report"] if r["strategy"] == "uniform"]
     ax.axhline(float(np.median(uni)), color="k", ls="--", lw=0.8, label="uniform final (median)")
     ax.set_xlabel("RL step")
-    ax.set_ylabel("test reward (greedy exact match)")
+    ax.set_ylabel("test reward (expected exact match, sampled)")
     ax.set_title(f"{res['task']}: {len(uni)} seeds (thin), median (thick)")
     ax.legend(fontsize=6.5, loc="best")
     az.set_xlabel("RL step")

@@ -9,7 +9,7 @@ teacher-forced answers) on records of a different seed, for a budget that leaves
 graded: the easy ones mostly solved, the hard ones mostly not (the usual start of RL
 post-training: prompts that are solved or hopeless give no signal).
 
-One RL step (``grpo_step`` in ``benchmarks/efficacy_rl.py``): G sampled answers per prompt
+One RL step (``train`` in ``benchmarks/efficacy_rl.py``): G sampled answers per prompt
 (temperature 1, at most L + 2 tokens); reward 1 for an exact match of the answer and end token,
 else 0; advantages relative to the prompt's group (GRPO, Shao et al. 2024):
 
@@ -256,11 +256,11 @@ def sampled_pass_rates(
 def build_rl_task(
     levels: int = 4, pool_n: int = 1000, eval_n: int = 400, test_n: int = 800,
     sft_steps: int = 1500, stop_acc: float = 0.4, group: int = 8, steps: int = 300,
-    sft_n: int = 20_000,
+    sft_n: int = 20_000, d: int = 64, layers: int = 2, heads: int = 4,
 ) -> RLTask:  # fmt: skip
     """The task: prompt pool (seed 0), validation and test prompts (seed 1), the base policy
-    trained by SFT on ``sft_n`` records of seed 2, and the pool's angle concentration under the
-    base policy (``efficacy_rl_angle``: the scorer of ``scorers.lm``)."""
+    (TinyGPT of width ``d``) trained by SFT on ``sft_n`` records of seed 2, and the pool's angle
+    concentration under the base policy (``efficacy_rl_angle``: the scorer of ``scorers.lm``)."""
     from benchmarks.efficacy_rl_angle import policy_angles
 
     spec, pool = graded(pool_n, levels, 0)
@@ -269,6 +269,7 @@ def build_rl_task(
     level = np.array([r["level"] for r in pool], dtype=np.int16)
     task = RLTask(levels, pool, held[:eval_n], held[eval_n:], {"level": level}, {})
     task.group, task.steps = group, steps
+    task.d, task.layers, task.heads = d, layers, heads
     taken, task.base_cost_tokens = train_base(task, sft, sft_steps, stop_acc)
     policy = task.policy()
     angle = policy_angles(policy, [r["prompt"] for r in pool], prompt_tokens)
