@@ -71,7 +71,9 @@ class Policy(nn.Module):
         return self.head(self.body(h, mask=mask, is_causal=True))
 
 
-def generate(policy: Policy, prompts: torch.Tensor, n: int, gen: torch.Generator | None):
+def generate(
+    policy: Policy, prompts: torch.Tensor, n: int, gen: torch.Generator | None
+) -> torch.Tensor:
     """``n`` answer tokens per row: sampled at temperature 1 (greedy when ``gen`` is None)."""
     seq = prompts
     for _ in range(n):
@@ -84,7 +86,9 @@ def generate(policy: Policy, prompts: torch.Tensor, n: int, gen: torch.Generator
     return seq[:, prompts.shape[1] :]
 
 
-def rollouts(policy: Policy, recs: list[dict], G: int, gen: torch.Generator | None):
+def rollouts(
+    policy: Policy, recs: list[dict], G: int, gen: torch.Generator | None
+) -> tuple[list[tuple[list[int], torch.Tensor, torch.Tensor]], torch.Tensor]:
     """Per level (one prompt length): (positions, prompts x G, answers) and rewards [B, G]."""
     rewards = torch.zeros(len(recs), G)
     groups = []
@@ -102,7 +106,7 @@ def rollouts(policy: Policy, recs: list[dict], G: int, gen: torch.Generator | No
 
 def warm_start(policy: Policy, levels: int, held: list[dict], seed: int, max_steps: int) -> int:
     """Supervised answers until greedy accuracy on ``held`` reaches 0.4 (checked every 50)."""
-    recs = list(load_builtin(f"builtin:graded?task=arithmetic&n=20000&levels={levels}&seed=2"))
+    recs = list(load_builtin(f"builtin:graded?task=arithmetic&n=5000&levels={levels}&seed=2"))
     opt = torch.optim.AdamW(policy.parameters(), lr=3e-3, weight_decay=0.01)
     gen = torch.Generator().manual_seed(seed)
     length = 3 * levels + 4
