@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-DEMO_INPUT = "builtin:python-docs"
+from pipelines.demo import DEMO_INPUT
 
 
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +137,7 @@ def add_console_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from pipelines.score import run_from_args
+    from pipelines.job.launch import run_from_args
 
     return run_from_args(args, beam_args=args.extra)
 

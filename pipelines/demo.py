@@ -8,13 +8,12 @@ import shlex
 import sys
 import time
 
-from pipelines.cli import DEMO_INPUT
-
+DEMO_INPUT = "builtin:python-docs"
 REPORT_NAME = "report.html"  # written into --output; the job's output check must allow it
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from pipelines.score import JobConfig, run_console_job
+    from pipelines.job.launch import JobConfig, run_console_job
 
     began = time.monotonic()
     spec = DEMO_INPUT + (f"?limit={args.limit}" if args.limit else "")

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.console import (
+from pipelines.console.log import (
     JobConsole,
     Redactor,
     default_log_path,
     one_line_error,
     secret_values,
 )
-from pipelines.progress import (
+from pipelines.console.progress import (
     Progress,
     ProgressDisplay,
     Totals,
@@ -85,7 +85,7 @@ def test_the_bar_says_starting_then_scoring_then_writing_then_done(tmp_path):
 
 
 def test_a_shard_builder_reports_writing_to_the_bar(tmp_path):
-    from pipelines.progress import Progress, read_totals
+    from pipelines.console.progress import Progress, read_totals
 
     worker = Progress()
     worker.configure(str(tmp_path))
@@ -163,7 +163,7 @@ def test_one_line_error_from_a_remote_traceback():
 
 
 def test_unexpected_failure_is_one_line_with_the_log(tmp_path, monkeypatch, capsys):
-    from pipelines import score
+    from pipelines.job import launch as score
 
     def explode(cfg, beam_args, console=None):
         print("library chatter on stdout")

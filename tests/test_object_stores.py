@@ -172,9 +172,9 @@ def test_bad_outputs_are_refused_before_any_worker_starts(store, committed, caps
 
 
 def test_an_unreachable_store_is_one_line(store, capsys, monkeypatch):
-    import pipelines.output
+    import pipelines.output.preflight
 
-    monkeypatch.setattr(pipelines.output, "PREFLIGHT_TIMEOUT_S", 5.0)
+    monkeypatch.setattr(pipelines.output.preflight, "PREFLIGHT_TIMEOUT_S", 5.0)
     dead = "http://127.0.0.1:9"  # the discard port: nothing listens
     job = ["builtin:graded?n=20", "--signals", "readability", "--no-progress"]
     if store.scheme == "s3":

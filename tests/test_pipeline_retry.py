@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from pipelines import fs
+from pipelines.io import storage as fs
 from pipelines.score import JobConfig, run_job
 
 BUNDLE_RUNNER = ["--runner=BundleBasedDirectRunner"]

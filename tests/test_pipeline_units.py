@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.difficulty import buckets, combine, parse_weights
-from pipelines.inference import score_isolating
-from pipelines.records import make_record, record_id
-from pipelines.sketch import QuantileSketch
+from pipelines.io.records import make_record, record_id
+from pipelines.model.inference import score_isolating
+from pipelines.stats.difficulty import buckets, combine, parse_weights
+from pipelines.stats.sketch import QuantileSketch
 
 
 @pytest.mark.parametrize(
@@ -126,8 +126,8 @@ def test_readers_handle_every_file_format(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.plan import plan_inputs
-    from pipelines.readers import read_unit
+    from pipelines.io.formats import read_unit
+    from pipelines.plan.inputs import plan_inputs
 
     with gzip.open(tmp_path / "a.jsonl.gz", "wb") as fh:
         fh.write(b'{"text": "one"}\n\n{"text": "two"}\n\xff\xfe bad\n[1, 2]\n')
@@ -153,8 +153,8 @@ def test_readers_handle_every_file_format(tmp_path):
 def test_readers_load_a_saved_hf_dataset(tmp_path):
     from datasets import Dataset
 
-    from pipelines.plan import plan_inputs
-    from pipelines.readers import read_unit
+    from pipelines.io.formats import read_unit
+    from pipelines.plan.inputs import plan_inputs
 
     Dataset.from_dict({"text": ["a b", "c d"], "label": [0, 1]}).save_to_disk(tmp_path / "hf")
     plan = plan_inputs([str(tmp_path / "hf")])
@@ -165,8 +165,8 @@ def test_readers_load_a_saved_hf_dataset(tmp_path):
 
 
 def test_graded_builtin_is_chunked_for_parallel_reading():
-    from pipelines.plan import plan_inputs
-    from pipelines.readers import read_unit
+    from pipelines.io.formats import read_unit
+    from pipelines.plan.inputs import plan_inputs
 
     plan = plan_inputs(["builtin:graded?n=45000&seed=2"])
     units = plan.units
@@ -183,8 +183,8 @@ def test_hub_datasets_are_streamed_by_name(monkeypatch):
     dataset) and reads it in order; the Hub itself is replaced by a local iterable dataset."""
     import datasets
 
-    from pipelines.plan import plan_inputs
-    from pipelines.readers import read_unit
+    from pipelines.io.formats import read_unit
+    from pipelines.plan.inputs import plan_inputs
 
     calls = []
 
@@ -227,8 +227,8 @@ def test_line_files_cut_into_units_read_every_line_once(
     """Byte-range units of a JSONL file, cut from its size alone, yield exactly the items of
     reading it whole, positions being the byte offsets of the lines, wherever the cuts fall
     (blank lines, CRLF, no final newline, a cut inside a line or right after a newline)."""
-    import pipelines.plan as P
-    import pipelines.readers as R
+    import pipelines.io.formats as R
+    import pipelines.plan.inputs as P
 
     path = tmp_path_factory.mktemp("split") / "x.jsonl"
     sep = "\r\n" if crlf else "\n"
@@ -259,8 +259,8 @@ def test_parquet_is_cut_into_row_group_units(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import pipelines.plan as P
-    import pipelines.readers as R
+    import pipelines.io.formats as R
+    import pipelines.plan.inputs as P
 
     n = 5000
     texts = [f"row {i} " + "x" * (i % 50) for i in range(n)]
@@ -285,8 +285,8 @@ def test_parquet_is_cut_into_row_group_units(tmp_path):
 def test_the_launcher_plans_a_large_line_file_from_its_size_and_64_kib(tmp_path):
     """No pass over the data before the job: a 20 MB JSONL is cut into units from its size,
     and only the first 64 KiB are read (to estimate bytes per record for the shard count)."""
-    from pipelines import fs
-    from pipelines.plan import SAMPLE_BYTES, plan_inputs
+    from pipelines.io import storage as fs
+    from pipelines.plan.inputs import SAMPLE_BYTES, plan_inputs
 
     line = json.dumps({"text": "x" * 190}) + "\n"  # 204 bytes
     path = tmp_path / "big.jsonl"

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.ranks import LEVEL_BITS, RankSketch, merge_counts
+from pipelines.stats.ranks import LEVEL_BITS, RankSketch, merge_counts
 
 EPS = 0.001
 

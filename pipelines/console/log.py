@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
-from pipelines import fs
+from pipelines.io import storage as fs
 
 LOG_NAME = "gradum.log"
 SECRET_WORDS = ("secret", "key", "token", "password", "passwd", "credential")
@@ -98,7 +98,7 @@ def default_log_path(output: str | None) -> tuple[str, bool]:
     """``(path, is_temporary)``: ``OUT/gradum.log`` when the output is a local directory that
     is new, empty or a gradum dataset; else a new file in the local temporary directory (a
     bucket output, or a directory holding other things, which the job will refuse)."""
-    from pipelines.output import OURS
+    from pipelines.output.preflight import OURS
 
     if output and not fs.is_remote(output):
         if not os.path.exists(output):

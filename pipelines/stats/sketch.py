@@ -1,5 +1,5 @@
 """A mergeable quantile sketch with an explicit error bound and an order-free result: the
-manifest's per-signal statistics (difficulty ranks come from ``pipelines.ranks``, whose
+manifest's per-signal statistics (difficulty ranks come from ``pipelines.stats.ranks``, whose
 guarantee is on the rank, not the value).
 
 This is DDSketch (Masson, Rim, Lee, VLDB 2019): a value x != 0 falls in bucket

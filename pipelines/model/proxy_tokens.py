@@ -36,7 +36,7 @@ class TokenFeatures:
         texts cut at ``max_tokens`` or the tokenizer's own limit, whichever is less."""
         import transformers
 
-        from pipelines.inference import local_model_path
+        from pipelines.io.models import local_model_path
 
         tok = transformers.AutoTokenizer.from_pretrained(local_model_path(model, job_token))
         limit = getattr(tok, "model_max_length", None) or max_tokens

@@ -24,8 +24,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from pipelines import fs
 from pipelines.corpora import is_builtin, parse_builtin
+from pipelines.io import storage as fs
 
 JSONL = (".jsonl", ".ndjson", ".json")
 TEXT = (".txt", ".text", ".md")

@@ -25,8 +25,8 @@ import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines import fs
-from pipelines.records import stable_hash
+from pipelines.io import storage as fs
+from pipelines.io.records import stable_hash
 
 STAGING = "staging"
 FLUSH_BYTES = 64 << 20  # a bundle's buffered rows past this are written out

@@ -8,11 +8,11 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipelines import clustering
-from pipelines.progress import PROGRESS
-from pipelines.readers import jsonable
-from pipelines.records import make_record
-from pipelines.sketch import QuantileSketch
+from pipelines.console.progress import PROGRESS
+from pipelines.io.formats import jsonable
+from pipelines.io.records import make_record
+from pipelines.model import clustering
+from pipelines.stats.sketch import QuantileSketch
 
 
 def dead_letter(stage: str, reason: str, source: str, position: int, payload: Any) -> dict:
@@ -47,14 +47,14 @@ class ReadFn(beam.DoFn):
         batch_size: int,
         progress_dir: str | None = None,
     ) -> None:
-        self.progress_dir = progress_dir  # see pipelines.progress
+        self.progress_dir = progress_dir  # see pipelines.console.progress
         self.text_field, self.id_field, self.max_text_bytes = text_field, id_field, max_text_bytes
         self.batch_size = batch_size
         self.read = Metrics.counter("gradum", "read")
         self.dead = Metrics.counter("gradum", "input_dead_letter")
 
     def process(self, unit: tuple):
-        from pipelines.readers import read_unit
+        from pipelines.io.formats import read_unit
 
         PROGRESS.configure(self.progress_dir)
         batch: list[dict] = []

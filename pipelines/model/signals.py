@@ -1,5 +1,5 @@
 """Which signals a job computes, their columns and directions, and how difficulty weighs them
-(including the learned proxy of ``pipelines.proxy``)."""
+(including the learned proxy of ``pipelines.model.proxy``)."""
 
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ def resolve_proxy(cfg: JobConfig) -> None:
 
 
 def difficulty_weights(cfg: JobConfig, directions: dict[str, int]) -> dict[str, float]:
-    from pipelines.difficulty import parse_weights
+    from pipelines.stats.difficulty import parse_weights
 
     try:
         default_pool = {c: d for c, d in directions.items() if c not in _NOT_IN_DEFAULT_DIFFICULTY}

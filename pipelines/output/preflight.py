@@ -2,7 +2,7 @@
 record of the job's options.
 
 :func:`prepare_output` runs in the launcher, on the same storage the workers write
-(``pipelines.fs``): a local directory or a bucket prefix. It refuses, in one line and with
+(``pipelines.io.storage``): a local directory or a bucket prefix. It refuses, in one line and with
 nothing written, an unreachable or missing bucket, an output it may not write, a prefix
 holding objects that are not a gradum dataset, and a committed dataset without
 ``--overwrite``; then it clears what an earlier, unfinished run left.
@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pipelines import fs
+from pipelines.io import storage as fs
 
 # Top-level names a gradum dataset may hold (anything else is foreign and is never deleted).
 OURS = frozenset(

@@ -4,7 +4,7 @@ The expensive scorer (a reference LM's perplexity by default) runs only on a det
 sample: the texts whose sha1(seed, text) falls in the lowest ``fraction`` of the hash range
 (:class:`SampledScorer`; elsewhere its columns are NaN). The sampled rows' cheap signals (and
 their embedding, when one is computed) are the features, and when the target is an LM signal
-so are the texts' frequencies of that LM's tokens (:mod:`pipelines.proxy_tokens`); the target
+so are the texts' frequencies of that LM's tokens (:mod:`pipelines.model.proxy_tokens`); the target
 is the percentile rank of the expensive signal within the sample. The candidate models are
 small: ridge regression on standardised signed-log features (``sklearn.linear_model.RidgeCV``),
 the same ridge on the scalar signals alone when an embedding is among the features, ridge on
@@ -302,7 +302,7 @@ def fit(
 ) -> dict[str, Any]:
     """The proxy model and its manifest record from the sampled rows (any order; the first
     ``MAX_FIT_ROWS`` in hash order are used). ``tokens``: a
-    :class:`pipelines.proxy_tokens.TokenFeatures` for token features, or None;
+    :class:`pipelines.model.proxy_tokens.TokenFeatures` for token features, or None;
     ``sampled``: how many rows the sample had before it was capped (for the manifest)."""
     from scipy.stats import rankdata, spearmanr
     from sklearn.base import clone
@@ -361,7 +361,7 @@ def fit_job_sample(
 ) -> dict[str, Any]:
     """:func:`fit` inside the job: token features from the tokenizer of the LM ``tokens``."""
     if tokens is not None:
-        from pipelines.proxy_tokens import TokenFeatures
+        from pipelines.model.proxy_tokens import TokenFeatures
 
         tokens = TokenFeatures.load(tokens, job_token=job_token)
     return fit(sample, target, features, seed, tokens, sampled=sampled)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -14,7 +12,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from pipelines import fs
+from pipelines.io.models import local_model_params
 
 ScorerSpec = tuple[str, dict[str, Any]]
 _LOG = logging.getLogger("gradum.scoring")
@@ -84,24 +82,6 @@ def score_batch(
     return columns, [err for _, err in results]
 
 
-def local_model_path(model: str, job_token: str = "") -> str:
-    """``model``, or for a model stored in a bucket (the job's reference LM) a copy in this
-    machine's temporary directory, made once per job and machine."""
-    if not fs.is_remote(model):
-        return model
-    key = hashlib.sha1(f"{model}\0{job_token}".encode()).hexdigest()[:16]
-    local = os.path.join(tempfile.gettempdir(), "gradum-models", key)
-    return fs.download_dir(model, local)
-
-
-def _local_model(params: dict[str, Any], job_token: str) -> dict[str, Any]:
-    """``params`` with a model stored in a bucket replaced by a local copy."""
-    model = params.get("model")
-    if not isinstance(model, str):
-        return params
-    return dict(params, model=local_model_path(model, job_token))
-
-
 class ScorerModelHandler(ModelHandler[list, list, list]):
     """A RunInference handler whose "model" is the list of gradum scorers.
 
@@ -120,13 +100,15 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
         job_token: str = "",
         sampled: dict[str, tuple[int, float]] | None = None,
     ) -> None:
-        self._sampled = dict(sampled or {})  # scorer name -> (seed, fraction): see pipelines.proxy
+        self._sampled = dict(
+            sampled or {}
+        )  # scorer name -> (seed, fraction): see pipelines.model.proxy
         self._torch_threads = torch_threads
         self._job_token = job_token
         self._specs = [(name, dict(params)) for name, params in specs]
         # Examples arrive as batches already (the reader makes them): one per call.
         self._batch = {"min_batch_size": 1, "max_batch_size": 1}
-        self._progress_dir = progress_dir  # see pipelines.progress
+        self._progress_dir = progress_dir  # see pipelines.console.progress
         self._scored = Metrics.counter("gradum", "scored")
         self._failed = Metrics.counter("gradum", "scorer_dead_letter")
 
@@ -140,11 +122,11 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
             # oversubscribe them (measured: 2 workers x 2 threads ran at half speed).
             torch.set_num_threads(self._torch_threads)
 
-        from pipelines.proxy import SampledScorer
+        from pipelines.model.proxy import SampledScorer
 
         out = ScorerSet()
         for name, params in self._specs:
-            scorer = scorers.get(name, **_local_model(params, self._job_token))
+            scorer = scorers.get(name, **local_model_params(params, self._job_token))
             if name in self._sampled:
                 scorer = SampledScorer(scorer, *self._sampled[name])
             out.append(scorer)
@@ -153,7 +135,7 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
     def run_inference(
         self, batch: Sequence[list], model: list, inference_args: dict | None = None
     ) -> Iterable[PredictionResult]:
-        from pipelines.progress import PROGRESS
+        from pipelines.console.progress import PROGRESS
 
         PROGRESS.configure(self._progress_dir)
         out = []

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from pipelines.metadata import clean
+from pipelines.io.metadata import clean
 
 Record = dict[str, Any]
 
@@ -41,8 +41,8 @@ def make_record(
     """``(record, None)`` for a good payload, ``(None, reason)`` for a bad one.
 
     A record is ``{"id", "text", "meta", "source", "position"}``; ``meta`` holds every other
-    top-level field, made plain by :func:`pipelines.metadata.clean`, and is written through to
-    the shards (typed by the rule of :mod:`pipelines.metadata`). Rejected: missing / non-string / empty text, text that is not valid Unicode
+    top-level field, made plain by :func:`pipelines.io.metadata.clean`, and is written through to
+    the shards (typed by the rule of :mod:`pipelines.io.metadata`). Rejected: missing / non-string / empty text, text that is not valid Unicode
     (lone surrogates), text over ``max_text_bytes`` UTF-8 bytes, missing id when
     ``id_field`` is given.
     """

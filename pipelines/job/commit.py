@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from pipelines import fs
-from pipelines.records import stable_hash
-from pipelines.staging import STAGING
+from pipelines.io import storage as fs
+from pipelines.io.records import stable_hash
+from pipelines.job.stage import STAGING
 
 DEAD_LETTER_FILES = 4  # files per stage; dead letters are keyed over them by source/position
 

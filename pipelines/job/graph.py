@@ -14,10 +14,13 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from pipelines import clustering, commit, proxy, ranks, shard_build, steps
-from pipelines.inference import ScorerModelHandler
-from pipelines.schema import MetaSchemaCombineFn
-from pipelines.staging import StageFn
+from pipelines.io.row_schema import MetaSchemaCombineFn
+from pipelines.job import commit, steps
+from pipelines.job import write as shard_build
+from pipelines.job.stage import StageFn
+from pipelines.model import clustering, proxy
+from pipelines.model.inference import ScorerModelHandler
+from pipelines.stats import ranks
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The Arrow row schema of the shards, and the metadata field types (see ``pipelines.metadata``
+"""The Arrow row schema of the shards, and the metadata field types (see ``pipelines.io.metadata``
 for the rule that gives each passthrough field its column)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import apache_beam as beam
 import pyarrow as pa
 
-from pipelines import metadata
+from pipelines.io import metadata
 
 RESERVED = {
     "id",
@@ -27,7 +27,7 @@ def meta_columns(meta_types: dict[str, str], signal_columns: list[str]) -> dict[
 
 class MetaSchemaCombineFn(beam.CombineFn):
     """The kinds of every passthrough field over scored batches (``{"records": ...}``) -> one
-    column type per field (:func:`pipelines.metadata.storage`). Combining is a set union:
+    column type per field (:func:`pipelines.io.metadata.storage`). Combining is a set union:
     order-free."""
 
     def create_accumulator(self) -> dict[str, set[str]]:

@@ -23,11 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
-from pipelines import clustering, difficulty, fs, metadata
-from pipelines import proxy as proxy_model
-from pipelines.schema import meta_columns, row_schema
-from pipelines.staging import read_piece
-from pipelines.steps import record_dead_letter
+from pipelines.io import metadata
+from pipelines.io import storage as fs
+from pipelines.io.row_schema import meta_columns, row_schema
+from pipelines.job.stage import read_piece
+from pipelines.job.steps import record_dead_letter
+from pipelines.model import clustering
+from pipelines.model import proxy as proxy_model
+from pipelines.stats import difficulty
 
 
 def gather_shard(
@@ -77,12 +80,12 @@ class PrepareShardFn(beam.DoFn):
 
     def __init__(self, columns: list[str], progress_dir: str | None = None) -> None:
         self.columns = list(columns)
-        self.progress_dir = progress_dir  # see pipelines.progress: the bar says "writing"
+        self.progress_dir = progress_dir  # see pipelines.console.progress: the bar says "writing"
 
     def process(
         self, element: tuple[int, list[dict]], model: dict | None = None, proxy: dict | None = None
     ):
-        from pipelines.progress import PROGRESS
+        from pipelines.console.progress import PROGRESS
 
         PROGRESS.configure(self.progress_dir)
         PROGRESS.add(shards=1)

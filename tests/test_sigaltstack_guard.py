@@ -1,4 +1,4 @@
-"""scorers.signal_stack: a block that replaces the thread's alternate signal stack gets the
+"""scorers.sigaltstack_guard: a block that replaces the thread's alternate signal stack gets the
 old one back, and a Python signal handler still runs afterwards (the crash it prevents)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from scorers.signal_stack import _Stack, current_signal_stack, preserved_signal_stack
+from scorers.sigaltstack_guard import _Stack, current_signal_stack, preserved_signal_stack
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc stack_t")
 

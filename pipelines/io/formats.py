@@ -7,7 +7,7 @@ An *item* is a plain tuple so it pickles cheaply between Beam workers:
 
 Formats, by name: ``*.jsonl`` / ``*.ndjson`` / ``*.json`` (one JSON object per line),
 ``*.parquet``, ``*.txt`` / ``*.md`` (one record per non-blank line, field ``text``),
-each optionally ``.gz`` / ``.bz2`` / ``.zst``, local or in a bucket (``pipelines.fs``); a
+each optionally ``.gz`` / ``.bz2`` / ``.zst``, local or in a bucket (``pipelines.io.storage``); a
 directory written by ``datasets.Dataset.save_to_disk``; ``hf:NAME[:SPLIT][:CONFIG]``
 (a Hub dataset, streamed: the only path that uses the network); ``builtin:NAME``.
 Blank lines of JSONL and text files are not records and are not counted.
@@ -19,9 +19,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from pipelines import fs
 from pipelines.corpora import load_builtin, parse_builtin
-from pipelines.plan import TEXT, plan_inputs, strip_compression
+from pipelines.io import storage as fs
+from pipelines.plan.inputs import TEXT, plan_inputs, strip_compression
 
 Item = tuple
 
