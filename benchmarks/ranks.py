@@ -63,7 +63,7 @@ def rank_sketch(parts: list[np.ndarray], eps: float) -> tuple[np.ndarray, int, i
     for _ in LEVEL_BITS:
         counts = [sketch.level_counts(p) for p in parts]
         worst = max([worst] + [k.nbytes + c.nbytes for k, c in counts])
-        sketch.add_level(merge_counts(counts))
+        sketch = sketch.add_level(merge_counts(counts))
     return np.concatenate([sketch.rank(p) for p in parts]), worst, len(sketch.levels)
 
 

@@ -26,7 +26,9 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--id-field",
         default=None,
-        help="field holding the record id (default: hash of source and position)",
+        help="field holding the record id (default: the record's own 'id' when it has one, "
+        "else a hash of source and position; 'none': always that hash). Repeated ids are "
+        "dead-lettered",
     )
     parser.add_argument(
         "--lm",
@@ -102,7 +104,16 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace a complete dataset already at --output"
+        "--overwrite",
+        action="store_true",
+        help="replace the dataset or unfinished run at --output (only what gradum wrote "
+        "there is deleted)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run at --output (killed or failed): its finished parts "
+        "are reused, the rest is scored; same options and inputs required",
     )
     parser.add_argument(
         "--keep-embeddings", action="store_true", help="store the embedding vectors in the shards"

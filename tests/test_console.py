@@ -55,6 +55,7 @@ def test_worker_progress_files_add_up(tmp_path):
         "scored": 7,
         "dead": 1,
         "shards": 0,
+        "reused": 0,
     }
     b.configure(str(tmp_path / "not-on-this-machine"))  # a remote worker: counts only
     b.add(read=5)
@@ -119,10 +120,10 @@ def test_eta_from_total_and_none_without():
 
 def test_plan_total_known_or_not():
     class P:
-        rows, units = 6407, [("builtin", "builtin:python-docs")]
+        rows, streamed = 6407, False
 
     assert plan_total(P) == 6407
-    P.units = [("hf_hub", "org/corpus")]
+    P.streamed = True  # a Hub stream: its size is a guess
     assert plan_total(P) is None
 
 
@@ -146,11 +147,23 @@ def test_default_log_path(tmp_path):
     assert default_log_path(str(tmp_path / "new")) == (str(tmp_path / "new" / "gradum.log"), False)
     (tmp_path / "ds" / "shards").mkdir(parents=True)
     assert default_log_path(str(tmp_path / "ds"))[0] == str(tmp_path / "ds" / "gradum.log")
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "thesis.tex").write_text("x")  # not ours: the job will refuse it
-    path, temporary = default_log_path(str(tmp_path / "mine"))
-    assert temporary and not path.startswith(str(tmp_path / "mine"))
+    (tmp_path / "file").write_text("x")
+    assert default_log_path(str(tmp_path / "file"))[1] is True
     assert default_log_path("gs://bucket/run1")[1] is True
+
+
+def test_a_refused_job_writes_nothing_not_even_its_log(tmp_path, capsys):
+    """The log goes to a pending file until the output is checked and claimed: a job refused
+    beside someone's files leaves no gradum.log among them, and its error names no log."""
+    from pipelines.job import launch
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    cfg = launch.JobConfig(inputs=["builtin:graded?n=5"], output=str(tmp_path / "mine"))
+    status, _ = launch.run_console_job(cfg, ["--direct_running_mode=in_memory"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "gradum did not write" in err and "(log:" not in err
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["thesis.tex"]
 
 
 def test_one_line_error_from_a_remote_traceback():
@@ -174,9 +187,11 @@ def test_unexpected_failure_is_one_line_with_the_log(tmp_path, monkeypatch, caps
     status, manifest = score.run_console_job(cfg, ["--s3_secret_access_key=ZZSECRET"])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1 and manifest is None
-    log = tmp_path / "out" / "gradum.log"
-    assert err[-1] == f"gradum score: failed: MemoryError: out of memory (log: {log})"
-    text = log.read_text()
+    # It failed before claiming its output: the log stays where it was being written.
+    assert err[-1].startswith("gradum score: failed: MemoryError: out of memory (log: ")
+    log = err[-1].split("(log: ", 1)[1].rstrip(")")
+    assert not (tmp_path / "out").exists()
+    text = open(log).read()
     assert "Traceback" in text and "worker died" in text and "ZZSECRET" not in text
 
 

@@ -220,45 +220,49 @@ def test_overwrite_rules(tmp_path, capsys):
     assert (tmp_path / "foreign" / "precious.txt").exists()
 
 
-def test_a_killed_run_leaves_no_manifest_and_a_rerun_succeeds(tmp_path):
-    out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipelines.score",
-        "builtin:graded?n=400000",
-        "--output",
-        str(out),
-        "--signals",
-        "lexical_diversity",
-        *IN_MEMORY,
-    ]
+def _kill_when(cmd: list[str], ready, timeout: float = 180) -> None:
+    """Start ``cmd`` and SIGKILL its whole process group once ``ready()`` is true."""
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    deadline = time.monotonic() + 120
-    # out/gradum.log appears at once; shards/ when the job has checked and claimed the output.
-    while not (out / "shards").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(3)
+    deadline = time.monotonic() + timeout
+    while not ready() and time.monotonic() < deadline:
+        assert proc.poll() is None, "the job ended before it was killed"
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert out.exists() and not (out / "manifest.json").exists()
+
+
+def test_a_killed_run_resumes_to_the_clean_runs_bytes(tmp_path, capsys):
+    """Killed past half-way, the run is refused without a flag (nothing deleted), then
+    ``--resume`` reuses every part the killed run finished (its summary written) and scores
+    the rest: the shards are byte-identical to an undisturbed run's."""
+    spec = "builtin:graded?n=24000"
+    job = ["--signals", "lexical_diversity,readability", "--no-progress", *IN_MEMORY]
+    assert score(spec, "--output", str(tmp_path / "clean"), *job) == 0
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pipelines.score", spec, "--output", str(out), *job]
+    done = lambda: len(list(out.glob("staging/*/done/*.pkl")))  # noqa: E731
+    _kill_when(cmd, lambda: done() >= 14)  # 24 parts of 1,000
+    finished = done()
+    assert finished >= 14 and not (out / "manifest.json").exists()
     with pytest.raises(IncompleteDatasetError):
         ShardSet.open(out)
-    assert (
-        score(
-            "builtin:graded?n=30",
-            "--output",
-            str(out),
-            "--signals",
-            "lexical_diversity",
-            "--no-progress",
-            *IN_MEMORY,
-        )
-        == 0
-    )
-    assert ShardSet.open(out).num_rows == 30
+    before = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert score(spec, "--output", str(out), *job) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == before
+    assert score(spec, "--output", str(out), *job, "--signals", "readability", "--resume") == 2
+    assert "differ from the unfinished run" in capsys.readouterr().err
+    assert score(spec, "--output", str(out), *job, "--resume") == 0
+    clean, resumed = ShardSet.open(tmp_path / "clean"), ShardSet.open(out)
+    assert resumed.manifest["resume"]["reused_parts"] >= finished
+    assert resumed.manifest["counts"] == clean.manifest["counts"]
+    assert [(s["path"], s["sha256"]) for s in resumed.manifest["shards"]] == [
+        (s["path"], s["sha256"]) for s in clean.manifest["shards"]
+    ]
+    assert not (out / "staging").exists()
+    assert validate(out) == []
 
 
 def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):

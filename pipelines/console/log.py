@@ -95,18 +95,13 @@ class _RedactFilter(logging.Filter):
 
 
 def default_log_path(output: str | None) -> tuple[str, bool]:
-    """``(path, is_temporary)``: ``OUT/gradum.log`` when the output is a local directory that
-    is new, empty or a gradum dataset; else a new file in the local temporary directory (a
-    bucket output, or a directory holding other things, which the job will refuse)."""
-    from pipelines.output.preflight import OURS
-
+    """``(path, is_temporary)``: ``OUT/gradum.log`` for a local output directory (new or
+    existing: the log is moved there only once the job's checks passed, see
+    :meth:`JobConsole.claim_log`); else a new file in the local temporary directory (a bucket
+    output, or a path that is a file)."""
     if output and not fs.is_remote(output):
-        if not os.path.exists(output):
+        if not os.path.exists(output) or os.path.isdir(output):
             return os.path.join(output, LOG_NAME), False
-        if os.path.isdir(output):
-            names = os.listdir(output)
-            if all(n in OURS or n.startswith(".") for n in names):
-                return os.path.join(output, LOG_NAME), False
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return os.path.join(tempfile.gettempdir(), f"gradum-{stamp}-{os.getpid()}.log"), True
 
@@ -148,8 +143,12 @@ class JobConsole:
         command: str = "gradum",
         argv: list[str] | None = None,
         temporary_log: bool = False,
+        defer: bool = False,
     ) -> None:
-        self.log_path = log_path
+        self.log_path = log_path  # where the log is now (a pending file until claimed)
+        self.target_log_path = log_path
+        self.defer = defer  # write to a pending file until claim_log(): a refused job writes
+        self._claimed = not defer  # nothing under its output
         self.verbose = verbose
         self.redact = Redactor(secrets)
         self.command = command
@@ -180,7 +179,14 @@ class JobConsole:
         if log_file:
             return cls(log_file, verbose=verbose, secrets=secrets, command=command)
         path, temporary = default_log_path(output)
-        return cls(path, verbose=verbose, secrets=secrets, command=command, temporary_log=temporary)
+        return cls(
+            path,
+            verbose=verbose,
+            secrets=secrets,
+            command=command,
+            temporary_log=temporary,
+            defer=not temporary,
+        )
 
     # -- what the job says -------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -201,7 +207,39 @@ class JobConsole:
             yield
 
     # -- set-up and tear-down ----------------------------------------------------------
+    def claim_log(self) -> None:
+        """The job's checks passed: move the pending log to its place (appended to: the log
+        of an earlier run there is kept) and write there from now on."""
+        if self._claimed or self._log is None or self._handler is None:
+            return
+        self._claimed = True
+        pending = self.log_path
+        os.makedirs(os.path.dirname(os.path.abspath(self.target_log_path)), exist_ok=True)
+        final = open(self.target_log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._log.flush()
+        with open(pending, encoding="utf-8", errors="replace") as fh:
+            final.write(fh.read())
+        final.flush()
+        old, self._log = self._log, final
+        self._handler.setStream(final)
+        self.log_path = self.target_log_path
+        old.close()
+        with contextlib.suppress(OSError):
+            os.remove(pending)
+
+    def discard_log(self) -> bool:
+        """A job refused before it started: its pending log holds nothing worth keeping.
+        Returns whether there was a pending log (False: the log is where the user said)."""
+        if not self._claimed and self.log_path != self.target_log_path:
+            with contextlib.suppress(OSError):
+                os.remove(self.log_path)
+            return True
+        return False
+
     def __enter__(self) -> JobConsole:
+        if self.defer:
+            fd, self.log_path = tempfile.mkstemp(prefix="gradum-", suffix=".log")
+            os.close(fd)
         directory = os.path.dirname(os.path.abspath(self.log_path))
         os.makedirs(directory, exist_ok=True)
         # Appended to: a refused run must not wipe the log of the dataset already there.

@@ -31,7 +31,7 @@ class Progress:
 
     def __init__(self) -> None:
         self.directory: str | None = None
-        self.read = self.scored = self.dead = self.shards = 0
+        self.read = self.scored = self.dead = self.shards = self.reused = 0
         self._last_write = 0.0
         self._lock = threading.Lock()
 
@@ -40,8 +40,13 @@ class Progress:
         machine (a remote worker given the launcher's path) means: count only."""
         self.directory = directory if directory and os.path.isdir(directory) else None
 
-    def add(self, *, read: int = 0, scored: int = 0, dead: int = 0, shards: int = 0) -> None:
+    def add(
+        self, *, read: int = 0, scored: int = 0, dead: int = 0, shards: int = 0, reused: int = 0
+    ) -> None:
+        """Count records read, scored, dead-lettered, reused from a killed run (``--resume``:
+        they count as done) and shards begun."""
         with self._lock:
+            self.reused += reused
             self.read += read
             self.scored += scored
             self.dead += dead
@@ -56,7 +61,7 @@ class Progress:
         self._last_write = time.monotonic()
         with self._lock:
             data = {"read": self.read, "scored": self.scored, "dead": self.dead}
-            data["shards"] = self.shards
+            data["shards"], data["reused"] = self.shards, self.reused
         path = os.path.join(self.directory, f"{os.getpid()}.json")
         tmp = f"{path}.{threading.get_ident()}.tmp"
         try:
@@ -79,11 +84,12 @@ class Totals:
     dead: int = 0
     workers: int = 0
     shards: int = 0  # shards whose building has begun (scoring is over by then)
+    reused: int = 0  # records of parts a resumed run did not score again
 
     @property
     def done(self) -> int:
-        """Records finished: scored or dead-lettered (at reading or scoring)."""
-        return self.scored + self.dead
+        """Records finished: scored, dead-lettered (at reading or scoring) or reused."""
+        return self.scored + self.dead + self.reused
 
 
 def sum_records(records: list[dict[str, Any]]) -> Totals:
@@ -94,6 +100,7 @@ def sum_records(records: list[dict[str, Any]]) -> Totals:
         out.scored += int(r.get("scored", 0))
         out.dead += int(r.get("dead", 0))
         out.shards += int(r.get("shards", 0))
+        out.reused += int(r.get("reused", 0))
         out.workers += 1
     return out
 
@@ -142,7 +149,9 @@ def status_line(t: Totals, total: int | None, elapsed: float, final: bool = Fals
     eta_text = "" if final else f", {eta_text}"
     return (
         f"{rate:,.1f} docs/s{eta_text}] scored {t.scored:,}, dead-lettered {t.dead:,}, "
-        f"read {t.read:,}, workers {t.workers}"
+        f"read {t.read:,}, "
+        + (f"reused {t.reused:,}, " if t.reused else "")
+        + f"workers {t.workers}"
     )
 
 
@@ -158,7 +167,7 @@ def phase(t: Totals, total: int | None, exact: bool = True) -> str:
 def plan_total(plan: Any) -> int | None:
     """The records the launcher expects (exact from metadata, or estimated from file sizes);
     None when it has no basis (a streamed Hub dataset)."""
-    if not plan.rows or any(u[0] == "hf_hub" for u in plan.units):
+    if not plan.rows or plan.streamed:
         return None
     return int(plan.rows)
 

@@ -15,41 +15,55 @@ Blank lines of JSONL and text files are not records and are not counted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
 
 from pipelines.corpora import load_builtin, parse_builtin
 from pipelines.io import storage as fs
-from pipelines.plan.inputs import TEXT, plan_inputs, strip_compression
+from pipelines.plan.inputs import TEXT, strip_compression
 
 Item = tuple
 
 
 def read_unit(unit: tuple) -> Iterator[Item]:
-    """Yield the items of one read unit, in a deterministic order."""
-    kind, target = unit[0], unit[1]
+    """Yield the items of one read unit (see :mod:`pipelines.plan.units`), in a deterministic
+    order."""
+    kind = unit[0]
     if kind == "lines":
-        yield from _read_lines(target, *unit[2:])
+        yield from _read_lines(*unit[2:])
     elif kind == "parquet":
-        yield from _read_parquet(target, *unit[2:])
+        yield from _read_parquet(*unit[2:])
     elif kind == "builtin":
-        name, params = parse_builtin(target)
+        name, params = parse_builtin(unit[2])
         offset = params.get("start", 0)
-        for i, record in enumerate(load_builtin(target)):
+        for i, record in enumerate(load_builtin(unit[2])):
             yield ("ok", f"builtin:{name}", offset + i, record)
     elif kind == "hf_disk":
-        yield from _read_hf_disk(target)
-    elif kind == "hf_hub":
+        yield from _read_hf_disk(*unit[2:])
+    elif kind == "records":
+        yield from unit[2]
+    else:
+        raise ValueError(f"unknown read unit kind {kind!r}")
+
+
+def read_whole(kind: str, target: str) -> Iterator[Item]:
+    """The items of a source that is read from its start: a compressed file or a Hub stream."""
+    if kind == "hf_hub":
         yield from _read_hf_hub(target)
     else:
         yield from _read_file(target)
 
 
 def _read_file(path: str) -> Iterator[Item]:
-    """A whole (compressed) file; ``position`` is the byte offset in the decompressed data."""
+    """A whole (compressed) file; ``position`` is the byte offset in the decompressed data
+    (the row number for a compressed Parquet file)."""
     if strip_compression(path).endswith(".parquet"):
-        yield from _read_parquet(path)
+        import pyarrow as pa
+
+        with fs.open_read(path, compressed=True) as fh:
+            yield from _read_parquet(path, source=pa.BufferReader(fh.read()))
         return
     with fs.open_read(path, compressed=True) as fh:
         yield from _parse_lines(path, _offsets(fh, 0, None))
@@ -158,13 +172,17 @@ def _surrogate_field(value: Any, where: str = "record") -> str | None:
 
 
 def _read_parquet(
-    path: str, first_group: int = 0, n_groups: int | None = None, first_row: int = 0
+    path: str,
+    first_group: int = 0,
+    n_groups: int | None = None,
+    first_row: int = 0,
+    source: Any = None,
 ) -> Iterator[Item]:
     """Rows of ``n_groups`` row groups from ``first_group`` (all when None); ``position`` is
     the row number in the file."""
     import pyarrow.parquet as pq
 
-    with fs.open_read(path) as fh:
+    with contextlib.nullcontext(source) if source is not None else fs.open_read(path) as fh:
         pf = pq.ParquetFile(fh)
         if n_groups is None:
             n_groups = pf.metadata.num_row_groups - first_group
@@ -176,18 +194,15 @@ def _read_parquet(
                 position += 1
 
 
-def _read_hf_disk(path: str) -> Iterator[Item]:
-    from datasets import DatasetDict, load_from_disk
+def _read_hf_disk(path: str, split: str, start: int, end: int) -> Iterator[Item]:
+    """Rows ``[start, end)`` of a saved dataset (of ``split`` for a DatasetDict)."""
+    from datasets import load_from_disk
 
     ds = load_from_disk(path)
-    parts = (
-        [(f"{path}:{k}", ds[k]) for k in sorted(ds)]
-        if isinstance(ds, DatasetDict)
-        else [(path, ds)]
-    )
-    for source, part in parts:
-        for position, row in enumerate(part):
-            yield ("ok", source, position, dict(row))
+    part = ds[split] if split else ds
+    source = f"{path}:{split}" if split else path
+    for offset, row in enumerate(part.select(range(start, end))):
+        yield ("ok", source, start + offset, dict(row))
 
 
 def _read_hf_hub(name: str) -> Iterator[Item]:
@@ -198,21 +213,6 @@ def _read_hf_hub(name: str) -> Iterator[Item]:
     ds = load_dataset(repo, config or None, split=split or "train", streaming=True)
     for position, row in enumerate(ds):
         yield ("ok", f"hf:{name}", position, dict(row))
-
-
-def read_sample(specs: list[str], n: int, text_field: str = "text") -> list[str]:
-    """The texts of the first ``n`` parseable records with a text, launcher side (the
-    reference LM's training set): it reads only as far as those ``n`` records."""
-    texts: list[str] = []
-    for unit in plan_inputs(specs).units:
-        for item in read_unit(unit):
-            if item[0] == "ok":
-                text = item[3].get(text_field)
-                if isinstance(text, str) and text.strip():
-                    texts.append(text)
-                    if len(texts) >= n:
-                        return texts
-    return texts
 
 
 def jsonable(value: Any) -> Any:

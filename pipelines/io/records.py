@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from pipelines.io.metadata import clean
@@ -17,15 +16,23 @@ def stable_hash(text: str) -> int:
 
 
 def record_id(source: str, position: int) -> str:
-    """Stable id when the input has none: ``r-`` + 16 hex digits of sha1(source NUL position)."""
-    return "r-" + hashlib.sha1(f"{source}\0{position}".encode()).hexdigest()[:16]
+    """Stable id when the input has none: ``r-`` + 20 hex digits (80 bits) of
+    sha1(source NUL position); among 1e9 records a collision has probability about 4e-7."""
+    return "r-" + hashlib.sha1(f"{source}\0{position}".encode()).hexdigest()[:20]
 
 
-def _valid_unicode(key: str, value: Any) -> bool:
-    try:
-        json.dumps([key, value], ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
+def _valid_unicode(value: Any) -> bool:
+    """Whether a cleaned value (keys included) encodes to UTF-8: no lone surrogate."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_valid_unicode(k) and _valid_unicode(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_valid_unicode(v) for v in value)
     return True
 
 
@@ -42,9 +49,11 @@ def make_record(
 
     A record is ``{"id", "text", "meta", "source", "position"}``; ``meta`` holds every other
     top-level field, made plain by :func:`pipelines.io.metadata.clean`, and is written through to
-    the shards (typed by the rule of :mod:`pipelines.io.metadata`). Rejected: missing / non-string / empty text, text that is not valid Unicode
-    (lone surrogates), text over ``max_text_bytes`` UTF-8 bytes, missing id when
-    ``id_field`` is given.
+    the shards (typed by the rule of :mod:`pipelines.io.metadata`). The id is the field
+    ``id_field``; by default (None) the record's own ``id`` when it has one, else a hash of
+    source and position; ``"none"``: always the hash (``id`` then stays metadata). Rejected:
+    missing / non-string / empty text, text that is not valid Unicode (lone surrogates), text
+    over ``max_text_bytes`` UTF-8 bytes, a missing ``id_field`` when one is named.
     """
     if text_field not in payload:
         return None, f"missing text field {text_field!r}"
@@ -59,18 +68,22 @@ def make_record(
         return None, "text is not valid Unicode (lone surrogate)"
     if size > max_text_bytes:
         return None, f"text is {size} bytes, over the cap of {max_text_bytes}"
-    if id_field is None and source.startswith("builtin:") and isinstance(payload.get("id"), str):
-        id_field = "id"  # the built-in corpora carry stable ids of their own
-    if id_field:
-        rid = payload.get(id_field)
-        if rid is None or (isinstance(rid, str) and not rid):
-            return None, f"missing id field {id_field!r}"
-        rid = str(rid)
+    if id_field == "none":  # always hashed; a field named "id" stays metadata
+        rid, id_field = record_id(source, position), None
+    elif id_field is None:  # the record's own "id" when it has one, as curation tools do
+        own = payload.get("id")
+        if own is None or (isinstance(own, str) and not own):
+            rid = record_id(source, position)
+        else:
+            rid, id_field = str(own), "id"
     else:
-        rid = record_id(source, position)
-    skip = {text_field, id_field, "id"}
+        own = payload.get(id_field)
+        if own is None or (isinstance(own, str) and not own):
+            return None, f"missing id field {id_field!r}"
+        rid = str(own)
+    skip = {text_field, id_field}
     meta = {k: clean(v) for k, v in payload.items() if k not in skip and isinstance(k, str)}
-    bad = next((k for k, v in meta.items() if not _valid_unicode(k, v)), None)
+    bad = next((k for k, v in meta.items() if not (_valid_unicode(k) and _valid_unicode(v))), None)
     if bad is not None:
         return None, f"metadata field {bad!r} is not valid Unicode (lone surrogate)"
     return {"id": rid, "text": text, "meta": meta, "source": source, "position": position}, None

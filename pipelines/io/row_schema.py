@@ -26,17 +26,15 @@ def meta_columns(meta_types: dict[str, str], signal_columns: list[str]) -> dict[
 
 
 class MetaSchemaCombineFn(beam.CombineFn):
-    """The kinds of every passthrough field over scored batches (``{"records": ...}``) -> one
-    column type per field (:func:`pipelines.io.metadata.storage`). Combining is a set union:
-    order-free."""
+    """Each part's metadata field kinds (``{field: [tags]}``) -> one column type per field
+    (:func:`pipelines.io.metadata.storage`). Combining is a set union: order-free."""
 
     def create_accumulator(self) -> dict[str, set[str]]:
         return {}
 
-    def add_input(self, acc: dict[str, set[str]], batch: dict) -> dict[str, set[str]]:
-        for record in batch["records"]:
-            for k, v in record["meta"].items():
-                acc.setdefault(k, set()).update(metadata.tags(v))
+    def add_input(self, acc: dict[str, set[str]], kinds: dict) -> dict[str, set[str]]:
+        for k, v in kinds.items():
+            acc.setdefault(k, set()).update(v)
         return acc
 
     def merge_accumulators(self, accs):

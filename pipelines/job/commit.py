@@ -1,79 +1,41 @@
-"""The job's last writes: dead-letter files, centroids, then the manifest (the commit point).
+"""The job's last steps: check, clear staging, write the manifest (the commit point).
 
-``manifest.json`` is one object written last, after the accounting check
-(``input == written + dead_letter``) and the dead-letter budget; on an object store it is a
-single upload, on a local disk a rename. ``staging/`` is deleted after it.
+1. **Check** (one element, side inputs of sums): ``input == written + dead_letter`` and the
+   dead-letter budget. A failure stops the job before anything is deleted, so ``--resume``
+   still has every finished part.
+2. **Clear staging**: each part's staging object and summary are deleted by a worker, in
+   parallel, by name (no listing); then the few plan objects.
+3. **Manifest**: centroids, then ``manifest.json``, one object written last, listing every
+   shard, index part and dead-letter file: what it lists is what gradum may later delete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 from typing import Any
 
 import numpy as np
 
 from pipelines.io import storage as fs
-from pipelines.io.records import stable_hash
-from pipelines.job.stage import STAGING
-
-DEAD_LETTER_FILES = 4  # files per stage; dead letters are keyed over them by source/position
+from pipelines.job.failfast import DeadLetterFractionError
+from pipelines.job.summary import summary_path
 
 
-class DeadLetterFractionError(RuntimeError):
-    """Too many inputs were rejected: the job fails and writes no manifest."""
-
-
-def dead_letter_key(d: dict) -> tuple[int, dict]:
-    return stable_hash(f"{d['source']}\0{d['position']}") % DEAD_LETTER_FILES, d
-
-
-def write_dead_letters(element, out_dir: str, stage: str) -> dict[str, Any]:
-    """``(file index, dead letters)`` of one stage -> ``dead_letter/STAGE-NNNNN.jsonl``,
-    sorted by source and position."""
-    from shards.dead_letter import dead_letter_line
-    from shards.paths import DEAD_LETTER_DIR
-
-    index, items = element
-    items = sorted(items, key=lambda d: (d["source"], d["position"], d["stage"]))
-    lines = [
-        dead_letter_line(
-            d["reason"],
-            {"source": d["source"], "position": d["position"], "record": d["payload"]},
-            stage=d["stage"],
-        )
-        for d in items
-    ]
-    rel = f"{DEAD_LETTER_DIR}/{stage}-{index:05d}.jsonl"
-    fs.write_bytes(fs.join(out_dir, *rel.split("/")), "".join(lines).encode("utf-8"))
-    return {"path": rel, "rows": len(lines)}
-
-
-def finalize(
+def check(
     _,
-    shard_infos: list,
     n_input: int,
-    sketches: dict,
-    rank_sketches: dict,
-    cluster_model: Any,
-    proxy_model: Any,
-    *dead_lists: list,
+    written: int,
+    dead_staged: int,
+    dead_repeated: int,
+    *,
     out_dir: str,
-    signals: list,
-    options: dict,
-    plan: dict,
     max_dead_fraction: float,
-) -> str:
-    """Check the accounting and the dead-letter budget, write the manifest LAST, then delete
-    ``staging/``. The arguments after the first are Beam side inputs: the shard infos, the
-    input count, the value sketches, the rank sketches, the k-means model and the proxy model
-    (or None) and each stage's dead-letter file infos."""
-    from shards.manifest import build_manifest, manifest_json
-    from shards.paths import CENTROIDS_NAME, MANIFEST_NAME
-
-    dead_infos = [d for infos in dead_lists for d in infos]
-    written = sum(int(s["rows"]) for s in shard_infos)
-    dead = sum(int(d["rows"]) for d in dead_infos)
+) -> dict[str, int]:
+    """The manifest's counts, once they balance and the budget holds."""
+    dead = dead_staged + dead_repeated
     if n_input != written + dead:
         raise RuntimeError(
             f"accounting error: input {n_input} != written {written} + "
@@ -85,6 +47,46 @@ def finalize(
             f"--max-dead-letter-fraction={max_dead_fraction:g}; see {out_dir}/dead_letter/. "
             "No manifest was written."
         )
+    return {"input": n_input, "written": written, "dead_letter": dead}
+
+
+def clear_part(info: dict, _checked: dict, *, staging: str) -> int:
+    """Delete one part's staging object and summary (best effort: a leftover is listed by
+    the run marker, and ``--overwrite`` removes it)."""
+    try:
+        fs.delete([info["staging"]["path"], summary_path(staging, info["key"])])
+    except Exception:  # noqa: BLE001 - never fail a finished job over its scratch space
+        return 0
+    return 1
+
+
+def finalize(
+    _,
+    shard_infos: list,
+    counts: dict,
+    sketches: dict,
+    rank_sketches: dict,
+    cluster_model: Any,
+    proxy_model: Any,
+    _cleared: int,
+    reused: int,
+    *dead_lists: list,
+    out_dir: str,
+    staging: str,
+    signals: list,
+    options: dict,
+    plan: dict,
+    outputs: dict,
+) -> str:
+    """Write the centroids and the manifest LAST. The arguments after the first are Beam side
+    inputs: the shard entries, the counts, the value and rank sketches, the k-means and proxy
+    models (or None), the number of parts cleared, of parts reused from a killed run
+    (``--resume``) and each stage's dead-letter files."""
+    from shards.manifest import build_manifest, manifest_json
+    from shards.paths import CENTROIDS_NAME, MANIFEST_NAME
+
+    _clear_prefix(staging)
+    dead_infos = [d for infos in dead_lists for d in infos]
     clusters = None
     if cluster_model:
         buffer = io.BytesIO()
@@ -93,21 +95,35 @@ def finalize(
         clusters = dict(cluster_model["info"], centroids=CENTROIDS_NAME)
     manifest = build_manifest(
         sorted(shard_infos, key=lambda s: s["path"]),
-        counts={"input": n_input, "written": written, "dead_letter": dead},
+        counts=counts,
         signals=signals,
         stats={c: _stats(s, rank_sketches.get(c)) for c, s in sorted(sketches.items())},
         clusters=clusters,
         options=options,
     )
     manifest["plan"] = plan
+    manifest["outputs"] = outputs
+    manifest["resume"] = {"reused_parts": int(reused)}
     if proxy_model:
         manifest["proxy"] = proxy_model["info"]
     manifest["dead_letter_files"] = sorted(dead_infos, key=lambda d: d["path"])
     text = manifest_json(json.loads(json.dumps(manifest, default=str)))
     path = fs.join(out_dir, MANIFEST_NAME)
     fs.write_bytes(path, text.encode("utf-8"))
-    fs.delete_prefix(fs.join(out_dir, STAGING))
     return path
+
+
+def _clear_prefix(staging: str) -> None:
+    """What is left of the run's staging prefix once every part cleared its own: the plan
+    objects (a few), and locally the empty directories (``rmdir`` refuses any that is not)."""
+    fs.delete([p for p, _ in fs.list_prefix(fs.join(staging, "plan"))])
+    if fs.is_remote(staging):
+        return
+    for root, _dirs, _files in os.walk(staging, topdown=False):
+        with contextlib.suppress(OSError):
+            os.rmdir(root)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(staging))
 
 
 def _stats(sketch, rank_sketch) -> dict[str, Any]:

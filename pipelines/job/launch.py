@@ -1,14 +1,10 @@
-"""The scoring job: ``gradum score`` and ``python -m pipelines.score``.
+"""The launcher of the scoring job: ``gradum score`` and ``python -m pipelines.score``.
 
-inputs -> records (bad ones dead-lettered with their reason) -> scorers through RunInference
--> staging pieces partitioned by shard (``OUT/staging/``) -> optional spherical k-means over
-embeddings -> per shard: repeated ids dead-lettered; value and rank sketches of what is written ->
-difficulty and bucket -> Arrow shards -> ``manifest.json``, written last.
-
-Every path (inputs, ``--output``, the reference LM) may be local, ``gs://`` or ``s3://``;
-``pipelines.io.storage`` is the only module that knows the difference. The launcher touches metadata
-only (``pipelines.plan.inputs``): no pass over the data before the workers start. The stages are the
-composite transforms of ``pipelines.job.graph``.
+Before any worker starts it checks the options, plans the inputs from metadata only
+(:mod:`pipelines.plan.inputs`), refuses an input inside the output, checks the output and
+writes the run marker (:mod:`pipelines.output`), trains the reference LM when asked, writes
+the plan objects of a many-file input, then builds the graph (:mod:`pipelines.job.graph`)
+and runs it with one progress bar. Every path may be local, ``gs://`` or ``s3://``.
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipelines.config import DEFAULT_SIGNALS, JobConfig, JobError, check
@@ -45,72 +41,17 @@ __all__ = [
 ]
 
 
-def _beam_options(beam_args: list[str]):
-    """Beam's options with gradum's local defaults: the DirectRunner, multi-process, one worker
-    per core (up to 8); LOOPBACK for the embedded portable job server (no Docker needed).
-    Options the user gave are kept as given."""
-    from apache_beam.options.pipeline_options import (
-        DirectOptions,
-        PipelineOptions,
-        PortableOptions,
-        StandardOptions,
-    )
-
-    options = PipelineOptions(list(beam_args))
-    given = {a[2:].split("=", 1)[0] for a in beam_args if a.startswith("--")}
-    standard = options.view_as(StandardOptions)
-    standard.runner = standard.runner or "DirectRunner"
-    if "Direct" in standard.runner:
-        direct = options.view_as(DirectOptions)
-        if "direct_num_workers" not in given:
-            direct.direct_num_workers = min(os.cpu_count() or 1, 8)
-        if "direct_running_mode" not in given:
-            direct.direct_running_mode = "multi_processing"
-    if "Portable" in standard.runner and "environment_type" not in given:
-        options.view_as(PortableOptions).environment_type = "LOOPBACK"
-    return options
-
-
-def _direct_runner(options):
-    """The DirectRunner's FnApiRunner, built as the DirectRunner builds it, minus its first try:
-    since Beam 2.6x the DirectRunner first tries the PrismRunner, which downloads a Go binary
-    from GitHub at run time (DESIGN §6: nothing downloads) and, offline, fails and falls back
-    after a network attempt. gradum's jobs are batch jobs the FnApiRunner runs, with
-    ``direct_num_workers`` / ``direct_running_mode`` as given. None: let Beam choose."""
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    if options.view_as(StandardOptions).runner != "DirectRunner":
-        return None
-    try:
-        from apache_beam.portability.api import beam_provision_api_pb2
-        from apache_beam.runners.portability.fn_api_runner import fn_runner
-        from apache_beam.runners.portability.portable_runner import JobServiceHandle
-    except ImportError:  # another Beam layout: the DirectRunner decides
-        return None
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
-    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
-
-
-def _threads_per_worker(options) -> int | None:
-    """Torch threads per local worker process: the cores divided among the workers."""
-    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
-
-    direct = options.view_as(DirectOptions)
-    runner = options.view_as(StandardOptions).runner or ""
-    if "Direct" not in runner or direct.direct_running_mode == "in_memory":
-        return None
-    workers = direct.direct_num_workers or (os.cpu_count() or 1)
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def _train_reference(cfg: JobConfig, console=None) -> str:
+def _train_reference(cfg: JobConfig, staging: str, resumed: bool, console=None) -> str:
     """Train the reference LM on the first records of the input (launcher side), store it
-    under ``OUT/reference_lm`` and return that path; workers load it from there."""
-    from pipelines.io.formats import read_sample
+    under ``OUT/reference_lm`` and return that path; workers load it from there. A resumed
+    run reuses the model its first launcher stored (the parts it scored used that model)."""
     from pipelines.output.preflight import stage_reference_lm
+    from pipelines.plan.sample import read_sample
     from scorers.reference_lm import train_reference_lm
 
+    done = fs.join(staging, REFERENCE_DONE)
+    if resumed and fs.exists(done):
+        return fs.read_bytes(done).decode()
     texts = read_sample(cfg.inputs, cfg.reference_lm_samples, cfg.text_field)
     if len(texts) < 10:
         raise JobError("--lm reference needs at least 10 readable records to train on")
@@ -122,35 +63,201 @@ def _train_reference(cfg: JobConfig, console=None) -> str:
             train_reference_lm(
                 texts, local, steps=cfg.reference_lm_steps, seed=cfg.seed, progress=cfg.progress
             )
-        return stage_reference_lm(local, cfg.output)
+        path = stage_reference_lm(local, cfg.output)
+    fs.write_bytes(done, path.encode())
+    return path
 
 
-def _local_workers(options) -> bool:
-    """Whether the job's workers run on this machine (and can feed the progress bar)."""
-    from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
-
-    runner = options.view_as(StandardOptions).runner or ""
-    if "Direct" in runner or "FnApiRunner" in runner:
-        return True
-    env = options.view_as(PortableOptions).environment_type or ""
-    return runner in ("PortableRunner", "PrismRunner") and env.upper() == "LOOPBACK"
+REFERENCE_DONE = "reference_lm.done"
+_NOT_CONTENT = {"output", "overwrite", "resume", "progress", "extra_outputs"}
 
 
-def _job_url(result, options) -> str | None:
-    """The Dataflow console page of a submitted job, when the runner is Dataflow."""
-    from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions
+def config_fingerprint(cfg: JobConfig) -> str:
+    """A hash of every setting that changes what the job writes."""
+    import hashlib
 
-    if "Dataflow" not in (options.view_as(StandardOptions).runner or ""):
-        return None
-    job_id = getattr(result, "job_id", None)
-    job_id = job_id() if callable(job_id) else job_id
-    if not job_id:
-        return None
-    gcp = options.view_as(GoogleCloudOptions)
-    return (
-        f"https://console.cloud.google.com/dataflow/jobs/{gcp.region}/{job_id}"
-        f"?project={gcp.project}"
+    settings = {k: v for k, v in asdict(cfg).items() if k not in _NOT_CONTENT}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[
+        :32
+    ]
+
+
+def _write_plan(plan, staging: str) -> list[tuple]:
+    """The graph's sources: the non-file inputs, and the files inline (a few) or as plan
+    objects of ``FILES_PER_SOURCE`` files each under the run's staging prefix."""
+    batches = plan.file_batches()
+    if len(batches) <= 1:
+        return [("files", b) for b in batches] + list(plan.sources)
+    sources = []
+    for i, batch in enumerate(batches):
+        path = fs.join(staging, "plan", f"files-{i:05d}.json")
+        fs.write_bytes(path, json.dumps(batch).encode())
+        sources.append(("plan", path))
+    return sources + list(plan.sources)
+
+
+def _handlers(specs, sampled, threads, job_token) -> list[tuple[str, Any]]:
+    """One RunInference handler per model scorer, one for the CPU signals together."""
+    from pipelines.model.inference import ScorersHandler
+
+    cpu = [(n, p) for n, p in specs if n not in ("lm", "embedding")]
+    steps = [("Signals", cpu)] if cpu else []
+    steps += [
+        (n.title().replace("Lm", "LM"), [(n, p)]) for n, p in specs if n in ("lm", "embedding")
+    ]
+    return [
+        (label, ScorersHandler(group, torch_threads=threads, job_token=job_token, sampled=sampled))
+        for label, group in steps
+    ]
+
+
+@dataclass
+class PreparedJob:
+    """What the launcher decided before writing anything (see :func:`plan_job`)."""
+
+    cfg: JobConfig
+    options: Any
+    plan: Any
+    specs: list
+    extra: tuple[str, ...]
+    reference: bool  # --lm reference: trained once the output is claimed
+    console: Any = None
+    progress_dir: str | None = None
+
+
+def plan_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) -> PreparedJob:
+    """Check the options, plan the inputs (metadata only) and refuse an input inside the
+    output: nothing is written. Raises :class:`JobError` for user errors."""
+    from pipelines.job import runner
+    from pipelines.output.preflight import OutputError, check_inputs_outside
+    from pipelines.plan.inputs import plan_inputs
+
+    check(cfg)
+    options = runner.beam_options(beam_args or [])
+    fs.set_options(options)
+    try:
+        plan = plan_inputs(cfg.inputs)
+        check_inputs_outside(cfg.inputs, [p for _, p, _ in plan.files], cfg.output)
+    except (FileNotFoundError, ValueError, OutputError) as exc:
+        raise JobError(str(exc)) from None
+    resolve_proxy(cfg)
+    specs = scorer_specs(cfg)
+    reference = cfg.lm == "reference"
+    extra = tuple(cfg.extra_outputs) + (("reference_lm/",) if reference else ())
+    return PreparedJob(cfg, options, plan, specs, extra, reference, console)
+
+
+def claim_output(job: PreparedJob) -> tuple[Any, bool]:
+    """Check the output and write the run marker (deleting, with ``--overwrite``, only what
+    the old run wrote); train the reference LM when asked. Returns ``(marker, resumed)``."""
+    from pipelines.output.preflight import OutputError, prepare_output
+
+    cfg = job.cfg
+    try:
+        marker, resumed = prepare_output(
+            cfg.output,
+            overwrite=cfg.overwrite,
+            resume=cfg.resume,
+            fingerprint={"options": config_fingerprint(cfg), "inputs": job.plan.fingerprint()},
+            extra=job.extra,
+        )
+    except OutputError as exc:
+        raise JobError(str(exc)) from None
+    if job.console is not None:
+        job.console.claim_log()
+    if job.reference:
+        staging = fs.join(cfg.output, "staging", marker.run_id)
+        cfg.lm = _train_reference(cfg, staging, resumed, job.console)
+        job.specs = scorer_specs(cfg)
+    return marker, resumed
+
+
+def build_pipeline(job: PreparedJob, marker: Any, resumed: bool):
+    """The Beam pipeline of a claimed job (:mod:`pipelines.job.graph`); writes the plan
+    objects of a many-file input."""
+    import apache_beam as beam
+
+    from pipelines.job import graph, runner
+    from pipelines.job.dedupe import plan_buckets
+    from pipelines.job.read import ReadPart
+    from pipelines.output.preflight import recorded_options
+    from pipelines.plan.units import Sizing
+
+    cfg, plan, specs, options = job.cfg, job.plan, job.specs, job.options
+    sig = signal_set(cfg, specs)
+    sampled, proxy_features = proxy_setup(cfg, sig)
+    weights = difficulty_weights(cfg, sig.directions)
+    sizing = Sizing.plan(
+        rows=plan.rows,
+        nbytes=plan.bytes,
+        rows_per_shard=cfg.rows_per_shard,
+        shard_bytes=cfg.shard_bytes,
+        num_shards=cfg.num_shards,
+        bytes_per_record=plan.bytes_per_record,
     )
+    staging = fs.join(cfg.output, "staging", marker.run_id)
+    job_token = marker.run_id
+    later = {"centroid_distance", f"{cfg.proxy}_proxy"}
+    layout = graph.Layout(
+        out_dir=cfg.output,
+        staging=staging,
+        columns=sig.columns,
+        directions=sig.directions,
+        weights=weights,
+        n_buckets=cfg.buckets,
+        sizing=sizing,
+        keep_embeddings=bool(sig.embedding_dim),
+        sketch_error=cfg.sketch_error,
+        clusters=cfg.clusters,
+        kmeans_sample=max(256 * cfg.clusters, 20_000),
+        seed=cfg.seed,
+        proxy_target=cfg.proxy,
+        proxy_features=tuple(proxy_features),
+        proxy_tokens=cfg.lm if cfg.proxy and sig.producers[cfg.proxy] == "lm" else None,
+        dedupe_buckets=plan_buckets(plan.rows, plan.streamed) if cfg.id_field != "none" else 0,
+        estimated_rows=plan.rows,
+        rows_guessed=plan.streamed,
+        job_token=job_token,
+        progress_dir=job.progress_dir,
+        scored_columns=[c for c in sig.columns if c not in later],
+    )
+    read = ReadPart(
+        text_field=cfg.text_field,
+        id_field=cfg.id_field,
+        max_text_bytes=cfg.max_text_bytes,
+        batch_size=cfg.batch_size,
+        sort_by_length=any(n in ("lm", "embedding") for n, _ in specs),
+        staging=staging,
+        resume=resumed,
+        budget=(job_token, cfg.max_dead_letter_fraction, plan.rows, plan.exact),
+        progress_dir=job.progress_dir,
+    )
+    handlers = _handlers(specs, sampled, runner.threads_per_worker(options), job_token)
+    sources = _write_plan(plan, staging)
+    pipeline = beam.Pipeline(runner=runner.direct_runner(options), options=options)
+    graph.build(
+        pipeline,
+        layout,
+        sources,
+        read=read,
+        handlers=handlers,
+        commit_args=dict(
+            max_dead_fraction=cfg.max_dead_letter_fraction,
+            signals=sig.records,
+            options=dict(
+                asdict(cfg),
+                beam_options=recorded_options(options.get_all_options(drop_default=True)),
+                difficulty_weights=weights,
+                run_id=marker.run_id,
+            ),
+            plan=dict(plan.describe(), part_rows=sizing.part_rows, part_bytes=sizing.part_bytes),
+            outputs={
+                "files": list(cfg.extra_outputs),
+                "prefixes": ["reference_lm/"] if "reference_lm/" in job.extra else [],
+            },
+        ),
+    )
+    return pipeline
 
 
 def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) -> dict[str, Any]:
@@ -158,125 +265,35 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) ->
 
     ``console`` (a :class:`pipelines.console.log.JobConsole`, entered) gets the progress bar and
     the summary; without one the summary goes to stderr and there is no bar."""
-    import apache_beam as beam
+    from pipelines.job import runner
 
-    from pipelines.job import graph as transforms
-    from pipelines.job import steps
-    from pipelines.model import clustering
-    from pipelines.model.inference import ScorerModelHandler
-    from pipelines.output.preflight import OutputError, prepare_output, recorded_options
-    from pipelines.plan.inputs import is_fine_grained, plan_inputs
-
-    check(cfg)
-    options = _beam_options(beam_args or [])
-    fs.set_options(options)
+    job = plan_job(cfg, beam_args, console)
+    marker, resumed = claim_output(job)
+    show_bar = console is not None and cfg.progress and runner.local_workers(job.options)
+    job.progress_dir = tempfile.mkdtemp(prefix="gradum-progress-") if show_bar else None
     try:
-        plan = plan_inputs(cfg.inputs)  # fail early, before touching --output
-        prepare_output(cfg.output, cfg.overwrite)
-    except (FileNotFoundError, ValueError, OutputError) as exc:
-        raise JobError(str(exc)) from None
-    resolve_proxy(cfg)
-    if cfg.lm == "reference":
-        cfg.lm = _train_reference(cfg, console)
-    specs = scorer_specs(cfg)
-    sig = signal_set(cfg, specs)
-    sampled, proxy_features = proxy_setup(cfg, sig)
-    weights = difficulty_weights(cfg, sig.directions)
-    n_shards = cfg.num_shards or plan.num_shards(cfg.rows_per_shard, cfg.shard_bytes)
-    layout = transforms.Layout(
-        out_dir=cfg.output,
-        columns=sig.columns,
-        directions=sig.directions,
-        weights=weights,
-        n_shards=n_shards,
-        n_buckets=cfg.buckets,
-        embedding_dim=sig.embedding_dim,
-        sketch_error=cfg.sketch_error,
-        proxy_target=cfg.proxy,
-        proxy_features=tuple(proxy_features),
-    )
-    sample_size = max(256 * cfg.clusters, 20_000)
-    show_bar = console is not None and cfg.progress and _local_workers(options)
-    progress_dir = tempfile.mkdtemp(prefix="gradum-progress-") if show_bar else None
-    started = time.monotonic()
-
-    pipeline = beam.Pipeline(runner=_direct_runner(options), options=options)
-    job_token = f"{os.getpid()}-{time.time_ns()}"
-    read = (
-        pipeline
-        | "Units" >> beam.Create(plan.units)
-        | "ReadScoreStage"
-        >> (
-            transforms.ReadScoreStage(
-                layout,
-                read_fn=steps.ReadFn(
-                    cfg.text_field, cfg.id_field, cfg.max_text_bytes, cfg.batch_size, progress_dir
-                ),
-                handler=ScorerModelHandler(
-                    specs,
-                    progress_dir=progress_dir,
-                    torch_threads=_threads_per_worker(options),
-                    job_token=job_token,
-                    sampled=sampled,
-                ),
-                spread_batches=not all(is_fine_grained(u) for u in plan.units),
-                sample_threshold=clustering.sample_threshold(sample_size, plan.rows)
-                if cfg.clusters > 0
-                else None,
-                seed=cfg.seed,
-            )
+        pipeline = build_pipeline(job, marker, resumed)
+        if console is not None:  # the job starts (an error before this is one line)
+            console.say(f"{console.command}: log -> {console.log_path} (-v shows it here)")
+            if resumed:
+                staging = fs.join(cfg.output, "staging", marker.run_id)
+                done = len(fs.list_prefix(fs.join(staging, "done")))
+                console.say(
+                    f"{console.command}: resuming run {marker.run_id}: {done:,} finished parts "
+                    "are reused"
+                )
+        started = time.monotonic()
+        _run(
+            pipeline,
+            job.options,
+            console,
+            job.progress_dir,
+            progress.plan_total(job.plan),
+            job.plan.exact,
         )
-    )
-    model = None
-    if cfg.clusters > 0:
-        model = read["sample"] | "FitClusters" >> transforms.FitClusters(
-            cfg.clusters, cfg.seed, sample_size
-        )
-    proxy_model = None
-    if cfg.proxy:
-        proxy_model = read["proxy_sample"] | "FitProxy" >> transforms.FitProxy(
-            cfg.proxy,
-            proxy_features,
-            cfg.seed,
-            tokens=cfg.lm if sig.producers[cfg.proxy] == "lm" else None,
-            job_token=job_token,
-        )
-    built = read["staged"] | "BuildShards" >> transforms.BuildShards(
-        layout, read["meta_types"], model, proxy_model, progress_dir
-    )
-    dead_infos = [
-        read[f"dead_{stage}"]
-        | f"DeadLetters{stage.title()}" >> transforms.WriteDeadLetters(cfg.output, stage)
-        for stage in ("read", "score")
-    ] + [
-        built["dead_write"] | "DeadLettersWrite" >> transforms.WriteDeadLetters(cfg.output, "write")
-    ]
-    _ = pipeline | "Commit" >> transforms.Commit(
-        shards=built["shards"],
-        dead_infos=dead_infos,
-        count=read["count"],
-        sketches=built["sketches"],
-        ranks=built["ranks"],
-        model=model,
-        proxy_model=proxy_model,
-        out_dir=cfg.output,
-        signals=sig.records,
-        options=dict(
-            asdict(cfg),
-            beam_options=recorded_options(options.get_all_options(drop_default=True)),
-            difficulty_weights=weights,
-            num_shards=n_shards,
-        ),
-        plan=plan.describe(),
-        max_dead_fraction=cfg.max_dead_letter_fraction,
-    )
-    if console is not None:  # the checks passed: the job starts (an error above is one line)
-        console.say(f"{console.command}: log -> {console.log_path} (-v shows it here)")
-    try:
-        _run(pipeline, options, console, progress_dir, progress.plan_total(plan), plan.exact)
     finally:
-        if progress_dir:
-            shutil.rmtree(progress_dir, ignore_errors=True)
+        if job.progress_dir:
+            shutil.rmtree(job.progress_dir, ignore_errors=True)
     elapsed = time.monotonic() - started
 
     manifest = json.loads(fs.read_bytes(fs.join(cfg.output, "manifest.json")))
@@ -302,24 +319,26 @@ def _run(
         with progress.ProgressDisplay(progress_dir, total, console.stream, exact):
             pipeline.run().wait_until_finish()
         return
+    from pipelines.job.runner import job_url, local_workers
+
     result = pipeline.run()
-    url = _job_url(result, options)
+    url = job_url(result, options)
     if console is not None:
         if url:
             console.say(f"gradum: Dataflow job {url} (no progress bar for remote workers)")
-        elif not _local_workers(options):
+        elif not local_workers(options):
             console.say("gradum: remote workers: their progress shows in the runner's UI")
     result.wait_until_finish()
 
 
 def _explain(exc: BaseException) -> str | None:
     """The user-facing message inside a Beam failure, if it is one of ours."""
-    from pipelines.job.commit import DeadLetterFractionError
+    from pipelines.job.failfast import DeadLetterFractionError, ScorerBrokenError
 
-    if isinstance(exc, DeadLetterFractionError | JobError):
+    if isinstance(exc, DeadLetterFractionError | ScorerBrokenError | JobError):
         return str(exc).split(" [while running")[0]
     text = str(exc)
-    for marker in ("DeadLetterFractionError:", "JobError:"):
+    for marker in ("DeadLetterFractionError:", "ScorerBrokenError:", "JobError:"):
         if marker in text:
             return text.split(marker, 1)[1].strip().splitlines()[0]
     return None
@@ -345,8 +364,13 @@ def run_console_job(
     try:
         with console:
             return 0, run_job(cfg, beam_args, console)
-    except JobError as exc:
-        status, line = 2, f"{command}: error: {exc}"
+    except JobError as exc:  # refused: nothing was written; a pending log is not kept
+        line = console.redact(f"{command}: error: {exc}")
+        if console.discard_log():
+            print(line, file=sys.stderr)
+        else:
+            print(f"{line} (log: {console.log_path})", file=sys.stderr)
+        return 2, None
     except Exception as exc:  # noqa: BLE001 - Beam wraps worker errors: one line, log has the rest
         message = _explain(exc)
         status, line = 1, f"{command}: failed: {message or one_line_error(exc)}"

@@ -1,114 +1,207 @@
-"""Scored rows staged under ``OUT/staging/``, partitioned by shard as they are written.
+"""Stage a part: its scored batches -> one staging object, its dead letters, its summary.
 
-The scoring stage writes its scored rows straight to staging pieces and passes on only a small
-descriptor ``{"shard", "path", "rows", "bytes"}``: record text never crosses a Beam shuffle.
-A row belongs to shard ``hash(id) % n_shards``; :class:`StageFn` keeps one buffer per shard
-over a bundle and writes a piece per shard when the bundle ends or its buffers pass
-``flush_bytes``. The descriptors are then grouped by shard, so each shard writer opens only
-its own pieces: work and opens grow with the records, not with shards x pieces.
-
-A piece is named by the sha1 of its own bytes (``staging/shard-00003/<sha1>.arrow``): a bundle
-that the runner retries rewrites the same objects with the same bytes, or, if it is bundled
-differently, writes new names; only the pieces named by committed descriptors are read, and
-``staging/`` is deleted once the manifest is written.
+The batches of a part arrive in the bundle that read it (reading and scoring are one fused
+stage, so record text never crosses a shuffle). Once all ``of`` batches are in, the part's
+rows go into ``staging/<run>/parts/part-<key>.arrow`` (input order), its read, validation and
+scoring failures into ``dead_letter/part-<key>.jsonl``, and its summary
+(:mod:`pipelines.job.summary`) last. One object of each kind per part: the object count
+grows with the parts, not with workers x shards. The summary's pieces go on to the rest of
+the job as tagged outputs; a part reused by ``--resume`` sends its saved summary the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from typing import Any
+import logging
+import time
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.windowed_value import WindowedValue
+from apache_beam.metrics import Metrics
 
+from pipelines.console.progress import PROGRESS
 from pipelines.io import storage as fs
-from pipelines.io.records import stable_hash
+from pipelines.io.staged import meta_kinds, staged_table, write_ipc_file
+from pipelines.job import samples
+from pipelines.job.dead_letters import record_dead_letter, write_part_dead_letters
+from pipelines.job.failfast import BUDGET
+from pipelines.job.summary import (
+    kmeans_rows,
+    proxy_rows,
+    save_summary,
+    staging_path,
+)
+from pipelines.model.inference import scorer_cpu_line
 
-STAGING = "staging"
-FLUSH_BYTES = 64 << 20  # a bundle's buffered rows past this are written out
-
-
-def staged_table(batch: dict, columns: list[str]) -> pa.Table:
-    """A scored batch -> one Arrow table: id, text, source, position, meta (JSON), hash, the
-    signal columns (float64) and, when the batch carries them, embeddings."""
-    records, scored = batch["records"], batch["columns"]
-    cols: dict[str, Any] = {
-        "id": pa.array([r["id"] for r in records], pa.string()),
-        "text": pa.array([r["text"] for r in records], pa.large_string()),
-        "source": pa.array([r["source"] for r in records], pa.string()),
-        "position": pa.array([r["position"] for r in records], pa.int64()),
-        "meta": pa.array([json.dumps(r["meta"], sort_keys=True) for r in records], pa.string()),
-        "hash": pa.array([stable_hash(r["id"]) for r in records], pa.uint64()),
-    }
-    for c in columns:
-        cols[c] = pa.array(np.asarray(scored[c], dtype=np.float64))
-    if "embedding" in scored:
-        emb = np.ascontiguousarray(scored["embedding"], dtype=np.float32)
-        cols["embedding"] = pa.FixedSizeListArray.from_arrays(
-            pa.array(emb.reshape(-1)), emb.shape[1]
-        )
-    return pa.table(cols)
+_LOG = logging.getLogger("gradum.stage")
+TAGS = ("columns", "ids", "kmeans", "proxy", "proxy_count", "meta")
 
 
-def ipc_file_bytes(table: pa.Table) -> pa.Buffer:
-    """``table`` as an Arrow IPC file (random access), in memory."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
-def read_piece(path: str, columns: list[str] | None = None) -> pa.Table:
-    """A staging piece as a Table: memory-mapped locally, downloaded from a bucket."""
-    source = pa.memory_map(path) if not fs.is_remote(path) else pa.BufferReader(fs.read_bytes(path))
-    table = pa.ipc.open_file(source).read_all()
-    return table.select(columns) if columns else table
-
-
-def piece_dir(out_dir: str, shard: int) -> str:
-    return fs.join(out_dir, STAGING, f"shard-{shard:05d}")
-
-
-class StageFn(beam.DoFn):
-    """Scored batches -> staging pieces, one per shard and flush; yields their descriptors."""
+class StagePart(beam.DoFn):
+    """Scored batch elements -> part infos (main) and the summary's pieces (tagged):
+    ``columns`` ``{"key", "staging", "columns"}``, ``ids`` ``(bucket, (key, ids, rows))``,
+    ``kmeans`` / ``proxy`` lists of sample rows, ``proxy_count`` ints, ``meta`` field kinds."""
 
     def __init__(
-        self, out_dir: str, columns: list[str], n_shards: int, flush_bytes: int = FLUSH_BYTES
+        self,
+        *,
+        out_dir: str,
+        staging: str,
+        columns: list[str],
+        dedupe_buckets: int,
+        kmeans: tuple[int, int, int, bool] | None,
+        proxy: tuple[str, list[str], int, int, int, bool] | None,
+        job: str = "",
+        progress_dir: str | None = None,
     ) -> None:
-        self.out_dir, self.columns = out_dir, list(columns)
-        self.n_shards, self.flush_bytes = int(n_shards), int(flush_bytes)
+        self.job = job  # per-process state (the running sample thresholds) is per job
+        self.out_dir, self.staging, self.columns = out_dir, staging, list(columns)
+        self.dedupe_buckets = dedupe_buckets  # 0: ids are unique by construction
+        self.kmeans = kmeans  # (seed, k, total rows, guessed) or None
+        self.proxy = proxy  # (target, features, seed, k, total rows, guessed) or None
+        self.progress_dir = progress_dir
+        self.scored = Metrics.counter("gradum", "scored")
+        self.staged = Metrics.counter("gradum", "staged_parts")
 
     def start_bundle(self) -> None:
-        self._parts: dict[int, list[pa.Table]] = {}
-        self._bytes = 0
+        self._parts: dict[str, dict[int, dict]] = {}
 
-    def process(self, batch: dict):
-        table = staged_table(batch, self.columns)
-        shard = table["hash"].to_numpy() % self.n_shards
-        order = np.argsort(shard, kind="stable")
-        shard_sorted = shard[order]
-        cuts = np.flatnonzero(np.diff(shard_sorted)) + 1
-        table = table.take(pa.array(order))
-        for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(order)].tolist(), strict=True):
-            self._parts.setdefault(int(shard_sorted[lo]), []).append(table.slice(lo, hi - lo))
-        self._bytes += table.nbytes
-        if self._bytes >= self.flush_bytes:
-            yield from self._flush()
+    def process(self, element: dict):
+        PROGRESS.configure(self.progress_dir)
+        if element.get("reused") is not None:
+            yield from self._emit(element["reused"], None)
+            return
+        errors = element.get("errors") or [None] * len(element["records"])
+        failed = sum(e is not None for e in errors)
+        self.scored.inc(len(errors) - failed)
+        PROGRESS.add(scored=len(errors) - failed, dead=failed)
+        BUDGET.add(dead=failed)
+        batches = self._parts.setdefault(element["part"], {})
+        batches[element["seq"]] = element
+        if len(batches) == element["of"]:
+            del self._parts[element["part"]]
+            yield from self._finish(element["part"], [batches[i] for i in range(len(batches))])
 
-    def finish_bundle(self):
-        for descriptor in self._flush():
-            yield WindowedValue(descriptor, 0, [GlobalWindow()])
+    def finish_bundle(self) -> None:
+        if self._parts:
+            raise RuntimeError(
+                f"parts {sorted(self._parts)[:3]} ended a bundle incomplete: the runner split "
+                "the fused read-score-stage step; nothing was lost, but the job cannot go on"
+            )
 
-    def _flush(self):
-        parts, self._parts, self._bytes = self._parts, {}, 0
-        for shard in sorted(parts):
-            piece = pa.concat_tables(parts[shard])
-            data = ipc_file_bytes(piece)
-            digest = hashlib.sha1(memoryview(data)).hexdigest()[:24]
-            path = fs.join(piece_dir(self.out_dir, shard), f"{digest}.arrow")
-            fs.write_bytes(path, memoryview(data))
-            yield {"shard": shard, "path": path, "rows": piece.num_rows, "bytes": data.size}
+    def _finish(self, key: str, batches: list[dict]):
+        began = time.monotonic()
+        first = batches[0]
+        dead = list(first.get("dead") or [])
+        records, parts = [], {c: [] for c in self.columns}
+        embeddings = []
+        for b in batches:
+            errors = b.get("errors") or [None] * len(b["records"])
+            ok = [i for i, e in enumerate(errors) if e is None]
+            for i, e in enumerate(errors):
+                if e is not None:
+                    dead.append(record_dead_letter("score", e, b["records"][i]))
+            records.extend(b["records"][i] for i in ok)
+            for c in self.columns:
+                parts[c].append(np.asarray(b["columns"][c], dtype=np.float64)[ok])
+            if "embedding" in b.get("columns", {}):
+                embeddings.append(np.asarray(b["columns"]["embedding"], dtype=np.float32)[ok])
+        columns = {c: np.concatenate(v) if v else np.empty(0) for c, v in parts.items()}
+        if embeddings:
+            columns["embedding"] = np.concatenate(embeddings)
+        kinds = meta_kinds(records)
+        table = staged_table(records, columns, self.columns, kinds)
+        data = write_ipc_file(table)
+        path = staging_path(self.staging, key)
+        fs.write_bytes(path, memoryview(data))
+        dead_files = write_part_dead_letters(self.out_dir, f"part-{key}", dead) if dead else []
+        summary = self._summarise(key, table, kinds)
+        summary.update(
+            staging={"path": path, "bytes": data.size, "sha256": _sha256(data)},
+            n_input=int(first.get("n_input", 0)),
+            dead=dead_files,
+            n_dead=len(dead),
+        )
+        save_summary(self.staging, summary)
+        self.staged.inc()
+        _LOG.info(
+            "part %s: %d read, %d staged, %d dead-lettered in %.1f s; %s",
+            key,
+            summary["n_input"],
+            table.num_rows,
+            len(dead),
+            time.monotonic() - began,
+            scorer_cpu_line(),
+        )
+        yield from self._emit(summary, table)
+
+    def _summarise(self, key: str, table, kinds: dict) -> dict:
+        summary = {
+            "key": key,
+            "rows": table.num_rows,
+            "columns": {c: table[c].to_numpy() for c in self.columns},
+            "meta_kinds": {k: sorted(v) for k, v in kinds.items()},
+            "ids": table["id"].combine_chunks() if self.dedupe_buckets else None,
+            "kmeans": None,
+            "proxy": None,
+            "proxy_count": 0,
+        }
+        if self.kmeans is not None:
+            seed, k, total, guessed = self.kmeans
+            cap = samples.part_cap(k, table.num_rows, total, guessed)
+            summary["kmeans"] = kmeans_rows(table, seed, cap)
+        if self.proxy is not None:
+            target, features, seed, k, total, guessed = self.proxy
+            cap = samples.part_cap(k, table.num_rows, total, guessed)
+            summary["proxy"], summary["proxy_count"] = proxy_rows(
+                table, target, features, seed, cap
+            )
+        return summary
+
+    def _emit(self, summary: dict, table):
+        key = summary["key"]
+        yield {
+            "key": key,
+            "staging": summary["staging"],
+            "rows": summary["rows"],
+            "n_input": summary["n_input"],
+            "n_dead": summary["n_dead"],
+            "dead": summary["dead"],
+            "reused": table is None,
+        }
+        yield beam.pvalue.TaggedOutput(
+            "columns", {"key": key, "staging": summary["staging"], "columns": summary["columns"]}
+        )
+        yield beam.pvalue.TaggedOutput("meta", summary["meta_kinds"])
+        if self.dedupe_buckets and summary["rows"]:
+            yield from _id_buckets(key, summary["ids"], self.dedupe_buckets)
+        if self.kmeans is not None:
+            rows = samples.RUNNING.admit((self.job, "kmeans"), self.kmeans[1], summary["kmeans"])
+            yield beam.pvalue.TaggedOutput("kmeans", rows)
+        if self.proxy is not None:
+            rows = samples.RUNNING.admit((self.job, "proxy"), self.proxy[3], summary["proxy"])
+            yield beam.pvalue.TaggedOutput("proxy", rows)
+            yield beam.pvalue.TaggedOutput("proxy_count", summary["proxy_count"])
+
+
+def _sha256(data) -> str:
+    return hashlib.sha256(memoryview(data)).hexdigest()
+
+
+def _id_buckets(key: str, ids, buckets: int):
+    """``(bucket, (key, ids, rows))`` per dedupe bucket this part's ids fall in."""
+    import zlib
+
+    import pyarrow as pa
+
+    values = ids.to_pylist()
+    bucket = np.fromiter(
+        (zlib.crc32(v.encode("utf-8")) % buckets for v in values), dtype=np.int64, count=len(values)
+    )
+    order = np.argsort(bucket, kind="stable")
+    cuts = np.flatnonzero(np.diff(bucket[order])) + 1
+    for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(order)].tolist(), strict=True):
+        rows = order[lo:hi]
+        yield beam.pvalue.TaggedOutput(
+            "ids", (int(bucket[rows[0]]), (key, ids.take(pa.array(rows)), rows.astype(np.int64)))
+        )

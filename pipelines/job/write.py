@@ -1,108 +1,103 @@
-"""Build each shard from its own staging pieces: prepare (dedupe, sketch inputs), then write.
+"""Write a part's shard: its staged rows, repeated ids dropped, difficulty and clusters added.
 
-Shard ``s`` is the rows whose ``hash(id) % n_shards == s``, sorted by (id, source, position):
-a pure function of the input, so the shard bytes do not depend on the runner or its bundling.
-Both steps read only shard ``s``'s pieces (``staging/shard-s/``).
+Shard ``shards/part-<key>.arrow`` holds the rows of part ``key`` in input order: a pure
+function of the input, so its bytes do not depend on the runner or its bundling. Two steps
+read a part's staging object (at most twice, and only the second when clustering or a proxy
+needs the embeddings or texts):
 
-1. :class:`PrepareShardFn`: dead-letters repeated ids (the first by (source, position)
-   stays) and yields the signal columns of the rows that will be written, for the quantile
-   sketches: the statistics and ranks count each written record once.
-2. :class:`WriteShardFn`: the same rows, with difficulty (from the finished rank sketches), bucket
-   and cluster, uploaded once as ``shards/part-<s>.arrow``; yields ``{path, rows, bytes,
-   sha256, staging_pieces}`` (the pieces it read: each step opens each of them once).
+1. :class:`KeptColumns`: the signal columns of the rows that will be written (repeated ids
+   out), with ``centroid_distance`` and the proxy's column computed when they exist; they
+   feed the rank and value sketches, so the statistics count each written record once.
+2. :class:`WriteShard`: the rows, with difficulty (from the finished rank sketches), bucket
+   and cluster, uploaded once as the shard, and the sampler's index beside it
+   (``index/part-<key>.parquet``, :mod:`shards.index`); repeated ids are dead-lettered.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
-from pipelines.io import metadata
 from pipelines.io import storage as fs
 from pipelines.io.row_schema import meta_columns, row_schema
-from pipelines.job.stage import read_piece
-from pipelines.job.steps import record_dead_letter
+from pipelines.io.staged import meta_column, read_ipc_file
+from pipelines.job.dead_letters import record_dead_letter, write_part_dead_letters
 from pipelines.model import clustering
 from pipelines.model import proxy as proxy_model
 from pipelines.stats import difficulty
 
 
-def gather_shard(
-    pieces: list[dict], model: dict | None, proxy: dict | None = None
-) -> tuple[pa.Table, np.ndarray]:
-    """The rows of one shard's pieces sorted by (id, source, position), with ``cluster`` and
-    ``centroid_distance`` when a k-means ``model`` is given, ``<target>_proxy`` when a proxy
-    is, and the mask of repeated ids."""
-    parts = [read_piece(d["path"]) for d in sorted(pieces, key=lambda d: d["path"])]
-    table = pa.concat_tables(parts)
-    order = pc.sort_indices(
-        table, [("id", "ascending"), ("source", "ascending"), ("position", "ascending")]
-    )
-    table = table.take(order)
+def read_staged(staging: dict, verify: bool = False) -> pa.Table:
+    """A part's staged table: memory-mapped locally, downloaded from a bucket; with
+    ``verify``, its sha256 checked against the one recorded when it was written."""
+    path = staging["path"]
+    if fs.is_remote(path) or verify:
+        data = fs.read_bytes(path)
+        if verify and hashlib.sha256(data).hexdigest() != staging["sha256"]:
+            raise RuntimeError(f"{path}: its sha256 differs from the one its run recorded")
+        return read_ipc_file(data)
+    return read_ipc_file(path)
+
+
+def _dropped(key: str, losers: Any) -> np.ndarray:
+    if losers is None:
+        return np.empty(0, dtype=np.int64)
+    found = losers.get(key) if hasattr(losers, "get") else None
+    if not found:
+        return np.empty(0, dtype=np.int64)
+    return np.unique(np.concatenate([np.asarray(r, dtype=np.int64) for r in found]))
+
+
+def _keep_mask(n: int, drop: np.ndarray) -> np.ndarray:
+    keep = np.ones(n, dtype=bool)
+    keep[drop] = False
+    return keep
+
+
+def derived_columns(table: pa.Table, model: dict | None, proxy: dict | None) -> dict:
+    """``cluster`` and ``centroid_distance`` (k-means) and ``<target>_proxy`` of each row."""
+    out: dict[str, np.ndarray] = {}
     if model is not None:
         dim = table.schema.field("embedding").type.list_size
         emb = table["embedding"].combine_chunks().values.to_numpy(zero_copy_only=False)
         cluster, dist = clustering.assign(emb.reshape(-1, dim), model["centroids"])
-        table = table.append_column("cluster", pa.array(cluster, pa.int32()))
-        table = table.append_column("centroid_distance", pa.array(dist.astype(np.float64)))
+        out["cluster"], out["centroid_distance"] = cluster, dist.astype(np.float64)
     if proxy is not None:
+        from pipelines.job.summary import _numpy
+
         features = proxy["features"]
         cols = {f: _numpy(table[f]) for f in features}
         texts = table["text"].to_pylist() if proxy.get("tokens") is not None else None
         column = f"{proxy['info']['target']}_proxy"
-        predicted = proxy_model.predict(proxy, cols, features, texts)
-        table = table.append_column(column, pa.array(predicted))
-    ids = table["id"]
-    dup = np.zeros(len(ids), dtype=bool)  # sorted by id: a repeat follows its first
-    if len(ids) > 1:
-        same = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))
-        dup[1:] = same.to_numpy(zero_copy_only=False)
-    return table, dup
+        out[column] = proxy_model.predict(proxy, cols, features, texts)
+    return out
 
 
-def _numpy(column: pa.ChunkedArray) -> np.ndarray:
-    """A float column as float64, a fixed-size list column (embeddings) as a 2-D array."""
-    if pa.types.is_fixed_size_list(column.type):
-        values = column.combine_chunks().values.to_numpy(zero_copy_only=False)
-        return values.reshape(len(column), column.type.list_size)
-    return column.to_numpy().astype(np.float64)
+class KeptColumns(beam.DoFn):
+    """``{"key", "staging", "columns"}`` -> ``{"columns"}`` of the rows that will be written."""
+
+    def __init__(self, columns: list[str], needs_rows: bool) -> None:
+        self.columns, self.needs_rows = list(columns), needs_rows
+
+    def process(self, element: dict, losers=None, model=None, proxy=None):
+        cols = dict(element["columns"])
+        n = len(next(iter(cols.values()))) if cols else 0
+        if self.needs_rows and (model is not None or proxy is not None):
+            table = read_staged(element["staging"])
+            n = table.num_rows
+            cols.update(derived_columns(table, model, proxy))
+        keep = _keep_mask(n, _dropped(element["key"], losers))
+        yield {"columns": {c: np.asarray(cols[c])[keep] for c in self.columns}}
 
 
-class PrepareShardFn(beam.DoFn):
-    """``(shard, pieces)`` -> dead letters of repeated ids (tag ``dead``) and
-    ``{"columns": {signal: values}}`` of the rows to be written (main)."""
-
-    def __init__(self, columns: list[str], progress_dir: str | None = None) -> None:
-        self.columns = list(columns)
-        self.progress_dir = progress_dir  # see pipelines.console.progress: the bar says "writing"
-
-    def process(
-        self, element: tuple[int, list[dict]], model: dict | None = None, proxy: dict | None = None
-    ):
-        from pipelines.console.progress import PROGRESS
-
-        PROGRESS.configure(self.progress_dir)
-        PROGRESS.add(shards=1)
-        PROGRESS.flush()
-        _, pieces = element
-        table, dup = gather_shard(list(pieces), model, proxy)
-        for i in np.flatnonzero(dup).tolist():
-            row = {k: table[k][i].as_py() for k in ("id", "text", "source", "position")}
-            row["meta"] = json.loads(table["meta"][i].as_py())
-            reason = f"duplicate id {row['id']!r}"
-            yield beam.pvalue.TaggedOutput("dead", record_dead_letter("write", reason, row))
-        kept = table.filter(pa.array(~dup)) if dup.any() else table
-        yield {"columns": {c: kept[c].to_numpy() for c in self.columns}}
-
-
-class WriteShardFn(beam.DoFn):
-    """``(shard, pieces)`` -> the shard, uploaded once under its final name."""
+class WriteShard(beam.DoFn):
+    """A part's info -> its shard and index, uploaded once (main: the manifest's shard entry)
+    and the dead-letter files of its repeated ids (tag ``dead``)."""
 
     def __init__(
         self,
@@ -112,63 +107,109 @@ class WriteShardFn(beam.DoFn):
         directions: dict[str, int],
         weights: dict[str, float],
         n_buckets: int,
-        embedding_dim: int | None,
+        keep_embeddings: bool,
     ) -> None:
         self.out_dir, self.signal_columns = out_dir, list(signal_columns)
         self.directions, self.weights, self.n_buckets = directions, weights, n_buckets
-        self.embedding_dim = embedding_dim
+        self.keep_embeddings = keep_embeddings
         self.written = Metrics.counter("gradum", "written")
 
     def process(
         self,
-        element: tuple[int, list[dict]],
+        info: dict,
         rank_sketches: dict,
         meta_types: dict[str, str],
+        losers=None,
         model: dict | None = None,
         proxy: dict | None = None,
     ):
+        from pipelines.console.progress import PROGRESS
         from shards.hashing import sha256_bytes
+        from shards.index import index_bytes, index_name, index_table
         from shards.paths import shard_name
         from shards.writer import stream_bytes
 
-        index, pieces = element
-        pieces = list(pieces)  # a GroupByKey iterable may be lazy and unsized
-        table, dup = gather_shard(pieces, model, proxy)
-        if dup.any():
-            table = table.filter(pa.array(~dup))
-        out = self._rows(table, rank_sketches, meta_types, clusters=model is not None)
+        PROGRESS.add(shards=1)
+        PROGRESS.flush()
+        key = info["key"]
+        table = read_staged(info["staging"], verify=info.get("reused", False))
+        drop = _dropped(key, losers)
+        if len(drop):
+            dead = [
+                record_dead_letter(
+                    "write", f"duplicate id {table['id'][i].as_py()!r}", _row(table, i)
+                )
+                for i in drop.tolist()
+            ]
+            for d in write_part_dead_letters(self.out_dir, f"part-{key}-dup", dead):
+                yield beam.pvalue.TaggedOutput("dead", d)
+            table = table.filter(pa.array(_keep_mask(table.num_rows, drop)))
+        derived = derived_columns(table, model, proxy)
+        out = self._rows(table, derived, rank_sketches, meta_types, clusters=model is not None)
         data = stream_bytes(out)
-        rel = shard_name(index)
+        rel = shard_name(key)
         fs.write_bytes(fs.join(self.out_dir, *rel.split("/")), memoryview(data))
+        index = index_bytes(index_table(out, self.signal_columns))
+        index_rel = index_name(rel)
+        fs.write_bytes(fs.join(self.out_dir, *index_rel.split("/")), index)
         self.written.inc(out.num_rows)
         yield {
             "path": rel,
             "rows": out.num_rows,
             "bytes": data.size,
             "sha256": sha256_bytes(data),
-            "staging_pieces": len(pieces),
+            "index": {
+                "path": index_rel,
+                "rows": out.num_rows,
+                "bytes": len(index),
+                "sha256": sha256_bytes(index),
+            },
         }
 
-    def _rows(self, table: pa.Table, rank_sketches: dict, meta_types: dict, *, clusters: bool):
+    def _rows(self, table, derived, rank_sketches, meta_types, *, clusters: bool) -> pa.Table:
+        values = {
+            c: derived[c] if c in derived else table[c].to_numpy() for c in self.signal_columns
+        }
         ranks = {
-            c: rank_sketches[c].rank(table[c].to_numpy().astype(np.float64)) for c in self.weights
+            c: rank_sketches[c].rank(np.asarray(values[c], dtype=np.float64)) for c in self.weights
         }
         d = difficulty.combine(ranks, self.directions, self.weights)
-        schema = row_schema(
-            meta_types, self.signal_columns, clusters=clusters, embedding_dim=self.embedding_dim
-        )
+        dim = table.schema.field("embedding").type.list_size if self.keep_embeddings else None
+        schema = row_schema(meta_types, self.signal_columns, clusters=clusters, embedding_dim=dim)
         cols: dict[str, Any] = {k: table[k] for k in ("id", "text", "source")}
-        if meta_types:
-            metas = [json.loads(m) for m in table["meta"].to_pylist()]
-            names = meta_columns(meta_types, self.signal_columns)
-            for key, kind in meta_types.items():
-                cols[names[key]] = [metadata.encode(m.get(key), kind) for m in metas]
+        names = meta_columns(meta_types, self.signal_columns)
+        for field, kind in meta_types.items():
+            cols[names[field]] = meta_column(table, field, kind)
         for c in self.signal_columns:
-            cols[c] = table[c].to_numpy().astype(np.float32)
-        if self.embedding_dim:
+            cols[c] = np.asarray(values[c]).astype(np.float32)
+        if dim:
             cols["embedding"] = table["embedding"]
         if clusters:
-            cols["cluster"] = table["cluster"]
+            cols["cluster"] = pa.array(derived["cluster"], pa.int32())
         cols["difficulty"] = d.astype(np.float32)
         cols["bucket"] = difficulty.buckets(d, self.n_buckets).astype(np.int16)
         return pa.table({f.name: cols[f.name] for f in schema}, schema=schema)
+
+
+def _row(table: pa.Table, i: int) -> dict:
+    """Row ``i`` of a staged table as a record (for its dead letter)."""
+    import json
+
+    from pipelines.io.staged import META_PREFIX
+
+    meta = {}
+    for field in table.schema:
+        if not field.name.startswith(META_PREFIX):
+            continue
+        value = table[field.name][i].as_py()
+        if value is not None and (field.metadata or {}).get(b"kind") == b"json":
+            value = json.loads(value)
+        if value is not None:
+            meta[field.name[len(META_PREFIX) :]] = value
+    return {
+        "id": table["id"][i].as_py(),
+        "text": table["text"][i].as_py(),
+        "source": table["source"][i].as_py(),
+        "position": table["position"][i].as_py(),
+        "meta": meta,
+    }

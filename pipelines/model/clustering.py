@@ -1,7 +1,7 @@
 """Spherical k-means on a seeded sample of embeddings (faiss), and assignment.
 
 Fit: the ``sample_size`` records with the smallest sha1(seed, id) (a deterministic, uniform
-sample that any runner reproduces, taken in the scoring stage), sorted by id, clustered by ``faiss.Kmeans`` with
+sample that any runner reproduces, bounded by :mod:`pipelines.job.samples`), sorted by id, clustered by ``faiss.Kmeans`` with
 ``spherical=True`` (centroids renormalised each iteration; Dhillon & Modha 2001), on the
 GPU when faiss-gpu and CUDA are present. Assignment: nearest centroid by cosine,
 ``centroid_distance = 1 - cos``.
@@ -89,17 +89,7 @@ def assign(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, n
     return best, np.maximum(dist, 0.0)
 
 
-def sample_threshold(sample_size: int, estimated_rows: int) -> float:
-    """The fraction of the 48-bit key range that holds about twice ``sample_size`` of
-    ``estimated_rows`` records (the launcher's estimate); the fit keeps the smallest keys."""
-    return min(1.0, 2.0 * sample_size / max(estimated_rows, 1)) * 16**12
-
-
-def sample_rows(batch: dict, seed: int, threshold: float):
-    """``(key, id, embedding)`` of a scored batch's rows whose sha1(seed, id) falls below
-    ``threshold``: a deterministic, uniform k-means sample taken where the rows are scored."""
-    emb = batch["columns"]["embedding"]
-    for i, record in enumerate(batch["records"]):
-        key = sample_key(seed, record["id"])
-        if int(key[:12], 16) < threshold:
-            yield (key, record["id"], np.asarray(emb[i], dtype=np.float32))
+def fit_sample(sample: list, k: int, seed: int) -> dict:
+    """Spherical k-means on the bounded sample ``[(key, id, embedding), ...]``."""
+    centroids, info = fit_centroids([(i, e) for _, i, e in sample], k, seed=seed)
+    return {"centroids": centroids, "info": info}

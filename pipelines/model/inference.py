@@ -1,4 +1,13 @@
-"""Scoring inside Beam's RunInference: one scorer set per worker process, bad texts isolated."""
+"""Scoring inside Beam's RunInference: one ModelHandler per model scorer, bad texts isolated.
+
+The job's elements are *batches* of validated records (made by the reader, one part at a
+time): ``{"part", "seq", "of", "records", "columns", "errors", ...}``. Each scoring step adds
+its scorers' columns and leaves ``errors[i]`` (None, or why record ``i`` failed) for the next;
+a record that failed once is not scored again. Steps: one :class:`ScorersHandler` for the
+CPU signals together, one for the LM (perplexity, confidence, angle concentration from one
+forward pass), one for the embedding model. RunInference loads each handler's model once per
+worker process and shares it across the process's threads.
+"""
 
 from __future__ import annotations
 
@@ -10,71 +19,64 @@ from typing import Any
 
 import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+from apache_beam.ml.inference.base import ModelHandler
 
 from pipelines.io.models import local_model_params
+from pipelines.job.failfast import SCORERS
 
 ScorerSpec = tuple[str, dict[str, Any]]
 _LOG = logging.getLogger("gradum.scoring")
-_SCORER_CPU_SECONDS: dict[str, float] = {}  # this worker process's, over the job
+SCORER_CPU_SECONDS: dict[str, float] = {}  # this worker process's, over the job
 
 
 class ScorerSet(list):
-    """The scorers of one worker process (a list that Beam's model sharing can weak-reference)."""
+    """The scorers of one step in one worker process (a list that Beam's model sharing can
+    weak-reference)."""
 
 
-def score_isolating(
-    scorer_set: list[Any], texts: list[str]
-) -> list[tuple[dict | None, str | None]]:
-    """Score ``texts`` with every scorer; a failure splits the batch in halves until only
-    the failing texts remain, so one bad text costs O(log n) extra calls and the rest of
-    its batch is still scored. Returns ``(scores, None)`` or ``(None, reason)`` per text."""
-    try:
-        columns: dict[str, np.ndarray] = {}
-        for scorer in scorer_set:
-            columns.update(scorer.score(texts))
-    except Exception as exc:  # noqa: BLE001 - any scorer failure is isolated, then reported
-        return _bisect(scorer_set, texts, exc)
-    return [({k: v[i] for k, v in columns.items()}, None) for i in range(len(texts))]
-
-
-def _bisect(
-    scorer_set: list[Any], texts: list[str], exc: Exception
-) -> list[tuple[dict | None, str | None]]:
+def _isolate(scorer: Any, texts: list[str], exc: Exception) -> list[tuple[dict | None, str | None]]:
     """``texts`` failed with ``exc`` as a whole: its reason if it is one text, else each half
-    scored (and isolated) on its own."""
+    scored (and isolated) on its own: one bad text costs O(log n) extra calls."""
     if len(texts) == 1:
         cause = exc.__cause__ or exc
         return [(None, f"scorer failed: {type(cause).__name__}: {cause}"[:500])]
     mid = len(texts) // 2
-    return score_isolating(scorer_set, texts[:mid]) + score_isolating(scorer_set, texts[mid:])
+    out = []
+    for half in (texts[:mid], texts[mid:]):
+        try:
+            cols = scorer.score(half)
+        except Exception as inner:  # noqa: BLE001 - isolated further
+            out.extend(_isolate(scorer, half, inner))
+            continue
+        out.extend(({k: v[i] for k, v in cols.items()}, None) for i in range(len(half)))
+    return out
 
 
-def score_batch(
-    scorer_set: list[Any], texts: list[str], cpu_seconds: dict[str, float] | None = None
+def score_one(
+    scorer: Any, texts: list[str], job: str = ""
 ) -> tuple[dict[str, np.ndarray], list[str | None]]:
-    """Score ``texts`` column-wise: ``(columns, errors)``, one error (or None) per text. The
-    whole batch is scored in one call per scorer; only when that fails is it bisected
-    (:func:`score_isolating`, without scoring the whole batch again) and the failed texts'
-    entries left NaN. ``cpu_seconds`` (scorer name -> seconds) accumulates the CPU time of this
-    thread spent in each scorer (where the job's time goes; torch runs in the calling thread
-    with one thread per worker process)."""
+    """Score ``texts`` with one scorer: ``(columns, errors)``. The batch is scored in one call;
+    only when that fails is it bisected and the failed texts' entries left NaN. A scorer that
+    has not succeeded yet in this process is first probed on one text
+    (:mod:`pipelines.job.failfast`: a broken scorer stops the job)."""
+    name = getattr(scorer, "name", type(scorer).__name__)
     try:
-        columns: dict[str, np.ndarray] = {}
-        for scorer in scorer_set:
-            began = time.thread_time()
-            columns.update(scorer.score(texts))
-            if cpu_seconds is not None:
-                name = getattr(scorer, "name", type(scorer).__name__)
-                cpu_seconds[name] = cpu_seconds.get(name, 0.0) + time.thread_time() - began
+        columns = scorer.score(texts)
+        SCORERS.ok(job, name)
         return columns, [None] * len(texts)
     except Exception as exc:  # noqa: BLE001 - isolated below
-        results = _bisect(scorer_set, texts, exc)
+        if SCORERS.needs_probe(job, name):
+            try:
+                scorer.score(texts[:1])
+            except Exception as probe:  # noqa: BLE001 - counted, maybe fatal
+                SCORERS.probe_failed(job, name, probe)
+        results = _isolate(scorer, texts, exc)
     good = next((s for s, _ in results if s is not None), None)
+    if good is not None:
+        SCORERS.ok(job, name)
     columns = {}
     for k, v in (good or {}).items():
-        shape = np.shape(v)
-        col = np.full((len(texts), *shape), np.nan, dtype=np.float64)
+        col = np.full((len(texts), *np.shape(v)), np.nan, dtype=np.float64)
         for i, (scores, _) in enumerate(results):
             if scores is not None:
                 col[i] = scores[k]
@@ -82,37 +84,69 @@ def score_batch(
     return columns, [err for _, err in results]
 
 
-class ScorerModelHandler(ModelHandler[list, list, list]):
-    """A RunInference handler whose "model" is the list of gradum scorers.
+def score_batch(
+    scorer_set: Sequence[Any],
+    batch: dict,
+    cpu_seconds: dict[str, float] | None = None,
+    job: str = "",
+) -> dict:
+    """A new batch element with ``scorer_set``'s columns added for the records not failed yet
+    (NaN for the others) and ``errors`` updated. ``cpu_seconds`` accumulates each scorer's CPU
+    time in this thread (where the job's time goes)."""
+    records = batch["records"]
+    errors = list(batch.get("errors") or [None] * len(records))
+    live = [i for i, e in enumerate(errors) if e is None]
+    columns = dict(batch.get("columns") or {})
+    texts = [records[i]["text"] for i in live]
+    for scorer in scorer_set:
+        began = time.thread_time()
+        if texts:
+            cols, errs = score_one(scorer, texts, job)
+        else:
+            cols, errs = {}, []
+        if cpu_seconds is not None:
+            cpu_seconds[scorer.name] = (
+                cpu_seconds.get(scorer.name, 0.0) + time.thread_time() - began
+            )
+        for c in getattr(scorer, "outputs", {}):
+            values = np.asarray(cols[c]) if c in cols else None
+            shape = (len(records), *(values.shape[1:] if values is not None else ()))
+            full = np.full(shape, np.nan, dtype=np.float32 if c == "embedding" else np.float64)
+            if values is not None and len(live):
+                full[live] = values
+            columns[c] = full
+        for j, err in enumerate(errs):
+            if err is not None and errors[live[j]] is None:
+                errors[live[j]] = err
+    return dict(batch, columns=columns, errors=errors)
 
-    RunInference loads it once per worker process. Each example is already a batch of
-    records (made by the reader), so Beam's per-element cost is paid per batch; the model
-    scorers sort a batch by token length themselves. The inference of a batch is
-    ``(columns, errors)``: one array per output column and one error (or None) per record.
+
+class ScorersHandler(ModelHandler[dict, dict, ScorerSet]):
+    """A RunInference handler whose "model" is a few gradum scorers (one step of the job).
+
+    Each example is a batch element; its output is the same element with the scorers'
+    columns added. Reused parts (``--resume``) and empty batches pass through untouched.
     """
 
     def __init__(
         self,
         specs: Sequence[ScorerSpec],
         *,
-        progress_dir: str | None = None,
         torch_threads: int | None = None,
         job_token: str = "",
         sampled: dict[str, tuple[int, float]] | None = None,
     ) -> None:
-        self._sampled = dict(
-            sampled or {}
-        )  # scorer name -> (seed, fraction): see pipelines.model.proxy
+        self._sampled = dict(sampled or {})  # scorer name -> (seed, fraction): pipelines.proxy
         self._torch_threads = torch_threads
         self._job_token = job_token
         self._specs = [(name, dict(params)) for name, params in specs]
-        # Examples arrive as batches already (the reader makes them): one per call.
-        self._batch = {"min_batch_size": 1, "max_batch_size": 1}
-        self._progress_dir = progress_dir  # see pipelines.console.progress
-        self._scored = Metrics.counter("gradum", "scored")
         self._failed = Metrics.counter("gradum", "scorer_dead_letter")
 
-    def load_model(self) -> list:
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self._specs]
+
+    def load_model(self) -> ScorerSet:
         import scorers
 
         if self._torch_threads and any(n in ("lm", "embedding") for n, _ in self._specs):
@@ -133,37 +167,35 @@ class ScorerModelHandler(ModelHandler[list, list, list]):
         return out
 
     def run_inference(
-        self, batch: Sequence[list], model: list, inference_args: dict | None = None
-    ) -> Iterable[PredictionResult]:
-        from pipelines.console.progress import PROGRESS
-
-        PROGRESS.configure(self._progress_dir)
+        self, batch: Sequence[dict], model: ScorerSet, inference_args: dict | None = None
+    ) -> Iterable[dict]:
         out = []
-        cpu = _SCORER_CPU_SECONDS
-        for records in batch:
-            results = score_batch(model, [r["text"] for r in records], cpu)
-            failed = sum(1 for err in results[1] if err is not None)
-            self._scored.inc(len(records) - failed)
-            self._failed.inc(failed)
-            PROGRESS.add(scored=len(records) - failed, dead=failed)
-            out.append(PredictionResult(example=records, inference=results))
-        PROGRESS.flush()
-        # In the job's log: where this worker's scoring time went so far.
-        _LOG.info(
-            "gradum worker %d: scorer CPU seconds so far: %s",
-            os.getpid(),
-            ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])),
-        )
+        for element in batch:
+            if element.get("reused") is not None or not element["records"]:
+                out.append(element)
+                continue
+            before = sum(e is not None for e in element.get("errors") or [])
+            scored = score_batch(model, element, SCORER_CPU_SECONDS, self._job_token)
+            self._failed.inc(sum(e is not None for e in scored["errors"]) - before)
+            out.append(scored)
         return out
 
-    def get_num_bytes(self, batch: Sequence[list]) -> int:
-        return sum(len(r["text"]) for records in batch for r in records)
+    def get_num_bytes(self, batch: Sequence[dict]) -> int:
+        return sum(len(r["text"]) for element in batch for r in element["records"])
 
     def batch_elements_kwargs(self) -> dict[str, int]:
-        return dict(self._batch)
+        # Elements are batches already (the reader makes them): one per call.
+        return {"min_batch_size": 1, "max_batch_size": 1}
 
     def share_model_across_processes(self) -> bool:
         return False
 
     def get_metrics_namespace(self) -> str:
         return "gradum"
+
+
+def scorer_cpu_line() -> str:
+    """This worker's CPU seconds per scorer so far, for the log (one line per part)."""
+    cpu = SCORER_CPU_SECONDS
+    spent = ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+    return f"gradum worker {os.getpid()}: scorer CPU seconds so far: {spent or 'none'}"

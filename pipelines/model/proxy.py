@@ -62,25 +62,14 @@ class SampledScorer:
         return out
 
 
-def sample_rows(batch: dict, target: str, features: list[str], seed: int):
-    """``(order key, id, feature vector, text, target)`` of a scored batch's rows with a
-    finite target."""
-    cols = batch["columns"]
-    values = np.asarray(cols[target], dtype=np.float64)
-    matrix = feature_matrix(cols, features)
-    for i in np.flatnonzero(np.isfinite(values)).tolist():
-        text = batch["records"][i]["text"]
-        yield (
-            _unit(seed, text, "split"),
-            batch["records"][i]["id"],
-            matrix[i],
-            text,
-            float(values[i]),
-        )
+def sample_key(seed: int, text: str) -> float:
+    """The order of a text in the proxy's fit sample (a hash: any prefix is a uniform
+    subsample)."""
+    return _unit(seed, text, "split")
 
 
 def sample_order(row: tuple) -> tuple:
-    """The order of the sampled rows (a hash: any prefix is a uniform subsample)."""
+    """The order of the sampled rows ``(key, id, features, text, target)``."""
     return row[0], row[1]
 
 

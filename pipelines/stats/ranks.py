@@ -96,17 +96,18 @@ class RankSketch:
         return _count(keys[inside] >> np.uint64(_SHIFTS[level]))
 
     def add_level(self, counts: tuple[np.ndarray, np.ndarray]) -> RankSketch:
-        """Append a level counted over all values (the sum of every part's level_counts);
-        a no-op once the sketch is complete (the job always runs every pass)."""
+        """A new sketch: this one with a level counted over all values appended (the sum of
+        every part's level_counts). ``self`` is never changed (Beam side inputs are
+        immutable); once complete, the same sketch comes back (the job runs every pass)."""
         if self.levels and self.complete:
             return self
         keys, c = counts
-        if not self.levels:
-            self.n = int(c.sum())
+        out = RankSketch(self.eps)
+        out.n = int(c.sum()) if not self.levels else self.n
         order = np.argsort(keys)
         keys, c = keys[order], c[order]
-        self.levels.append((keys, c, np.concatenate([[0], np.cumsum(c)])))
-        return self
+        out.levels = [*self.levels, (keys, c, np.concatenate([[0], np.cumsum(c)]))]
+        return out
 
     def rank(self, values: np.ndarray) -> np.ndarray:
         """Mid-rank percentile in [0, 1] of each value (NaN for non-finite ones)."""
