@@ -86,7 +86,9 @@ def unbounded_steps(pipeline) -> list[str]:
         in_combine = any(label.startswith(c) for c in combine_labels)  # its one-element result
         for side in getattr(node, "side_inputs", ()):
             kind = type(side).__name__
-            if kind in ("AsList", "AsIter") and not (label.startswith(LIST_CONSUMERS) or in_combine):
+            if kind in ("AsList", "AsIter") and not (
+                label.startswith(LIST_CONSUMERS) or in_combine
+            ):
                 bad.append(f"{label}: {kind} side input")
     for node in graph_nodes(pipeline):
         t, label = node.transform, node.full_label

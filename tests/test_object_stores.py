@@ -164,7 +164,7 @@ def test_bad_outputs_are_refused_before_any_worker_starts(store, committed, caps
     assert "does not exist" in err
     store.put("foreign/precious.txt", b"keep me")
     err = _refused(capsys, *job, "--output", store.url("foreign"))
-    assert "not a gradum dataset" in err and store.get("foreign/precious.txt") == b"keep me"
+    assert "gradum did not write" in err and store.get("foreign/precious.txt") == b"keep me"
     first = store.get("runs/a/manifest.json")
     err = _refused(capsys, *job, "--output", committed[0])
     assert "--overwrite" in err and store.get("runs/a/manifest.json") == first

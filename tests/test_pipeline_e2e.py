@@ -357,3 +357,67 @@ def test_shards_are_bounded_by_bytes_and_never_collide(tmp_path):
     assert sorted(int(t.split()[1]) for t in texts) == list(range(300))
     assert not (tmp_path / "out" / "staging").exists()
     assert validate(tmp_path / "out") == []
+
+
+@pytest.fixture
+def broken_scorer(monkeypatch, tmp_path):
+    """A scorer that fails on every text (a missing model file, a CUDA error)."""
+    (tmp_path / "broken_scorer.py").write_text(
+        "class Broken:\n"
+        "    name, version, outputs = 'broken', '1', {'broken': 1}\n"
+        "    def describe(self):\n"
+        "        return {'name': 'broken'}\n"
+        "    def score(self, texts):\n"
+        "        raise OSError('model.safetensors: no such file')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import scorers
+
+    monkeypatch.setitem(scorers._REGISTRY, "broken", "broken_scorer:Broken")
+
+
+def test_a_scorer_that_fails_on_everything_stops_the_job_with_its_error(
+    tmp_path, broken_scorer, capsys
+):
+    """Not 2n-1 calls per batch and every record dead-lettered at the end: three batches whose
+    first text alone fails too, and the job stops, naming the scorer and its error."""
+    out = tmp_path / "out"
+    began = time.monotonic()
+    rc = score("builtin:graded?n=20000", "--output", str(out), "--signals", "length,broken",
+               "--max-dead-letter-fraction", "1", "--no-progress", *IN_MEMORY)  # fmt: skip
+    elapsed = time.monotonic() - began
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and elapsed < 60
+    assert "scorer 'broken' failed on each of its first 3 batches" in err
+    assert "model.safetensors: no such file" in err
+    assert not (out / "manifest.json").exists()
+    assert len(list(out.glob("staging/*/done/*.pkl"))) == 0  # it stopped in its first part
+
+
+def test_a_blown_budget_stops_the_job_early_naming_the_budget(tmp_path, capsys):
+    """30 % unparseable lines against the default 1 % budget: a worker stops the job once
+    its own rejections exceed what the budget allows for the whole input, long before the
+    corpus is scored; the error names the budget and no manifest is written."""
+    src = tmp_path / "bad.jsonl"
+    with open(src, "w") as fh:
+        for i in range(60_000):
+            fh.write("{broken\n" if i % 10 < 3 else json.dumps({"text": f"line {i} ok"}) + "\n")
+    out = tmp_path / "out"
+    rc = score(str(src), "--output", str(out), "--signals", "lexical_diversity", "--no-progress",
+               *IN_MEMORY)  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and "over --max-dead-letter-fraction=0.01" in err
+    assert "stopped early" in err and not (out / "manifest.json").exists()
+    parts_done = len(list(out.glob("staging/*/done/*.pkl")))
+    assert parts_done <= 2, parts_done  # of 32 parts
+
+
+def test_the_log_has_one_line_per_part_not_per_batch(tmp_path):
+    out = tmp_path / "out"
+    rc = score("builtin:graded?n=6000", "--output", str(out), "--signals", "length",
+               "--batch-size", "16", "--no-progress", *IN_MEMORY)  # fmt: skip
+    assert rc == 0
+    parts = len(ShardSet.open(out).manifest["shards"])
+    lines = [ln for ln in (out / "gradum.log").read_text().splitlines() if " gradum." in ln]
+    assert len([ln for ln in lines if "gradum.stage" in ln]) == parts
+    assert len(lines) <= parts + 10  # 375 batches of 16: none of them logs a line

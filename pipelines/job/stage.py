@@ -101,6 +101,8 @@ class StagePart(beam.DoFn):
             for i, e in enumerate(errors):
                 if e is not None:
                     dead.append(record_dead_letter("score", e, b["records"][i]))
+            if not ok:
+                continue
             records.extend(b["records"][i] for i in ok)
             for c in self.columns:
                 parts[c].append(np.asarray(b["columns"][c], dtype=np.float64)[ok])

@@ -58,6 +58,8 @@ def kmeans_rows(table: pa.Table, seed: int, cap: int) -> list[tuple]:
     sha1(seed, id): its offer towards the k-means sample."""
     from pipelines.job.samples import smallest
 
+    if not table.num_rows or "embedding" not in table.column_names:
+        return []
     ids = table["id"].to_pylist()
     keys = [int(hashlib.sha1(f"{seed}\0{i}".encode()).hexdigest()[:12], 16) for i in ids]
     best = smallest(list(zip(keys, ids, range(len(ids)), strict=True)), cap)
@@ -78,6 +80,8 @@ def proxy_rows(
     from pipelines.job.samples import smallest
     from pipelines.model.proxy import feature_matrix, sample_key
 
+    if not table.num_rows:
+        return [], 0
     values = table[target].to_numpy()
     have = np.flatnonzero(np.isfinite(values))
     if not len(have):

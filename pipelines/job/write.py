@@ -47,7 +47,10 @@ def read_staged(staging: dict, verify: bool = False) -> pa.Table:
 def _dropped(key: str, losers: Any) -> np.ndarray:
     if losers is None:
         return np.empty(0, dtype=np.int64)
-    found = losers.get(key) if hasattr(losers, "get") else None
+    try:
+        found = list(losers[key])  # an AsMultiMap side input: fetched by key (lazily on Dataflow)
+    except KeyError:
+        found = []
     if not found:
         return np.empty(0, dtype=np.int64)
     return np.unique(np.concatenate([np.asarray(r, dtype=np.int64) for r in found]))
@@ -62,6 +65,12 @@ def _keep_mask(n: int, drop: np.ndarray) -> np.ndarray:
 def derived_columns(table: pa.Table, model: dict | None, proxy: dict | None) -> dict:
     """``cluster`` and ``centroid_distance`` (k-means) and ``<target>_proxy`` of each row."""
     out: dict[str, np.ndarray] = {}
+    if not table.num_rows:
+        if model is not None:
+            out["cluster"], out["centroid_distance"] = np.empty(0, np.int32), np.empty(0)
+        if proxy is not None:
+            out[f"{proxy['info']['target']}_proxy"] = np.empty(0)
+        return out
     if model is not None:
         dim = table.schema.field("embedding").type.list_size
         emb = table["embedding"].combine_chunks().values.to_numpy(zero_copy_only=False)
