@@ -17,7 +17,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
     began = time.monotonic()
     spec = DEMO_INPUT + (f"?limit={args.limit}" if args.limit else "")
-    cfg = JobConfig(inputs=[spec], output=args.output, clusters=args.clusters, overwrite=True)
+    cfg = JobConfig(
+        inputs=[spec],
+        output=args.output,
+        clusters=args.clusters,
+        overwrite=True,
+        extra_outputs=(
+            REPORT_NAME,
+        ),  # the run marker and manifest list it: --overwrite may delete it
+    )
     print(f"== gradum demo: scoring {spec} -> {args.output}", flush=True)
     print(
         f"   signals: {', '.join(cfg.signals)}; embedding all-MiniLM-L6-v2 (offline); "

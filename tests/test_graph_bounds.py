@@ -23,6 +23,7 @@ BOUNDED_COMBINE_FNS = {
     "_SumCounts",
     "SketchCombineFn",
     "MetaSchemaCombineFn",
+    "SumFields",
 }
 BOUNDED_CALLABLES = (sum,)
 # GroupByKeys that are keyed by many keys (random, per id bucket) or lifted combiners.

@@ -241,3 +241,31 @@ def test_reference_lm_and_parquet_inputs_live_in_the_bucket(tmp_path):
         assert (scored > 1).all() and 150 < len(scored) < 400 and len(set(scored.tolist())) > 100
         assert gcs.url("lm/reference_lm") in manifest["proxy"]["tokens"]
         assert np.isfinite(ds.column("perplexity_proxy")).all()
+
+
+def test_objects_grow_with_the_parts_not_with_the_workers():
+    """On the S3 server: the same input at 2 and at 4 workers writes the same objects (a
+    staging object, a summary, a shard and an index part per part, the marker, the manifest),
+    within c (shards + read units) + a constant, whatever the workers or bundles."""
+    lines = [json.dumps({"text": f"Record {i}: " + "plain words said clearly. " * (3 + i % 5)})
+             for i in range(4000)]  # fmt: skip
+    with s3_server("gradum-objects") as s3:
+        s3.put("in/c.jsonl", ("\n".join(lines) + "\n").encode())
+        written = {}
+        for workers in (2, 4):
+            s3.requests.clear()
+            job = [s3.url("in/c.jsonl"), "--signals", "compression_ratio", "--rows-per-shard",
+                   "400", "--no-progress", "--output", s3.url(f"w{workers}"),
+                   "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}",
+                   *s3.beam_args]  # fmt: skip
+            assert score(*job) == 0
+            written[workers] = {k.split("/", 1)[1] for k in s3.objects_written(f"w{workers}/")}
+        manifest = json.loads(s3.get("w2/manifest.json"))
+    shards = len(manifest["shards"])
+    assert shards >= 8
+    assert len(written[2]) == len(written[4])
+    assert {k for k in written[2] if "staging/" not in k} == {
+        k for k in written[4] if "staging/" not in k
+    }
+    # per part: staging object, summary, shard, index part; then run.json and manifest.json
+    assert len(written[2]) <= 4 * shards + 2

@@ -69,18 +69,42 @@ def _read_file(path: str) -> Iterator[Item]:
         yield from _parse_lines(path, _offsets(fh, 0, None))
 
 
+_TAIL_CHUNK = 64 << 10
+
+
 def _read_lines(path: str, start: int, end: int) -> Iterator[Item]:
     """The lines of ``path`` whose first byte lies in ``[start, end)``: after ``start - 1``
     the reader skips to the next line start, so a line cut by a unit boundary belongs to the
-    unit its first byte is in, and every line is read exactly once."""
+    unit its first byte is in, and every line is read exactly once. The range is read in one
+    request (plus what completes its last line), then split in memory."""
     with fs.open_read(path) as fh:
-        offset = start
-        if start > 0:
-            fh.seek(start - 1)
-            offset = start - 1 + len(fh.readline())  # the end of the line holding start - 1
-        else:
-            fh.seek(0)
-        yield from _parse_lines(path, _offsets(fh, offset, end))
+        first = max(start - 1, 0)
+        fh.seek(first)
+        data = fh.read(end - first)
+        while data and not data.endswith(b"\n"):  # complete the last line begun before end
+            more = fh.read(_TAIL_CHUNK)
+            if not more:
+                break
+            cut = more.find(b"\n")
+            data += more if cut < 0 else more[: cut + 1]
+            if cut >= 0:
+                break
+    skip = 0
+    if start > 0:  # the line holding byte start - 1 belongs to the unit before
+        newline = data.find(b"\n")
+        skip = len(data) if newline < 0 else newline + 1
+    yield from _parse_lines(path, _split_lines(data, skip, first, end))
+
+
+def _split_lines(data: bytes, skip: int, base: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """``(byte offset, raw line)`` of the lines of ``data[skip:]`` (``data`` starts at byte
+    ``base`` of the file) that start before ``end``."""
+    pos = skip
+    while pos < len(data) and base + pos < end:
+        newline = data.find(b"\n", pos)
+        stop = len(data) if newline < 0 else newline + 1
+        yield base + pos, data[pos:stop]
+        pos = stop
 
 
 def _offsets(fh, offset: int, end: int | None) -> Iterator[tuple[int, bytes]]:

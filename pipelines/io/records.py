@@ -81,9 +81,24 @@ def make_record(
         if own is None or (isinstance(own, str) and not own):
             return None, f"missing id field {id_field!r}"
         rid = str(own)
-    skip = {text_field, id_field}
-    meta = {k: clean(v) for k, v in payload.items() if k not in skip and isinstance(k, str)}
-    bad = next((k for k, v in meta.items() if not (_valid_unicode(k) and _valid_unicode(v))), None)
-    if bad is not None:
-        return None, f"metadata field {bad!r} is not valid Unicode (lone surrogate)"
+    meta = {}
+    for k, v in payload.items():
+        if k != text_field and k != id_field and type(k) is str:
+            meta[k] = v if type(v) in _PLAIN else clean(v)
     return {"id": rid, "text": text, "meta": meta, "source": source, "position": position}, None
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def unicode_problem(record: Record) -> str | None:
+    """Why a record cannot be stored (a lone surrogate in its id, source or metadata), or
+    None. Readers already refuse such records (JSON ``\\u`` escapes; Arrow-backed inputs cannot
+    hold them), so the job calls this only when staging a part fails."""
+    for name in ("id", "source"):
+        if not _valid_unicode(record[name]):
+            return f"record {name} is not valid Unicode (lone surrogate)"
+    for k, v in record["meta"].items():
+        if not (_valid_unicode(k) and _valid_unicode(v)):
+            return f"metadata field {k!r} is not valid Unicode (lone surrogate)"
+    return None

@@ -21,13 +21,30 @@ from pipelines.io import metadata
 META_PREFIX = "meta:"
 
 
+def meta_values(records: list[dict]) -> dict[str, list[Any]]:
+    """Every metadata field of ``records`` -> its value in each record (None where absent)."""
+    fields: set[str] = set()
+    for record in records:
+        fields.update(record["meta"])
+    return {f: [r["meta"].get(f) for r in records] for f in sorted(fields)}
+
+
+def value_kinds(values: list[Any]) -> set[str]:
+    """The union of the kinds (:func:`pipelines.io.metadata.tags`) of a field's values,
+    computed once per distinct value when the values are hashable."""
+    try:
+        distinct = set(values)
+    except TypeError:  # lists or objects among them
+        distinct = values
+    kinds: set[str] = set()
+    for v in distinct:
+        kinds |= metadata.tags(v)
+    return kinds
+
+
 def meta_kinds(records: list[dict]) -> dict[str, set[str]]:
     """Every metadata field of ``records`` -> the union of its values' kinds."""
-    kinds: dict[str, set[str]] = {}
-    for record in records:
-        for k, v in record["meta"].items():
-            kinds.setdefault(k, set()).update(metadata.tags(v))
-    return kinds
+    return {f: value_kinds(v) for f, v in meta_values(records).items()}
 
 
 def _encode(values: list[Any], kind: str) -> pa.Array:
@@ -47,9 +64,11 @@ def staged_table(
     columns: dict[str, np.ndarray],
     signal_columns: list[str],
     kinds: dict[str, set[str]],
+    values: dict[str, list[Any]] | None = None,
 ) -> pa.Table:
     """Records and their scores -> the staged table, sorted by position. Each metadata
-    column's field metadata ``kind`` says how this part stored it."""
+    column's field metadata ``kind`` says how this part stored it; ``values`` are the
+    metadata values by field (:func:`meta_values`), when already gathered."""
     positions = np.fromiter((r["position"] for r in records), dtype=np.int64, count=len(records))
     order = np.argsort(positions, kind="stable")
     records = [records[i] for i in order.tolist()]
@@ -73,9 +92,13 @@ def staged_table(
         dim = emb.shape[1] if emb.ndim == 2 else 0
         arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim))
         fields.append(pa.field("embedding", arrays[-1].type))
+    ordered = order.tolist()
     for name in sorted(kinds):
         kind = metadata.storage(kinds[name])
-        arrays.append(_encode([r["meta"].get(name) for r in records], kind))
+        field_values = (
+            [values[name][i] for i in ordered] if values else [r["meta"].get(name) for r in records]
+        )
+        arrays.append(_encode(field_values, kind))
         fields.append(pa.field(META_PREFIX + name, arrays[-1].type, metadata={"kind": kind}))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 

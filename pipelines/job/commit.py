@@ -26,15 +26,17 @@ from pipelines.job.summary import summary_path
 
 def check(
     _,
-    n_input: int,
-    written: int,
-    dead_staged: int,
-    dead_repeated: int,
+    staged: tuple[int, int, int],
+    written: tuple[int],
+    repeated: tuple[int],
     *,
     out_dir: str,
     max_dead_fraction: float,
 ) -> dict[str, int]:
-    """The manifest's counts, once they balance and the budget holds."""
+    """The manifest's counts, once they balance and the budget holds. ``staged``: records
+    read, dead-lettered before the shard step and parts reused, summed over the parts;
+    ``written`` and ``repeated``: rows written and repeated ids dead-lettered."""
+    (n_input, dead_staged, _), (written,), (dead_repeated,) = staged, written, repeated
     dead = dead_staged + dead_repeated
     if n_input != written + dead:
         raise RuntimeError(
@@ -69,7 +71,7 @@ def finalize(
     cluster_model: Any,
     proxy_model: Any,
     _cleared: int,
-    reused: int,
+    staged: tuple[int, int, int],
     *dead_lists: list,
     out_dir: str,
     staging: str,
@@ -103,7 +105,7 @@ def finalize(
     )
     manifest["plan"] = plan
     manifest["outputs"] = outputs
-    manifest["resume"] = {"reused_parts": int(reused)}
+    manifest["resume"] = {"reused_parts": int(staged[2])}
     if proxy_model:
         manifest["proxy"] = proxy_model["info"]
     manifest["dead_letter_files"] = sorted(dead_infos, key=lambda d: d["path"])

@@ -55,7 +55,7 @@ def write_part_dead_letters(out_dir: str, name: str, items: list[dict]) -> list[
             d["reason"],
             {"source": d["source"], "position": d["position"], "record": d["payload"]},
             stage=d["stage"],
-        ).encode("utf-8")
+        ).encode("utf-8", "backslashreplace")  # a lone surrogate stays a JSON \\u escape
         if chunk and size + len(line) > MAX_FILE_BYTES:
             flush()
             chunk, size = [], 0

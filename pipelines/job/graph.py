@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import RunInference
 
 from pipelines.io.row_schema import MetaSchemaCombineFn
 from pipelines.job import commit, samples
@@ -27,7 +26,6 @@ from pipelines.job.stage import TAGS, StagePart
 from pipelines.job.write import KeptColumns, WriteShard
 from pipelines.model import clustering
 from pipelines.model import proxy as proxy_model
-from pipelines.model.inference import ScorersHandler
 from pipelines.plan.units import Sizing, chunk_whole, expand_file, expand_source
 
 
@@ -63,11 +61,9 @@ class Layout:
 class ReadScoreStage(beam.PTransform):
     """Sources -> the parts' infos (main) and the summary's pieces (:data:`stage.TAGS`)."""
 
-    def __init__(
-        self, layout: Layout, *, read: ReadPart, handlers: list[tuple[str, ScorersHandler]]
-    ) -> None:
+    def __init__(self, layout: Layout, *, read: ReadPart, steps: list[tuple[str, object]]) -> None:
         super().__init__()
-        self.layout, self.read, self.handlers = layout, read, handlers
+        self.layout, self.read, self.steps = layout, read, steps
 
     def expand(self, sources):
         layout = self.layout
@@ -80,8 +76,13 @@ class ReadScoreStage(beam.PTransform):
             | "SpreadUnits" >> beam.Reshuffle()
         )
         batches = units | "Read" >> beam.ParDo(self.read)
-        for label, handler in self.handlers:
-            batches = batches | f"Score{label}" >> RunInference(handler)
+        for label, step in self.steps:  # a DoFn (CPU signals) or a ModelHandler (a model)
+            if isinstance(step, beam.DoFn):
+                batches = batches | f"Score{label}" >> beam.ParDo(step)
+            else:
+                from apache_beam.ml.inference.base import RunInference  # imports torch
+
+                batches = batches | f"Score{label}" >> RunInference(step)
         kmeans = None
         if layout.clusters > 0:
             kmeans = (layout.seed, layout.kmeans_sample, layout.estimated_rows, layout.rows_guessed)
@@ -154,12 +155,12 @@ def _side(pcoll):
     return beam.pvalue.AsSingleton(pcoll) if pcoll is not None else None
 
 
-def build(pipeline, layout: Layout, sources: list, *, read: ReadPart, handlers, commit_args):
+def build(pipeline, layout: Layout, sources: list, *, read: ReadPart, steps, commit_args):
     """The whole job on ``pipeline``; returns the manifest step's output."""
     staged = (
         pipeline
         | "Sources" >> beam.Create(sources)
-        | "ReadScoreStage" >> ReadScoreStage(layout, read=read, handlers=handlers)
+        | "ReadScoreStage" >> ReadScoreStage(layout, read=read, steps=steps)
     )
     parts = staged.parts
     losers = None
@@ -205,26 +206,55 @@ def build(pipeline, layout: Layout, sources: list, *, read: ReadPart, handlers, 
     )
 
 
-def _sum(pcoll, label: str, fn):
-    return pcoll | f"{label}Values" >> beam.Map(fn) | f"{label}Sum" >> beam.CombineGlobally(sum)
+class SumFields(beam.CombineFn):
+    """Field-wise sums of fixed-length tuples of numbers (one combiner for several counts)."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+
+    def create_accumulator(self) -> tuple:
+        return (0,) * self.width
+
+    def add_input(self, acc: tuple, row: tuple) -> tuple:
+        return tuple(a + b for a, b in zip(acc, row, strict=True))
+
+    def merge_accumulators(self, accs) -> tuple:
+        out = self.create_accumulator()
+        for acc in accs:
+            out = self.add_input(out, acc)
+        return out
+
+    def extract_output(self, acc: tuple) -> tuple:
+        return acc
 
 
 def _commit(pipeline, layout, parts, written, sketches, rank_sketches, model, fitted, commit_args):
     side = beam.pvalue
-    n_input = _sum(parts, "Input", lambda p: p["n_input"])
-    n_written = _sum(written.shards, "Written", lambda s: s["rows"])
-    dead_stage = _sum(parts, "DeadStaged", lambda p: sum(d["rows"] for d in p["dead"]))
-    dead_dup = _sum(written.dead, "DeadRepeated", lambda d: d["rows"])
+    staged_counts = (
+        parts
+        | "PartCounts"
+        >> beam.Map(lambda p: (p["n_input"], sum(d["rows"] for d in p["dead"]), int(p["reused"])))
+        | "SumPartCounts" >> beam.CombineGlobally(SumFields(3))
+    )
+    written_rows = (
+        written.shards
+        | "ShardRows" >> beam.Map(lambda s: (s["rows"],))
+        | "SumShardRows" >> beam.CombineGlobally(SumFields(1))
+    )
+    repeated_rows = (
+        written.dead
+        | "RepeatedRows" >> beam.Map(lambda d: (d["rows"],))
+        | "SumRepeatedRows" >> beam.CombineGlobally(SumFields(1))
+    )
     checked = (
         pipeline
         | "CheckReady" >> beam.Create([None])
         | "Check"
         >> beam.Map(
             commit.check,
-            side.AsSingleton(n_input),
-            side.AsSingleton(n_written),
-            side.AsSingleton(dead_stage),
-            side.AsSingleton(dead_dup),
+            side.AsSingleton(staged_counts),
+            side.AsSingleton(written_rows),
+            side.AsSingleton(repeated_rows),
             out_dir=layout.out_dir,
             max_dead_fraction=commit_args.pop("max_dead_fraction"),
         )
@@ -235,7 +265,6 @@ def _commit(pipeline, layout, parts, written, sketches, rank_sketches, model, fi
         >> beam.Map(commit.clear_part, side.AsSingleton(checked), staging=layout.staging)
         | "ClearedSum" >> beam.CombineGlobally(sum)
     )
-    reused = _sum(parts, "Reused", lambda p: int(p["reused"]))
     dead_files = parts | "DeadFiles" >> beam.FlatMap(lambda p: p["dead"])
     return (
         pipeline
@@ -250,7 +279,7 @@ def _commit(pipeline, layout, parts, written, sketches, rank_sketches, model, fi
             _side(model),
             _side(fitted),
             side.AsSingleton(cleared),
-            side.AsSingleton(reused),
+            side.AsSingleton(staged_counts),
             side.AsList(dead_files),
             side.AsList(written.dead),
             out_dir=layout.out_dir,

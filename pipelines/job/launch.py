@@ -96,19 +96,24 @@ def _write_plan(plan, staging: str) -> list[tuple]:
     return sources + list(plan.sources)
 
 
-def _handlers(specs, sampled, threads, job_token) -> list[tuple[str, Any]]:
-    """One RunInference handler per model scorer, one for the CPU signals together."""
-    from pipelines.model.inference import ScorersHandler
+def _scoring_steps(specs, sampled, threads, job_token) -> list[tuple[str, Any]]:
+    """The CPU signals together in one DoFn, then one RunInference handler per model."""
+    from pipelines.model.inference import ScoreSignals
 
     cpu = [(n, p) for n, p in specs if n not in ("lm", "embedding")]
-    steps = [("Signals", cpu)] if cpu else []
-    steps += [
-        (n.title().replace("Lm", "LM"), [(n, p)]) for n, p in specs if n in ("lm", "embedding")
-    ]
-    return [
-        (label, ScorersHandler(group, torch_threads=threads, job_token=job_token, sampled=sampled))
-        for label, group in steps
-    ]
+    steps: list[tuple[str, Any]] = []
+    if cpu:
+        steps.append(("Signals", ScoreSignals(cpu, job_token=job_token, sampled=sampled)))
+    models = [(n, p) for n, p in specs if n in ("lm", "embedding")]
+    if models:
+        from pipelines.model.handlers import ScorersHandler  # imports apache_beam.ml, torch
+
+        for name, params in models:
+            handler = ScorersHandler(
+                [(name, params)], torch_threads=threads, job_token=job_token, sampled=sampled
+            )
+            steps.append(("LM" if name == "lm" else name.title(), handler))
+    return steps
 
 
 @dataclass
@@ -232,7 +237,7 @@ def build_pipeline(job: PreparedJob, marker: Any, resumed: bool):
         budget=(job_token, cfg.max_dead_letter_fraction, plan.rows, plan.exact),
         progress_dir=job.progress_dir,
     )
-    handlers = _handlers(specs, sampled, runner.threads_per_worker(options), job_token)
+    steps = _scoring_steps(specs, sampled, runner.threads_per_worker(options), job_token)
     sources = _write_plan(plan, staging)
     pipeline = beam.Pipeline(runner=runner.direct_runner(options), options=options)
     graph.build(
@@ -240,7 +245,7 @@ def build_pipeline(job: PreparedJob, marker: Any, resumed: bool):
         layout,
         sources,
         read=read,
-        handlers=handlers,
+        steps=steps,
         commit_args=dict(
             max_dead_fraction=cfg.max_dead_letter_fraction,
             signals=sig.records,

@@ -17,11 +17,13 @@ import time
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from pipelines.console.progress import PROGRESS
 from pipelines.io import storage as fs
-from pipelines.io.staged import meta_kinds, staged_table, write_ipc_file
+from pipelines.io.records import unicode_problem
+from pipelines.io.staged import meta_kinds, meta_values, staged_table, value_kinds, write_ipc_file
 from pipelines.job import samples
 from pipelines.job.dead_letters import record_dead_letter, write_part_dead_letters
 from pipelines.job.failfast import BUDGET
@@ -111,8 +113,7 @@ class StagePart(beam.DoFn):
         columns = {c: np.concatenate(v) if v else np.empty(0) for c, v in parts.items()}
         if embeddings:
             columns["embedding"] = np.concatenate(embeddings)
-        kinds = meta_kinds(records)
-        table = staged_table(records, columns, self.columns, kinds)
+        table, kinds = self._table(records, columns, dead)
         data = write_ipc_file(table)
         path = staging_path(self.staging, key)
         fs.write_bytes(path, memoryview(data))
@@ -136,6 +137,25 @@ class StagePart(beam.DoFn):
             scorer_cpu_line(),
         )
         yield from self._emit(summary, table)
+
+    def _table(self, records: list, columns: dict, dead: list):
+        """The staged table and the metadata kinds; a record Arrow cannot store (a lone
+        surrogate a reader let through) is dead-lettered and the table built without it."""
+        values = meta_values(records)
+        kinds = {f: value_kinds(v) for f, v in values.items()}
+        try:
+            return staged_table(records, columns, self.columns, kinds, values), kinds
+        except (UnicodeEncodeError, pa.ArrowInvalid, pa.ArrowTypeError):
+            bad = {i: why for i, r in enumerate(records) if (why := unicode_problem(r))}
+            if not bad:
+                raise
+        for i, why in bad.items():
+            dead.append(record_dead_letter("validate", why, records[i]))
+        keep = [i for i in range(len(records)) if i not in bad]
+        records = [records[i] for i in keep]
+        columns = {c: np.asarray(v)[keep] for c, v in columns.items()}
+        kinds = meta_kinds(records)
+        return staged_table(records, columns, self.columns, kinds), kinds
 
     def _summarise(self, key: str, table, kinds: dict) -> dict:
         summary = {

@@ -153,6 +153,8 @@ class WriteShard(beam.DoFn):
             for d in write_part_dead_letters(self.out_dir, f"part-{key}-dup", dead):
                 yield beam.pvalue.TaggedOutput("dead", d)
             table = table.filter(pa.array(_keep_mask(table.num_rows, drop)))
+        if not table.num_rows:  # every record of the part was dead-lettered: no empty shard
+            return
         derived = derived_columns(table, model, proxy)
         out = self._rows(table, derived, rank_sketches, meta_types, clusters=model is not None)
         data = stream_bytes(out)

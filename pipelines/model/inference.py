@@ -1,12 +1,10 @@
-"""Scoring inside Beam's RunInference: one ModelHandler per model scorer, bad texts isolated.
+"""Scoring batch elements, bad texts isolated: the CPU signals in a plain DoFn
+(:class:`ScoreSignals`), each model scorer through RunInference (:mod:`.handlers`).
 
 The job's elements are *batches* of validated records (made by the reader, one part at a
 time): ``{"part", "seq", "of", "records", "columns", "errors", ...}``. Each scoring step adds
 its scorers' columns and leaves ``errors[i]`` (None, or why record ``i`` failed) for the next;
-a record that failed once is not scored again. Steps: one :class:`ScorersHandler` for the
-CPU signals together, one for the LM (perplexity, confidence, angle concentration from one
-forward pass), one for the embedding model. RunInference loads each handler's model once per
-worker process and shares it across the process's threads.
+a record that failed once is not scored again.
 """
 
 from __future__ import annotations
@@ -14,12 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import ModelHandler
 
 from pipelines.io.models import local_model_params
 from pipelines.job.failfast import SCORERS
@@ -121,77 +119,64 @@ def score_batch(
     return dict(batch, columns=columns, errors=errors)
 
 
-class ScorersHandler(ModelHandler[dict, dict, ScorerSet]):
-    """A RunInference handler whose "model" is a few gradum scorers (one step of the job).
+def load_scorers(
+    specs: Sequence[ScorerSpec],
+    *,
+    torch_threads: int | None = None,
+    job_token: str = "",
+    sampled: dict[str, tuple[int, float]] | None = None,
+) -> ScorerSet:
+    """The scorers of one step, built in this worker process; a model stored in a bucket is
+    copied locally first; ``sampled`` scorers run on a sample only (:mod:`..proxy`)."""
+    import scorers
 
-    Each example is a batch element; its output is the same element with the scorers'
-    columns added. Reused parts (``--resume``) and empty batches pass through untouched.
-    """
+    if torch_threads and any(n in ("lm", "embedding") for n, _ in specs):
+        import torch
 
-    def __init__(
-        self,
-        specs: Sequence[ScorerSpec],
-        *,
-        torch_threads: int | None = None,
-        job_token: str = "",
-        sampled: dict[str, tuple[int, float]] | None = None,
-    ) -> None:
-        self._sampled = dict(sampled or {})  # scorer name -> (seed, fraction): pipelines.proxy
-        self._torch_threads = torch_threads
-        self._job_token = job_token
-        self._specs = [(name, dict(params)) for name, params in specs]
-        self._failed = Metrics.counter("gradum", "scorer_dead_letter")
+        # Several worker processes share the cores: one pool of threads each would
+        # oversubscribe them (measured: 2 workers x 2 threads ran at half speed).
+        torch.set_num_threads(torch_threads)
 
-    @property
-    def names(self) -> list[str]:
-        return [name for name, _ in self._specs]
+    from pipelines.model.proxy import SampledScorer
 
-    def load_model(self) -> ScorerSet:
-        import scorers
+    out = ScorerSet()
+    for name, params in specs:
+        scorer = scorers.get(name, **local_model_params(params, job_token))
+        if name in (sampled or {}):
+            scorer = SampledScorer(scorer, *sampled[name])
+        out.append(scorer)
+    return out
 
-        if self._torch_threads and any(n in ("lm", "embedding") for n, _ in self._specs):
-            import torch
 
-            # Several worker processes share the cores: one pool of threads each would
-            # oversubscribe them (measured: 2 workers x 2 threads ran at half speed).
-            torch.set_num_threads(self._torch_threads)
+def score_elements(batch: Sequence[dict], model: ScorerSet, job: str, failed=None) -> list[dict]:
+    """Score each batch element (reused parts and empty batches pass through untouched)."""
+    out = []
+    for element in batch:
+        if element.get("reused") is not None or not element["records"]:
+            out.append(element)
+            continue
+        before = sum(e is not None for e in element.get("errors") or [])
+        scored = score_batch(model, element, SCORER_CPU_SECONDS, job)
+        if failed is not None:
+            failed.inc(sum(e is not None for e in scored["errors"]) - before)
+        out.append(scored)
+    return out
 
-        from pipelines.model.proxy import SampledScorer
 
-        out = ScorerSet()
-        for name, params in self._specs:
-            scorer = scorers.get(name, **local_model_params(params, self._job_token))
-            if name in self._sampled:
-                scorer = SampledScorer(scorer, *self._sampled[name])
-            out.append(scorer)
-        return out
+class ScoreSignals(beam.DoFn):
+    """The CPU signals of each batch element: a plain DoFn (these scorers load nothing, so
+    RunInference, which imports torch in every worker, would only add start-up time)."""
 
-    def run_inference(
-        self, batch: Sequence[dict], model: ScorerSet, inference_args: dict | None = None
-    ) -> Iterable[dict]:
-        out = []
-        for element in batch:
-            if element.get("reused") is not None or not element["records"]:
-                out.append(element)
-                continue
-            before = sum(e is not None for e in element.get("errors") or [])
-            scored = score_batch(model, element, SCORER_CPU_SECONDS, self._job_token)
-            self._failed.inc(sum(e is not None for e in scored["errors"]) - before)
-            out.append(scored)
-        return out
+    def __init__(self, specs: Sequence[ScorerSpec], *, job_token: str = "", sampled=None) -> None:
+        self.specs = [(name, dict(params)) for name, params in specs]
+        self.job_token, self.sampled = job_token, dict(sampled or {})
+        self.failed = Metrics.counter("gradum", "scorer_dead_letter")
 
-    def get_num_bytes(self, batch: Sequence[dict]) -> int:
-        return sum(len(r["text"]) for element in batch for r in element["records"])
+    def setup(self) -> None:
+        self.model = load_scorers(self.specs, job_token=self.job_token, sampled=self.sampled)
 
-    def batch_elements_kwargs(self) -> dict[str, int]:
-        # Elements are batches already (the reader makes them): one per call.
-        return {"min_batch_size": 1, "max_batch_size": 1}
-
-    def share_model_across_processes(self) -> bool:
-        return False
-
-    def get_metrics_namespace(self) -> str:
-        return "gradum"
+    def process(self, element: dict):
+        yield from score_elements([element], self.model, self.job_token, self.failed)
 
 
 def scorer_cpu_line() -> str:

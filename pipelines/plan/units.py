@@ -112,7 +112,7 @@ def expand_file(entry: tuple, sizing: Sizing) -> Iterator[tuple]:
     if not is_splittable(path):
         yield ("whole", index, "file", path)
     elif is_line_file(path):
-        step = max(MIN_UNIT_BYTES, size // max(sizing.spread, 1))
+        step = max(MIN_UNIT_BYTES, -(-size // max(sizing.spread, 1)))
         step = max(1, min(step, sizing.part_bytes))
         for part, a in enumerate(range(0, max(size, 1), step)):
             yield ("lines", part_key(index, part), path, a, min(a + step, size))

@@ -83,13 +83,13 @@ class RankSketch:
     def level_counts(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The next level's sparse histogram of one part of the values (finite ones only):
         pass 0 counts every key; a later pass only the keys inside heavy buckets."""
+        level = len(self.levels)
+        if level and self.complete:
+            return np.empty(0, np.uint64), np.empty(0, np.int64)
         v = np.asarray(values, dtype=np.float64).ravel()
         keys = order_keys(v[np.isfinite(v)])
-        level = len(self.levels)
         if level == 0:
             return _count(keys >> np.uint64(_SHIFTS[0]))
-        if self.complete:
-            return np.empty(0, np.uint64), np.empty(0, np.int64)
         heavy = self._heavy()
         parent = keys >> np.uint64(_SHIFTS[level - 1])
         inside = np.isin(parent, heavy)

@@ -128,3 +128,18 @@ def test_the_legacy_runner_bug_that_rules_out_an_end_to_end_retry(tmp_path):
     """If Beam fixes it, this fails: then put the end-to-end retry test back."""
     main, side = _retried_outputs_demo(tmp_path)
     assert (main, side) == ([-3, -2, -1, 1, 2, 3], [])
+
+
+def test_a_record_arrow_cannot_store_is_dead_lettered_not_fatal(tmp_path):
+    """Readers refuse lone surrogates, but should one reach staging (a new reader, a Python
+    source), the part is staged without it and the record is dead-lettered with its reason."""
+    import json
+
+    batches = _batches("00000000-000000", 10, 10)
+    batches[0]["records"][4]["meta"] = {"note": "bad \ud800 value"}
+    outputs = _stage(tmp_path, batches)
+    info = [o for o in outputs if isinstance(o, dict)][0]
+    assert info["rows"] == 9 and info["n_dead"] == 1 and info["n_input"] == 10
+    lines = (tmp_path / "out" / "dead_letter" / "part-00000000-000000.jsonl").read_text()
+    dead = json.loads(lines)
+    assert "'note' is not valid Unicode" in dead["reason"] and dead["stage"] == "validate"
