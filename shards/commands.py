@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from .errors import ShardsError
 from .reader import ShardSet
 from .stats import column_stats, is_numeric
-from .text import human_bytes, table
+from .terminal import human_bytes, table
 from .validate import validate
 
 PROG = "gradum shards"
