@@ -158,7 +158,9 @@ class ShardCache:
         entry.data.parent.mkdir(parents=True, exist_ok=True)
         while True:
             lock = FileLock(entry.lock_path)
-            lock.acquire(exclusive=False)
+            if not lock.acquire(exclusive=False, blocking=False):
+                hit = False  # a download of it is running (here or in another process): wait
+                lock.acquire(exclusive=False)
             if entry.valid(sha256, size):
                 _touch(entry.stamp)
                 self._count(hits=int(hit), misses=int(not hit))

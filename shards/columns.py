@@ -3,12 +3,15 @@ row-aligned with it): what a Sampler needs, without reading a shard.
 
 One column of N rows is read into one preallocated numpy array, part by part, in a pool of
 threads: the peak memory is the array plus one part per thread (no second copy of the
-column, no list of chunks to concatenate). On an object store each part costs two or three
-ranged requests (the footer, then only the column's chunk).
+column, no list of chunks to concatenate). On an object store a part's footer costs two
+ranged requests of its exact size (the 8-byte tail, then the footer: Parquet readers guess
+64 KiB, more than a small part holds), read once per ShardSet and kept (``Footers``); then
+each column costs one ranged request for its chunk.
 """
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,12 +32,44 @@ def has_index(manifest: dict[str, Any]) -> bool:
     return bool(shards) and all(isinstance(s.get("index"), dict) for s in shards)
 
 
-def index_schema(open_part: Opener) -> pa.Schema:
-    """The Arrow schema of an index part (its footer only)."""
+class Footers:
+    """The Parquet footer of each index part, read once (exact ranged reads) and kept."""
+
+    def __init__(self) -> None:
+        self._md: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, k: int, src: Any) -> Any:
+        """Part ``k``'s ``FileMetaData``, read from the open file object ``src`` if needed."""
+        with self._lock:
+            md = self._md.get(k)
+        if md is None:
+            md = read_footer(src)
+            with self._lock:
+                self._md[k] = md
+        return md
+
+
+def read_footer(src: Any) -> Any:
+    """A Parquet file's metadata from a seekable file object: the 8-byte tail (footer length
+    and magic), then exactly the footer."""
     import pyarrow.parquet as pq
 
-    with _opened(open_part()) as src:
-        return pq.ParquetFile(src).schema_arrow
+    src.seek(-8, 2)
+    tail = src.read(8)
+    if len(tail) != 8 or tail[4:] != b"PAR1":
+        raise ShardsError("index part: not a Parquet file")
+    (length,) = struct.unpack("<I", tail[:4])
+    src.seek(-(8 + length), 2)
+    footer = src.read(length)
+    return pq.read_metadata(pa.BufferReader(b"PAR1" + footer + tail))
+
+
+def index_schema(open_part: Opener, footers: Footers | None = None) -> pa.Schema:
+    """The Arrow schema of index part 0 (its footer only)."""
+    with _opened(_file(open_part())) as src:
+        md = (footers or Footers()).get(0, src)
+    return md.schema.to_arrow_schema()
 
 
 def numpy_dtype(field: pa.Field) -> np.dtype:
@@ -46,7 +81,11 @@ def numpy_dtype(field: pa.Field) -> np.dtype:
 
 
 def read_column(
-    parts: Sequence[tuple[Opener, int]], name: str, dtype: np.dtype, threads: int = THREADS
+    parts: Sequence[tuple[Opener, int]],
+    name: str,
+    dtype: np.dtype,
+    threads: int = THREADS,
+    footers: Footers | None = None,
 ) -> np.ndarray:
     """Column ``name`` of every part, in order, as one array of ``dtype`` (``parts``: how to
     open each part and the rows its shard holds). Nulls: NaN in float columns; an integer
@@ -61,14 +100,16 @@ def read_column(
     out = np.empty(int(offsets[-1]), dtype=dtype)
     late: dict[int, np.ndarray] = {}  # integer parts with nulls (as float64)
     lock = threading.Lock()
+    footers = footers if footers is not None else Footers()
 
     def one(k: int) -> None:
         import pyarrow.parquet as pq
 
         opener, n = parts[k]
         try:
-            with _opened(opener()) as src:
-                col = pq.ParquetFile(src).read(columns=[name]).column(0)
+            with _opened(_file(opener())) as src:
+                md = footers.get(k, src)
+                col = pq.ParquetFile(src, metadata=md).read(columns=[name]).column(0)
         except (OSError, pa.ArrowInvalid) as e:
             raise ShardsError(f"index part {k}: unreadable: {e}") from e
         if len(col) != n:
@@ -95,6 +136,11 @@ def read_column(
         for k, values in late.items():
             out[offsets[k] : offsets[k + 1]] = values
     return out
+
+
+def _file(src: Any) -> Any:
+    """A path opened as a binary file; a file object as it is."""
+    return open(src, "rb") if isinstance(src, str) else src
 
 
 class _opened:

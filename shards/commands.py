@@ -18,7 +18,7 @@ from .reader import ShardSet
 from .stats import column_stats, is_numeric
 from .storage_options import StorageOptions
 from .terminal import human_bytes, table
-from .validate import validate
+from .validation import validate
 
 PROG = "gradum shards"
 

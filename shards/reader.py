@@ -64,6 +64,7 @@ class ShardSet(ServingMixin):
         self._all: pa.Table | None = None
         self._schema: pa.Schema | None = None
         self._index_schema: pa.Schema | None = None
+        self._footers = idx_cols.Footers()
         self.has_index = idx_cols.has_index(manifest)
         self._shards = (
             RemoteShards(remote, manifest["shards"], prefetch_threads) if remote else None
@@ -233,7 +234,7 @@ class ShardSet(ServingMixin):
 
     def _index(self) -> pa.Schema:
         if self._index_schema is None:
-            self._index_schema = idx_cols.index_schema(self._index_opener(0))
+            self._index_schema = idx_cols.index_schema(self._index_opener(0), self._footers)
         return self._index_schema
 
     # data ------------------------------------------------------------------------------
@@ -267,7 +268,7 @@ class ShardSet(ServingMixin):
                 for k, s in enumerate(self.manifest["shards"])
             ]
             dtype = idx_cols.numpy_dtype(self._index().field(name))
-            return idx_cols.read_column(parts, name, dtype)
+            return idx_cols.read_column(parts, name, dtype, footers=self._footers)
         self._check_columns([name])
         if self._remote is None:
             col = self.arrow_column(name)

@@ -90,7 +90,11 @@ class RemoteDataset:
     def open_random(self, rel: str) -> io.RawIOBase:
         """A seekable file object over ``rel`` whose reads are ranged requests (counted): what
         the index reader hands to Parquet, which reads only the footer and the column chunks
-        it needs."""
+        it needs. Against a GCS emulator (``STORAGE_EMULATOR_HOST``) the object is read whole:
+        gcp-storage-emulator serves one connection at a time and stalls on pyarrow's ranged
+        reads (real GCS serves them)."""
+        if self.uri.startswith("gs://") and os.environ.get("STORAGE_EMULATOR_HOST"):
+            return io.BytesIO(self.read_bytes(rel))
         return _CountingFile(self.fs.open_input_file(self._path(rel)), lambda n: self.count(rel, n))
 
     def manifest(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""validate(path): every problem in a dataset directory, each message naming its file."""
+"""validate(path): every problem in a dataset, each message naming its file (the module is
+named validation so that importing it never hides the function ``shards.validate``)."""
 
 from __future__ import annotations
 
