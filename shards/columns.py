@@ -2,8 +2,8 @@
 row-aligned with it): what a Sampler needs, without reading a shard.
 
 One column of N rows is read into one preallocated numpy array, part by part, in a pool of
-threads: the peak memory is the array plus one part per thread (no second copy of the
-column, no list of chunks to concatenate). On an object store a part's footer costs two
+threads: the peak memory is the array plus the parts in flight (at most 16, and at most about
+N / 8 rows together), with no second copy of the column and no list of chunks to concatenate. On an object store a part's footer costs two
 ranged requests of its exact size (the 8-byte tail, then the footer: Parquet readers guess
 64 KiB, more than a small part holds), read once per ShardSet and kept (``Footers``); then
 each column costs one ranged request for its chunk.
@@ -44,7 +44,9 @@ class Footers:
         with self._lock:
             md = self._md.get(k)
         if md is None:
-            md = read_footer(src)
+            import pyarrow.parquet as pq
+
+            md = pq.read_metadata(src) if isinstance(src, str) else read_footer(src)
             with self._lock:
                 self._md[k] = md
         return md
@@ -67,7 +69,7 @@ def read_footer(src: Any) -> Any:
 
 def index_schema(open_part: Opener, footers: Footers | None = None) -> pa.Schema:
     """The Arrow schema of index part 0 (its footer only)."""
-    with _opened(_file(open_part())) as src:
+    with _opened(open_part()) as src:
         md = (footers or Footers()).get(0, src)
     return md.schema.to_arrow_schema()
 
@@ -107,23 +109,33 @@ def read_column(
 
         opener, n = parts[k]
         try:
-            with _opened(_file(opener())) as src:
+            src = opener()
+            if isinstance(src, str):  # a local part: pyarrow's own file, its own buffers
                 md = footers.get(k, src)
                 col = pq.ParquetFile(src, metadata=md).read(columns=[name]).column(0)
+            else:
+                with _opened(src):
+                    md = footers.get(k, src)
+                    col = pq.ParquetFile(src, metadata=md).read(columns=[name]).column(0)
         except (OSError, pa.ArrowInvalid) as e:
             raise ShardsError(f"index part {k}: unreadable: {e}") from e
         if len(col) != n:
             raise ShardMismatchError(
                 f"index part {k}: has {len(col)} rows, its shard has {n}: the index is stale"
             )
-        values = col.to_numpy()  # nulls: NaN (floats, and integers as float64)
+        # nulls: NaN (floats, and integers as float64); one chunk: no concatenating copy
+        values = (
+            col.chunk(0).to_numpy(zero_copy_only=False) if col.num_chunks == 1 else col.to_numpy()
+        )
         if col.null_count and out.dtype.kind in "iub":
             with lock:
                 late[k] = np.asarray(values, dtype=np.float64)
             return
         out[offsets[k] : offsets[k + 1]] = values
 
-    workers = max(1, min(threads, len(parts)))
+    # parts in flight at once hold their Arrow buffers: keep them to about 1/8 of the column
+    biggest = int(rows.max()) if rows.size else 1
+    workers = max(1, min(threads, len(parts), int(offsets[-1]) // max(1, 8 * biggest)))
     if workers == 1:
         for k in range(len(parts)):
             one(k)
@@ -135,6 +147,9 @@ def read_column(
         out = out.astype(np.float64)
         for k, values in late.items():
             out[offsets[k] : offsets[k + 1]] = values
+    # the parts' Arrow buffers went back to Arrow's allocator, which keeps freed pages: give
+    # them back to the system so the column, not the column twice, is what stays resident
+    pa.default_memory_pool().release_unused()
     return out
 
 
