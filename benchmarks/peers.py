@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
             with MDSWriter(
                 out=str(work / "mds"), columns={"id": "str", "text": "str"}, size_limit=limit
             ) as w:
-                for i, text in zip(t.column("id").to_pylist(), t.column("text").to_pylist()):
+                ids, texts = t.column("id").to_pylist(), t.column("text").to_pylist()
+                for i, text in zip(ids, texts, strict=True):
                     w.write({"id": i, "text": text})
             upload(client, work / "mds", "bench", "mds")
             rows.append(("streaming-community", bench_streaming(args, work)))

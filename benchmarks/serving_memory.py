@@ -76,7 +76,7 @@ def _worker(rank: int, world: int, port: int, path: str, case: str, out: str) ->
     dist.init_process_group("gloo", rank=rank, world_size=world)
     strategy, share = case.split("/")
     ss = ShardSet.open(path)
-    ss.index_columns  # one-time: import pyarrow.parquet, read one footer (not per item)
+    _ = ss.index_columns  # one-time: import pyarrow.parquet, read one footer (not per item)
     dist.barrier()
     before = status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
