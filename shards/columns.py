@@ -112,11 +112,16 @@ def read_column(
             src = opener()
             if isinstance(src, str):  # a local part: pyarrow's own file, its own buffers
                 md = footers.get(k, src)
-                col = pq.ParquetFile(src, metadata=md).read(columns=[name]).column(0)
+                part = pq.ParquetFile(src, metadata=md)
+                col = part.read(columns=[name], use_threads=False).column(0)
             else:
                 with _opened(src):
                     md = footers.get(k, src)
-                    col = pq.ParquetFile(src, metadata=md).read(columns=[name]).column(0)
+                    col = (
+                        pq.ParquetFile(src, metadata=md)
+                        .read(columns=[name], use_threads=False)
+                        .column(0)
+                    )
         except (OSError, pa.ArrowInvalid) as e:
             raise ShardsError(f"index part {k}: unreadable: {e}") from e
         if len(col) != n:
