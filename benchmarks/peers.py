@@ -75,9 +75,9 @@ def bench_streaming(args, work: Path) -> dict:
     t0 = time.perf_counter()
     seen, state = [], None
     for k, batch in enumerate(dl):
-        if k == args.steps // 2:
-            state = dl.state_dict()
         seen.append(list(batch["id"]))
+        if k + 1 == args.steps // 2:  # after batch k was yielded: resume at batch k + 1
+            state = dl.state_dict()
         if k + 1 == args.steps:
             break
     dt = time.perf_counter() - t0

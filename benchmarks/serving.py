@@ -40,7 +40,7 @@ from shards.reorder import reorder  # noqa: E402
 def moto(port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
+    for _ in range(600):  # a loaded machine may need a minute
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             return proc

@@ -31,6 +31,7 @@ class Planner:
         self._closed = False
         self._cache: dict[int, np.ndarray] = {}
         self._version: int | None = None
+        self._last: list[int] | None = None
         self.plans = 0
         self._thread = threading.Thread(target=self._run, name="gradum-plan", daemon=True)
         self._thread.start()
@@ -71,6 +72,9 @@ class Planner:
             if t not in self._cache:
                 self._cache[t] = self.shardset.shards_of(s.host_rows(t))
             shards.extend(self._cache[t].tolist())
-        self.shardset.prefetch(shards)
+        plan = list(dict.fromkeys(shards))
+        if plan != self._last:  # unchanged (most steps of a block round): nothing to wake
+            self.shardset.prefetch(plan)
+            self._last = plan
         self.plans += 1
-        return list(dict.fromkeys(shards))
+        return plan
