@@ -102,3 +102,17 @@ def test_shards_of_lists_each_shard_once_in_order_of_first_use(remote):
     ss = ShardSet.open(local)
     assert ss.shards_of([5999, 0, 251, 3, 5998]).tolist() == [23, 0, 1]
     assert np.array_equal(ss.offsets[:3], [0, 250, 500])
+
+
+def test_a_remote_set_pickles_as_a_reopen_for_dataloader_workers(remote, tmp_path):
+    import pickle
+
+    from sampler.torch import ShardDataset
+
+    url, local = remote
+    ss = ShardSet.open(url, cache_dir=tmp_path / "c", cache_limit="5MB")
+    again = pickle.loads(pickle.dumps(ss))  # what a DataLoader worker receives
+    assert again.location == url and again._remote.cache.limit == 5_000_000
+    assert same_rows(again.take([7, 4000]), ShardSet.open(local).take([7, 4000]))
+    ds = ShardDataset(url, columns=["id"], cache_dir=tmp_path / "c", cache_limit="5MB")
+    assert ds[4000]["id"] == ShardSet.open(local).take([4000]).column("id")[0].as_py()
