@@ -13,6 +13,7 @@ Every byte read from the bucket is counted per kind (``manifest``, ``index``, ``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -31,6 +32,7 @@ from .storage_options import filesystem as _filesystem
 
 __all__ = ["SCHEMES", "RemoteDataset", "default_cache_dir", "filesystem", "is_remote"]
 _CHUNK = 8 << 20
+_EMULATOR_LOCK = threading.RLock()
 
 
 def default_cache_dir() -> Path:
@@ -66,6 +68,10 @@ class RemoteDataset:
         self.cache = ShardCache(self.cache_dir, cache_limit)
         self._lock = threading.Lock()
         self.read = {"manifest": 0, "index": 0, "shards": 0, "requests": 0}
+        # gcp-storage-emulator serves one connection at a time: requests from several threads
+        # (prefetch) would wait on each other's idle keep-alive connections; one at a time
+        emulated = self.uri.startswith("gs://") and os.environ.get("STORAGE_EMULATOR_HOST")
+        self._serial = _EMULATOR_LOCK if emulated else contextlib.nullcontext()
 
     def _path(self, rel: str) -> str:
         return f"{self._base}/{rel}"
@@ -82,7 +88,7 @@ class RemoteDataset:
 
     def read_bytes(self, rel: str) -> bytes:
         """A whole object (counted)."""
-        with self.fs.open_input_stream(self._path(rel)) as stream:
+        with self._serial, self.fs.open_input_stream(self._path(rel)) as stream:
             data = stream.read()
         self.count(rel, len(data))
         return data
@@ -132,7 +138,11 @@ class RemoteDataset:
 
         def download(dest: Path) -> None:
             try:
-                with self.fs.open_input_stream(self._path(rel)) as src, open(dest, "wb") as dst:
+                with (
+                    self._serial,
+                    self.fs.open_input_stream(self._path(rel)) as src,
+                    open(dest, "wb") as dst,
+                ):
                     while block := src.read(_CHUNK):
                         dst.write(block)
                         self.count(rel, len(block), 0)
