@@ -7,7 +7,7 @@ import importlib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from gradum_cli.report import curriculum_preview, report_sections
+from gradum_cli.previews import curriculum_preview, report_sections
 
 # Each module exposes ``register(subparsers)``; registering must not import heavy libraries.
 _COMMAND_MODULES = ("pipelines.cli", "shards.cli", "sampler.cli")

@@ -26,8 +26,11 @@ Window sums are updated by segment sums of the (new - old) window values over th
 feedback (``np.add.reduceat``: sequential, fixed order, no atomics); the loss_decrease group
 means are segment sums too.
 
-Per-item state: order int32 (4 B) + item -> group int32 (4 B) = 8 B. Per-group state (host):
-W float32 window + a few counters (about 4 W + 40 B per group).
+Per-item state: order int32 (4 B) + item -> group (int16 for up to 32768 groups: 2 B; else
+int32: 4 B) = 6 B (8 B). Both are built without an N-sized int64 temporary (chunked bincount
+and remap; a counting sort straight into the int32 order), and the group column read from the
+source is released once they exist. Per-group state (host): W float32 window + a few counters
+(about 4 W + 40 B per group).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ import numpy as np
 import torch
 
 from .. import alloc, draw, rng
-from .base import Context, Feedback, Strategy, group_ids, stable_argsort
+from ..sort import argsort_labels
+from .base import Context, Feedback, Strategy, group_ids
 
 _KINDS = {"abs_advantage": "advantage", "reward": "reward", "loss": "loss", "loss_decrease": "loss"}
 _STATE = ("buf", "ptr", "fill", "count", "ema_loss", "ema_seen", "wsum")
@@ -48,8 +52,9 @@ _F32_MAX = float(np.finfo(np.float32).max)
 
 class UCB(Strategy):
     name = "ucb"
-    bytes_per_item = 8
+    bytes_per_item = 6
     group_based = True
+    adaptive = True
 
     def __init__(
         self,
@@ -79,12 +84,17 @@ class UCB(Strategy):
         if col.dtype.kind == "f" and not np.isfinite(col).all():
             raise ValueError(f"UCB: group column {self.group!r} has NaN or inf values")
         labels, inverse, counts = group_ids(col)
+        del col
+        ctx.release(self.group)  # the source's copy of the column is no longer needed
         dev = ctx.device
         self.labels = torch.as_tensor(labels)
         self.K = K = int(labels.size)
-        self.item_group = torch.from_numpy(inverse.astype(np.int32, copy=False)).to(dev)
-        # group-sorted order (stable: ids ascending inside a group), torch's integer radix sort
-        self.order = stable_argsort(torch.from_numpy(inverse), ctx.n).to(dev)
+        self.item_group = torch.from_numpy(inverse).to(dev)
+        self.bytes_per_item = 4 + inverse.itemsize
+        # group-sorted order (stable: ids ascending inside a group): one counting sort
+        bits = max(1, (K - 1).bit_length())
+        self.order = torch.from_numpy(argsort_labels(inverse, bits)).to(dev)
+        del inverse
         self.sizes = np.asarray(counts, dtype=np.int64)
         self.offsets = np.cumsum(self.sizes) - self.sizes
         W = self.window

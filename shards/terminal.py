@@ -1,4 +1,4 @@
-"""Terminal formatting helpers: shorten texts, align tables."""
+"""Terminal formatting: shorten texts, align plain-text tables, human-readable byte counts."""
 
 from __future__ import annotations
 
