@@ -30,7 +30,7 @@ BOUNDED_CALLABLES = (sum,)
 KEYED_GROUPS = ("SpreadFiles/", "SpreadUnits/", "RepeatedIds/GroupByIdBucket")
 # The only steps that may take whole PCollections as lists: the manifest (one entry per shard
 # and per dead-letter file: it lists them by design).
-LIST_CONSUMERS = ("Manifest",)
+LIST_CONSUMERS = ("FinishShards/Manifest", "Manifest")
 
 
 class _Collect(PipelineVisitor):

@@ -29,15 +29,18 @@ def check(
     staged: tuple[int, int, int],
     written: tuple[int],
     repeated: tuple[int],
+    extra: tuple[int] = (0,),
     *,
     out_dir: str,
     max_dead_fraction: float,
 ) -> dict[str, int]:
     """The manifest's counts, once they balance and the budget holds. ``staged``: records
     read, dead-lettered before the shard step and parts reused, summed over the parts;
-    ``written`` and ``repeated``: rows written and repeated ids dead-lettered."""
+    ``written`` and ``repeated``: rows written and repeated ids dead-lettered; ``extra``:
+    records dead-lettered before they reached a part (``WriteShards``' input dead letters)."""
     (n_input, dead_staged, _), (written,), (dead_repeated,) = staged, written, repeated
-    dead = dead_staged + dead_repeated
+    n_input += extra[0]
+    dead = dead_staged + dead_repeated + extra[0]
     if n_input != written + dead:
         raise RuntimeError(
             f"accounting error: input {n_input} != written {written} + "

@@ -1,10 +1,12 @@
 """The scoring job's graph, as a few composite transforms in the order they run.
 
-``ReadScoreStage`` (sources -> read units -> parts read, scored and staged where they land:
-one fused stage, record text crosses no shuffle) -> the bounded samples (k-means, proxy) and
-the repeated ids -> ``Statistics`` (rank and value sketches of the rows that will be written)
--> ``WriteShards`` (a shard and an index part per part) -> ``Commit`` (check, clear staging,
-manifest written last).
+``ReadParts`` (sources -> read units -> batches of validated records, part by part) ->
+``ScoreBatches`` (every signal) -> ``StageParts`` (one staging object and summary per part;
+reading, scoring and staging are one fused stage: record text crosses no shuffle) ->
+``FinishShards`` (the bounded samples and fits, repeated ids, rank and value sketches of the
+rows that will be written, a shard and an index part per part, then check, clear staging
+and the manifest, written last). The public ``ScoreTexts`` and ``WriteShards``
+(:mod:`pipelines.transforms`) are made of the same pieces.
 
 What grows with what: every step works per part or per bucket of ids, or combines bounded
 accumulators; no step gathers a number of elements that grows with the records onto one
@@ -58,24 +60,55 @@ class Layout:
     scored_columns: list[str] = field(default_factory=list)  # the columns scorers produce
 
 
-class ReadScoreStage(beam.PTransform):
-    """Sources -> the parts' infos (main) and the summary's pieces (:data:`stage.TAGS`)."""
+class ReadParts(beam.PTransform):
+    """Sources -> batch elements of validated records, part by part (:mod:`..read`)."""
 
-    def __init__(self, layout: Layout, *, read: ReadPart, steps: list[tuple[str, object]]) -> None:
+    def __init__(self, layout: Layout, read: ReadPart) -> None:
         super().__init__()
-        self.layout, self.read, self.steps = layout, read, steps
+        self.layout, self.read = layout, read
 
     def expand(self, sources):
-        layout = self.layout
-        units = (
+        sizing = self.layout.sizing
+        return (
             sources
-            | "ExpandSources" >> beam.FlatMap(expand_source, layout.sizing)
+            | "ExpandSources" >> beam.FlatMap(expand_source, sizing)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ExpandFiles" >> beam.FlatMap(expand_file, layout.sizing)
-            | "ChunkWhole" >> beam.FlatMap(chunk_whole, layout.sizing)
+            | "ExpandFiles" >> beam.FlatMap(expand_file, sizing)
+            | "ChunkWhole" >> beam.FlatMap(chunk_whole, sizing)
             | "SpreadUnits" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(self.read)
         )
-        batches = units | "Read" >> beam.ParDo(self.read)
+
+
+def scoring_steps(specs, sampled, threads, job_token) -> list[tuple[str, object]]:
+    """The CPU signals together in one DoFn, then one RunInference handler per model."""
+    from pipelines.model.inference import ScoreSignals
+
+    cpu = [(n, p) for n, p in specs if n not in ("lm", "embedding")]
+    steps: list[tuple[str, object]] = []
+    if cpu:
+        steps.append(("Signals", ScoreSignals(cpu, job_token=job_token, sampled=sampled)))
+    models = [(n, p) for n, p in specs if n in ("lm", "embedding")]
+    if models:
+        from pipelines.model.handlers import ScorersHandler  # imports apache_beam.ml, torch
+
+        for name, params in models:
+            handler = ScorersHandler(
+                [(name, params)], torch_threads=threads, job_token=job_token, sampled=sampled
+            )
+            steps.append(("LM" if name == "lm" else name.title(), handler))
+    return steps
+
+
+class ScoreBatches(beam.PTransform):
+    """Batch elements -> the same with every signal column added: the CPU signals in one
+    DoFn, each model scorer through RunInference (:func:`scoring_steps`)."""
+
+    def __init__(self, steps: list[tuple[str, object]]) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def expand(self, batches):
         for label, step in self.steps:  # a DoFn (CPU signals) or a ModelHandler (a model)
             if isinstance(step, beam.DoFn):
                 batches = batches | f"Score{label}" >> beam.ParDo(step)
@@ -83,6 +116,20 @@ class ReadScoreStage(beam.PTransform):
                 from apache_beam.ml.inference.base import RunInference  # imports torch
 
                 batches = batches | f"Score{label}" >> RunInference(step)
+        return batches
+
+
+class StageParts(beam.PTransform):
+    """Scored batch elements -> ``{"parts": part infos, tag: piece...}``: the summary's pieces
+    by tag (:data:`..stage.TAGS`). ``claimed``: a one-element PCollection the staging must wait for
+    (the run marker, when the output is claimed inside the pipeline)."""
+
+    def __init__(self, layout: Layout, claimed=None) -> None:
+        super().__init__()
+        self.layout, self.claimed = layout, claimed
+
+    def expand(self, batches):
+        layout = self.layout
         kmeans = None
         if layout.clusters > 0:
             kmeans = (layout.seed, layout.kmeans_sample, layout.estimated_rows, layout.rows_guessed)
@@ -106,7 +153,9 @@ class ReadScoreStage(beam.PTransform):
             job=layout.job_token,
             progress_dir=layout.progress_dir,
         )
-        return batches | "Stage" >> beam.ParDo(stage).with_outputs(*TAGS, main="parts")
+        gate = {"claimed": _side(self.claimed)} if self.claimed is not None else {}
+        out = batches | "Stage" >> beam.ParDo(stage, **gate).with_outputs(*TAGS, main="parts")
+        return {tag: out[tag] for tag in ("parts", *TAGS)}
 
 
 class FitClusters(beam.PTransform):
@@ -156,54 +205,80 @@ def _side(pcoll):
 
 
 def build(pipeline, layout: Layout, sources: list, *, read: ReadPart, steps, commit_args):
-    """The whole job on ``pipeline``; returns the manifest step's output."""
+    """The whole job on ``pipeline``: sources -> parts read, scored and staged where they
+    land -> shards and the manifest. Returns the manifest step's output."""
     staged = (
         pipeline
         | "Sources" >> beam.Create(sources)
-        | "ReadScoreStage" >> ReadScoreStage(layout, read=read, steps=steps)
+        | "ReadParts" >> ReadParts(layout, read)
+        | "ScoreBatches" >> ScoreBatches(steps)
+        | "StageParts" >> StageParts(layout)
     )
-    parts = staged.parts
-    losers = None
-    if layout.dedupe_buckets:
-        repeated = staged.ids | "RepeatedIds" >> FindRepeatedIds()
-        losers = beam.pvalue.AsMultiMap(repeated)
-    model = None
-    if layout.clusters > 0:
-        model = staged.kmeans | "FitClusters" >> FitClusters(
-            layout.clusters, layout.seed, layout.kmeans_sample
+    return staged | "FinishShards" >> FinishShards(layout, commit_args)
+
+
+class FinishShards(beam.PTransform):
+    """The staged parts (the tagged outputs of :class:`StageParts`) -> the samples and fits,
+    repeated ids, rank and value sketches, a shard and an index part per part, then the
+    commit (check, clear staging, manifest). ``extra_dead``: dead-letter file infos written
+    before staging (``WriteShards``' input dead letters), counted as input and dead letters."""
+
+    def __init__(self, layout: Layout, commit_args: dict, extra_dead=None) -> None:
+        super().__init__()
+        self.layout, self.commit_args, self.extra_dead = layout, dict(commit_args), extra_dead
+
+    def expand(self, staged):
+        layout = self.layout
+        parts = staged["parts"]
+        losers = None
+        if layout.dedupe_buckets:
+            repeated = staged["ids"] | "RepeatedIds" >> FindRepeatedIds()
+            losers = beam.pvalue.AsMultiMap(repeated)
+        model = None
+        if layout.clusters > 0:
+            model = staged["kmeans"] | "FitClusters" >> FitClusters(
+                layout.clusters, layout.seed, layout.kmeans_sample
+            )
+        fitted = None
+        if layout.proxy_target:
+            fitted = staged["proxy"] | "FitProxy" >> FitProxy(layout, staged["proxy_count"])
+        meta_types = staged["meta"] | "MetaTypes" >> beam.CombineGlobally(MetaSchemaCombineFn())
+        kept = staged["columns"] | "KeptColumns" >> beam.ParDo(
+            KeptColumns(layout.columns, needs_rows=model is not None or fitted is not None),
+            losers=losers,
+            model=_side(model),
+            proxy=_side(fitted),
         )
-    fitted = None
-    if layout.proxy_target:
-        fitted = staged.proxy | "FitProxy" >> FitProxy(layout, staged.proxy_count)
-    meta_types = staged.meta | "MetaTypes" >> beam.CombineGlobally(MetaSchemaCombineFn())
-    kept = staged.columns | "KeptColumns" >> beam.ParDo(
-        KeptColumns(layout.columns, needs_rows=model is not None or fitted is not None),
-        losers=losers,
-        model=_side(model),
-        proxy=_side(fitted),
-    )
-    sketches = kept | "ValueSketches" >> beam.CombineGlobally(
-        SketchCombineFn(layout.columns, layout.sketch_error)
-    )
-    rank_sketches = kept | "RankSketches" >> RankSketches(list(layout.weights), layout.rank_error)
-    written = parts | "WriteShards" >> beam.ParDo(
-        WriteShard(
-            layout.out_dir,
-            layout.columns,
-            directions=layout.directions,
-            weights=layout.weights,
-            n_buckets=layout.n_buckets,
-            keep_embeddings=layout.keep_embeddings,
-        ),
-        beam.pvalue.AsSingleton(rank_sketches),
-        beam.pvalue.AsSingleton(meta_types),
-        losers=losers,
-        model=_side(model),
-        proxy=_side(fitted),
-    ).with_outputs("dead", main="shards")
-    return _commit(
-        pipeline, layout, parts, written, sketches, rank_sketches, model, fitted, commit_args
-    )
+        sketches = kept | "ValueSketches" >> beam.CombineGlobally(
+            SketchCombineFn(layout.columns, layout.sketch_error)
+        )
+        rank_sketches = kept | "RankSketches" >> RankSketches(
+            list(layout.weights), layout.rank_error
+        )
+        written = parts | "WriteShards" >> beam.ParDo(
+            WriteShard(
+                layout.out_dir,
+                layout.columns,
+                directions=layout.directions,
+                weights=layout.weights,
+                n_buckets=layout.n_buckets,
+                keep_embeddings=layout.keep_embeddings,
+            ),
+            beam.pvalue.AsSingleton(rank_sketches),
+            beam.pvalue.AsSingleton(meta_types),
+            losers=losers,
+            model=_side(model),
+            proxy=_side(fitted),
+        ).with_outputs("dead", main="shards")
+        return _commit(
+            parts.pipeline,
+            layout,
+            parts,
+            written,
+            (sketches, rank_sketches, model, fitted),
+            self.commit_args,
+            self.extra_dead,
+        )
 
 
 class SumFields(beam.CombineFn):
@@ -228,8 +303,16 @@ class SumFields(beam.CombineFn):
         return acc
 
 
-def _commit(pipeline, layout, parts, written, sketches, rank_sketches, model, fitted, commit_args):
+def _commit(pipeline, layout, parts, written, fits, commit_args, extra_dead=None):
     side = beam.pvalue
+    sketches, rank_sketches, model, fitted = fits
+    if extra_dead is None:
+        extra_dead = pipeline | "NoExtraDead" >> beam.Create([])
+    extra_rows = (
+        extra_dead
+        | "ExtraDeadRows" >> beam.Map(lambda d: (d["rows"],))
+        | "SumExtraDeadRows" >> beam.CombineGlobally(SumFields(1))
+    )
     staged_counts = (
         parts
         | "PartCounts"
@@ -255,6 +338,7 @@ def _commit(pipeline, layout, parts, written, sketches, rank_sketches, model, fi
             side.AsSingleton(staged_counts),
             side.AsSingleton(written_rows),
             side.AsSingleton(repeated_rows),
+            side.AsSingleton(extra_rows),
             out_dir=layout.out_dir,
             max_dead_fraction=commit_args.pop("max_dead_fraction"),
         )
@@ -282,6 +366,7 @@ def _commit(pipeline, layout, parts, written, sketches, rank_sketches, model, fi
             side.AsSingleton(staged_counts),
             side.AsList(dead_files),
             side.AsList(written.dead),
+            side.AsList(extra_dead),
             out_dir=layout.out_dir,
             staging=layout.staging,
             **commit_args,

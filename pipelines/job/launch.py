@@ -96,26 +96,6 @@ def _write_plan(plan, staging: str) -> list[tuple]:
     return sources + list(plan.sources)
 
 
-def _scoring_steps(specs, sampled, threads, job_token) -> list[tuple[str, Any]]:
-    """The CPU signals together in one DoFn, then one RunInference handler per model."""
-    from pipelines.model.inference import ScoreSignals
-
-    cpu = [(n, p) for n, p in specs if n not in ("lm", "embedding")]
-    steps: list[tuple[str, Any]] = []
-    if cpu:
-        steps.append(("Signals", ScoreSignals(cpu, job_token=job_token, sampled=sampled)))
-    models = [(n, p) for n, p in specs if n in ("lm", "embedding")]
-    if models:
-        from pipelines.model.handlers import ScorersHandler  # imports apache_beam.ml, torch
-
-        for name, params in models:
-            handler = ScorersHandler(
-                [(name, params)], torch_threads=threads, job_token=job_token, sampled=sampled
-            )
-            steps.append(("LM" if name == "lm" else name.title(), handler))
-    return steps
-
-
 @dataclass
 class PreparedJob:
     """What the launcher decided before writing anything (see :func:`plan_job`)."""
@@ -237,7 +217,7 @@ def build_pipeline(job: PreparedJob, marker: Any, resumed: bool):
         budget=(job_token, cfg.max_dead_letter_fraction, plan.rows, plan.exact),
         progress_dir=job.progress_dir,
     )
-    steps = _scoring_steps(specs, sampled, runner.threads_per_worker(options), job_token)
+    steps = graph.scoring_steps(specs, sampled, runner.threads_per_worker(options), job_token)
     sources = _write_plan(plan, staging)
     pipeline = beam.Pipeline(runner=runner.direct_runner(options), options=options)
     graph.build(

@@ -68,7 +68,7 @@ class StagePart(beam.DoFn):
     def start_bundle(self) -> None:
         self._parts: dict[str, dict[int, dict]] = {}
 
-    def process(self, element: dict):
+    def process(self, element: dict, claimed=None):  # claimed: a gate (see StageParts)
         PROGRESS.configure(self.progress_dir)
         if element.get("reused") is not None:
             yield from self._emit(element["reused"], None)

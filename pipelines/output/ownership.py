@@ -66,8 +66,10 @@ class RunMarker:
     creates: list[str] = field(default_factory=list)
 
     @classmethod
-    def new(cls, fingerprint: dict[str, str], extra: tuple[str, ...] = ()) -> RunMarker:
-        run_id = new_run_id()
+    def new(
+        cls, fingerprint: dict[str, str], extra: tuple[str, ...] = (), run_id: str | None = None
+    ) -> RunMarker:
+        run_id = run_id or new_run_id()
         patterns = [*_RUN_OBJECTS, f"{STAGING}/{run_id}/", *extra]
         return cls(
             run_id=run_id,

@@ -86,6 +86,7 @@ def prepare_output(
     resume: bool,
     fingerprint: dict[str, str],
     extra: tuple[str, ...] = (),
+    run_id: str | None = None,
 ) -> tuple[RunMarker, bool]:
     """Check ``out``, delete the old run's objects when ``overwrite`` (only those), write the
     run marker; return ``(marker, resumed)``. See the module docstring."""
@@ -143,7 +144,7 @@ def prepare_output(
         rest = [r for r in ours if r not in (MANIFEST_NAME, MARKER_NAME)]
         for group in (first, rest, last):
             _delete(out, group)
-    new = RunMarker.new(fingerprint, extra)
+    new = RunMarker.new(fingerprint, extra, run_id)
     fs.write_bytes(fs.join(out, MARKER_NAME), new.to_json())
     return new, False
 
