@@ -5,7 +5,6 @@ The job itself lives in :mod:`pipelines.job.launch`; its settings in :mod:`pipel
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from pipelines.config import DEFAULT_SIGNALS, JobConfig, JobError
@@ -23,14 +22,11 @@ __all__ = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.cli import add_score_arguments
+    from pipelines.cli import run_score_command
 
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.score", description="Score INPUTs and write Arrow shards."
+    return run_score_command(
+        list(sys.argv[1:] if argv is None else argv), "python -m pipelines.score"
     )
-    add_score_arguments(parser)
-    args, beam_args = parser.parse_known_args(argv)
-    return run_from_args(args, beam_args)
 
 
 if __name__ == "__main__":

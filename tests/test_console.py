@@ -229,7 +229,11 @@ SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 def test_score_console_is_quiet_and_the_log_has_the_rest(tmp_path):
     out = tmp_path / "out"
     job = ["builtin:graded?n=300", "--signals", "readability", "--output", str(out)]
-    beam = ["--direct_num_workers=2", f"--s3_secret_access_key={SECRET}"]
+    beam = [
+        "--direct_num_workers=2",
+        "--s3_access_key_id=AKIDEXAMPLE",
+        f"--s3_secret_access_key={SECRET}",
+    ]
     r = _gradum("score", *job, *beam, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     for noise in NOISE:

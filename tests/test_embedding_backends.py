@@ -160,3 +160,16 @@ def test_cli_rejects_a_backend_that_is_not_installed(monkeypatch: pytest.MonkeyP
         scorer_specs(cfg)
     with pytest.raises(SystemExit):
         _job(["in.jsonl", "-o", "o", "--embedding-backend", "tensorrt"])
+
+
+def test_the_manifest_records_the_backend_each_worker_used(tmp_path):
+    """``auto`` resolves where the model loads: the signal record keeps what was asked, the
+    manifest's ``workers`` block what the workers ran, with the rows each way scored."""
+    from pipelines.score import JobConfig, run_job
+
+    cfg = JobConfig(
+        inputs=["builtin:python-docs?limit=60"], output=str(tmp_path / "out"), signals=["length"],
+        embedding="default", embedding_backend="torch", progress=False,
+    )  # fmt: skip
+    manifest = run_job(cfg, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    assert manifest["workers"]["embedding"] == [{"backend": "torch", "device": "cpu", "rows": 60}]

@@ -24,6 +24,7 @@ BOUNDED_COMBINE_FNS = {
     "SketchCombineFn",
     "MetaSchemaCombineFn",
     "SumFields",
+    "RuntimeCombineFn",  # one entry per (scorer, backend/device) pair
 }
 BOUNDED_CALLABLES = (sum,)
 # GroupByKeys that are keyed by many keys (random, per id bucket) or lifted combiners.

@@ -106,7 +106,8 @@ def test_launcher_translates_to_score_args():
     assert args.max_dead_letter_fraction == 0.05
     assert args.text_field == "body"
     assert args.overwrite and not args.keep_embeddings
-    assert beam == ["--runner=DataflowRunner", "--project=p"]
+    assert args.project == "p"  # a connection option gradum shares with every command
+    assert beam == ["--runner=DataflowRunner"]
 
 
 def test_the_launch_command_for_a_bucket_corpus_names_only_bucket_paths(tmp_path):

@@ -75,6 +75,7 @@ def finalize(
     proxy_model: Any,
     _cleared: int,
     staged: tuple[int, int, int],
+    runtime: dict,
     *dead_lists: list,
     out_dir: str,
     staging: str,
@@ -85,8 +86,8 @@ def finalize(
 ) -> str:
     """Write the centroids and the manifest LAST. The arguments after the first are Beam side
     inputs: the shard entries, the counts, the value and rank sketches, the k-means and proxy
-    models (or None), the number of parts cleared, of parts reused from a killed run
-    (``--resume``) and each stage's dead-letter files."""
+    models (or None), the number of parts cleared, the staged counts (parts reused from a
+    killed run among them), what the workers' models ran on, and the dead-letter files."""
     from shards.manifest import build_manifest, manifest_json
     from shards.paths import CENTROIDS_NAME, MANIFEST_NAME
 
@@ -109,6 +110,7 @@ def finalize(
     manifest["plan"] = plan
     manifest["outputs"] = outputs
     manifest["resume"] = {"reused_parts": int(staged[2])}
+    manifest["workers"] = runtime  # how each model ran where it ran, with the rows it scored
     if proxy_model:
         manifest["proxy"] = proxy_model["info"]
     manifest["dead_letter_files"] = sorted(dead_infos, key=lambda d: d["path"])

@@ -242,6 +242,7 @@ class FinishShards(beam.PTransform):
         fitted = None
         if layout.proxy_target:
             fitted = staged["proxy"] | "FitProxy" >> FitProxy(layout, staged["proxy_count"])
+        runtime = staged["runtime"] | "WorkerRuntime" >> beam.CombineGlobally(RuntimeCombineFn())
         meta_types = staged["meta"] | "MetaTypes" >> beam.CombineGlobally(MetaSchemaCombineFn())
         kept = staged["columns"] | "KeptColumns" >> beam.ParDo(
             KeptColumns(layout.columns, needs_rows=model is not None or fitted is not None),
@@ -275,10 +276,36 @@ class FinishShards(beam.PTransform):
             layout,
             parts,
             written,
-            (sketches, rank_sketches, model, fitted),
+            (sketches, rank_sketches, model, fitted, runtime),
             self.commit_args,
             self.extra_dead,
         )
+
+
+class RuntimeCombineFn(beam.CombineFn):
+    """``(scorer, how it ran, rows)`` per part -> ``{scorer: [{..how.., "rows": n}, ...]}``:
+    what the workers used (a model's backend, device, dtype), with the rows each way scored."""
+
+    def create_accumulator(self) -> dict:
+        return {}
+
+    def add_input(self, acc: dict, item: tuple) -> dict:
+        name, how, rows = item
+        acc[(name, how)] = acc.get((name, how), 0) + rows
+        return acc
+
+    def merge_accumulators(self, accs) -> dict:
+        out: dict = {}
+        for acc in accs:
+            for k, v in acc.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def extract_output(self, acc: dict) -> dict:
+        out: dict = {}
+        for (name, how), rows in sorted(acc.items()):
+            out.setdefault(name, []).append({**dict(how), "rows": rows})
+        return out
 
 
 class SumFields(beam.CombineFn):
@@ -305,7 +332,7 @@ class SumFields(beam.CombineFn):
 
 def _commit(pipeline, layout, parts, written, fits, commit_args, extra_dead=None):
     side = beam.pvalue
-    sketches, rank_sketches, model, fitted = fits
+    sketches, rank_sketches, model, fitted, runtime = fits
     if extra_dead is None:
         extra_dead = pipeline | "NoExtraDead" >> beam.Create([])
     extra_rows = (
@@ -364,6 +391,7 @@ def _commit(pipeline, layout, parts, written, fits, commit_args, extra_dead=None
             _side(fitted),
             side.AsSingleton(cleared),
             side.AsSingleton(staged_counts),
+            side.AsSingleton(runtime),
             side.AsList(dead_files),
             side.AsList(written.dead),
             side.AsList(extra_dead),

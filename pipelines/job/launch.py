@@ -69,7 +69,7 @@ def _train_reference(cfg: JobConfig, staging: str, resumed: bool, console=None) 
 
 
 REFERENCE_DONE = "reference_lm.done"
-_NOT_CONTENT = {"output", "overwrite", "resume", "progress", "extra_outputs"}
+_NOT_CONTENT = {"output", "overwrite", "resume", "progress", "extra_outputs", "config"}
 
 
 def config_fingerprint(cfg: JobConfig) -> str:
@@ -231,7 +231,7 @@ def build_pipeline(job: PreparedJob, marker: Any, resumed: bool):
             signals=sig.records,
             options=dict(
                 asdict(cfg),
-                beam_options=recorded_options(options.get_all_options(drop_default=True)),
+                beam_options=recorded_options(options.get_all_options()),
                 difficulty_weights=weights,
                 run_id=marker.run_id,
             ),

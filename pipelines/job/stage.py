@@ -36,7 +36,7 @@ from pipelines.job.summary import (
 from pipelines.model.inference import scorer_cpu_line
 
 _LOG = logging.getLogger("gradum.stage")
-TAGS = ("columns", "ids", "kmeans", "proxy", "proxy_count", "meta")
+TAGS = ("columns", "ids", "kmeans", "proxy", "proxy_count", "meta", "runtime")
 
 
 class StagePart(beam.DoFn):
@@ -119,7 +119,9 @@ class StagePart(beam.DoFn):
         fs.write_bytes(path, memoryview(data))
         dead_files = write_part_dead_letters(self.out_dir, f"part-{key}", dead) if dead else []
         summary = self._summarise(key, table, kinds)
+        runtime = next((b["runtime"] for b in batches if b.get("runtime")), {})
         summary.update(
+            runtime=runtime,
             staging={"path": path, "bytes": data.size, "sha256": _sha256(data)},
             n_input=int(first.get("n_input", 0)),
             dead=dead_files,
@@ -195,6 +197,10 @@ class StagePart(beam.DoFn):
             "columns", {"key": key, "staging": summary["staging"], "columns": summary["columns"]}
         )
         yield beam.pvalue.TaggedOutput("meta", summary["meta_kinds"])
+        for name, how in (summary.get("runtime") or {}).items():  # what this part's worker used
+            yield beam.pvalue.TaggedOutput(
+                "runtime", (name, tuple(sorted(how.items())), summary["rows"])
+            )
         if self.dedupe_buckets and summary["rows"]:
             yield from _id_buckets(key, summary["ids"], self.dedupe_buckets)
         if self.kmeans is not None:

@@ -157,6 +157,9 @@ def score_elements(batch: Sequence[dict], model: ScorerSet, job: str, failed=Non
             continue
         before = sum(e is not None for e in element.get("errors") or [])
         scored = score_batch(model, element, SCORER_CPU_SECONDS, job)
+        runtime = {s.name: s.runtime() for s in model if hasattr(s, "runtime") and s.runtime()}
+        if runtime:
+            scored["runtime"] = {**(element.get("runtime") or {}), **runtime}
         if failed is not None:
             failed.inc(sum(e is not None for e in scored["errors"]) - before)
         out.append(scored)

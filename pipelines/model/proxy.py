@@ -52,6 +52,9 @@ class SampledScorer:
     def describe(self) -> dict[str, Any]:
         return dict(self.scorer.describe(), sample_fraction=self.fraction)
 
+    def runtime(self) -> dict[str, Any]:
+        return self.scorer.runtime() if hasattr(self.scorer, "runtime") else {}
+
     def score(self, texts: list[str]) -> dict[str, np.ndarray]:
         mask = in_sample(texts, self.seed, self.fraction)
         out = {c: np.full(len(texts), np.nan) for c in self.outputs}
