@@ -364,10 +364,24 @@ def run_console_job(
 
 
 def run_from_args(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
+    """Run a parsed ``gradum score`` command line; bucket options parsed into ``args``
+    (``--s3_endpoint_url`` ...) reach Beam unless ``beam_args`` already names them."""
     status, _ = run_console_job(
         JobConfig.from_args(args),
-        beam_args,
+        _with_storage_args(args, list(beam_args or [])),
         verbose=getattr(args, "verbose", False),
         log_file=getattr(args, "log_file", None),
     )
     return status
+
+
+def _with_storage_args(args: argparse.Namespace, beam_args: list[str]) -> list[str]:
+    from shards.storage_options import StorageOptions
+
+    named = {a.split("=", 1)[0].lstrip("-").replace("-", "_") for a in beam_args}
+    extra = [
+        a
+        for a in StorageOptions.from_args(args).beam_args()
+        if a.split("=", 1)[0].lstrip("-") not in named
+    ]
+    return [*extra, *beam_args]
