@@ -107,13 +107,11 @@ def main() -> None:
             "    def describe(self):\n        return {}\n"
             "    def score(self, texts):\n        raise OSError('model.safetensors: no such file')\n"
         )
-        shim = work / "run_broken.py"
-        shim.write_text(
-            "import sys, scorers\nscorers._REGISTRY['broken'] = 'broken_scorer:Broken'\n"
-            "from pipelines.score import main\nsys.exit(main(sys.argv[1:]))\n"
+        # registered in every process, the workers included (they import scorers afresh)
+        (work / "sitecustomize.py").write_text(
+            "import scorers\nscorers._REGISTRY['broken'] = 'broken_scorer:Broken'\n"
         )
         cmd = command(corpus(args.n, work), work / "broken", args.workers, "--overwrite")
-        cmd = [sys.executable, str(shim), *cmd[3:]]
         cmd[cmd.index(f"--signals={CPU_SIGNALS}")] = "--signals=length,broken"
         broken_s, rc, line = timed(cmd, dict(env, PYTHONPATH=f"{work}:{ROOT}"))
         results["broken_scorer"] = {"seconds_to_stop": round(broken_s, 1), "exit": rc,

@@ -79,7 +79,10 @@ class Budget:
         if f is None or f >= 1.0 or dead == 0:
             return
         allowed = f * (self.total if self.exact else 2 * self.total)
-        if self.total and dead > allowed:
+        over = self.total and dead > allowed
+        if over or (read >= MIN_READ and wilson_lower(dead, read) > f):
+            SCORERS.raise_if_failing(self.job)  # the cause, when a scorer has never worked
+        if over:
             planned = f"{self.total:,}" if self.exact else f"about {self.total:,} (doubled)"
             raise DeadLetterFractionError(
                 f"{dead:,} records were dead-lettered by one worker alone, over "
@@ -101,6 +104,7 @@ class ScorerWatch:
     def __init__(self) -> None:
         self.succeeded: set[tuple[str, str]] = set()
         self.probe_failures: dict[tuple[str, str], int] = {}
+        self.last_error: dict[tuple[str, str], BaseException] = {}
         self._lock = threading.Lock()
 
     def ok(self, job: str, name: str) -> None:
@@ -113,11 +117,30 @@ class ScorerWatch:
     def probe_failed(self, job: str, name: str, exc: BaseException) -> None:
         with self._lock:
             n = self.probe_failures[(job, name)] = self.probe_failures.get((job, name), 0) + 1
+            self.last_error[(job, name)] = exc
         if n >= MAX_PROBE_FAILURES:
-            raise ScorerBrokenError(
-                f"scorer {name!r} failed on each of its first {n} batches and on their first "
-                f"text alone: {type(exc).__name__}: {exc}"[:600]
-            ) from exc
+            raise _broken(name, n, exc)
+
+    def raise_if_failing(self, job: str) -> None:
+        """Raise :class:`ScorerBrokenError` for a scorer of ``job`` that has failed its probes
+        and never succeeded: the dead-letter budget blew because of it, not of the data."""
+        with self._lock:
+            failing = [
+                (name, n, self.last_error[(j, name)])
+                for (j, name), n in self.probe_failures.items()
+                if j == job and (j, name) not in self.succeeded
+            ]
+        if failing:
+            raise _broken(*failing[0])
+
+
+def _broken(name: str, n: int, exc: BaseException) -> ScorerBrokenError:
+    err = ScorerBrokenError(
+        f"scorer {name!r} failed on each of its first {n} batches and on their first "
+        f"text alone: {type(exc).__name__}: {exc}"[:600]
+    )
+    err.__cause__ = exc
+    return err
 
 
 BUDGET = Budget()
