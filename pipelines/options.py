@@ -148,8 +148,13 @@ def apply_config(
 
 
 def check_beam_args(beam_args: list[str], parser: argparse.ArgumentParser) -> None:
-    """Refuse an argument no Beam option defines, naming it and the closest option (in the
-    spelling, dashes or underscores, the user wrote)."""
+    """Refuse a runner gradum refuses (Beam's DaskRunner: its own options are not even
+    registered before it loads), then an argument no Beam option defines, naming it and the
+    closest option (in the spelling, dashes or underscores, the user wrote)."""
+    from pipelines.job.runner import DASK_REFUSED, is_dask, named_runner
+
+    if is_dask(named_runner(beam_args) or ""):
+        raise OptionError(DASK_REFUSED)
     known = beam_option_names()
     ours = {s.lstrip("-") for a in parser._actions for s in a.option_strings if s.startswith("--")}  # noqa: SLF001
     spellings: dict[str, set[str]] = {}

@@ -138,6 +138,7 @@ class ScoreTexts(beam.PTransform):
     def expand(self, pcoll):
         from pipelines.job.graph import ScoreBatches, scoring_steps
 
+        _refuse_runner(pcoll.pipeline)
         size = self.cfg.batch_size
         batches = (
             pcoll
@@ -151,6 +152,14 @@ class ScoreTexts(beam.PTransform):
             _unbatch, self.cfg.text_field, columns
         ).with_outputs("dead_letter", main="scored")
         return out
+
+
+def _refuse_runner(pipeline) -> None:
+    """A runner gradum refuses (Beam's DaskRunner) fails the pipeline's construction."""
+    from pipelines.job.runner import DASK_REFUSED, is_dask
+
+    if is_dask(getattr(pipeline, "runner", None)):
+        raise ValueError(DASK_REFUSED)
 
 
 def _part_key(record_id: str, parts: int) -> str:
@@ -273,6 +282,7 @@ class WriteShards(beam.PTransform):
         from pipelines.plan.units import Sizing
 
         scored, dead = _split_input(pvalueish)
+        _refuse_runner(scored.pipeline)
         scoring = self.scoring or _scoring_of(scored)
         if scoring is None:
             raise ValueError(

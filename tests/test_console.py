@@ -4,6 +4,7 @@ in a log file (on the console only with -v), errors in one line naming the log, 
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from pipelines.console.progress import (
     phase,
     plan_total,
     read_totals,
+    shown_total,
     status_line,
     sum_records,
 )
@@ -83,6 +85,50 @@ def test_the_bar_says_starting_then_scoring_then_writing_then_done(tmp_path):
     # ...and one that is less says nothing about the end of scoring: only an exact total does.
     assert phase(Totals(300, 204, 0, 2), 177, exact=False) == "scoring"
     assert phase(Totals(300, 204, 0, 2, shards=1), 177, exact=False) == "writing"
+
+
+def _lines(text: str) -> list[str]:
+    """What a log or CI page shows of a bar drawn to a file: each redraw a line."""
+    return [seg.rstrip() for seg in re.split(r"[\r\n]", text) if seg.strip()]
+
+
+def test_a_short_estimate_shows_a_count_then_the_true_total(tmp_path):
+    """The plan estimated 177 records from file sizes; there are 508. Past the estimate the
+    bar shows the count alone (no percentage, no "/?"), and once writing has begun every
+    record is scored: the count is the total."""
+    out = io.StringIO()
+    drawn = []
+    with ProgressDisplay(str(tmp_path), 177, out, exact=False) as display:
+        for scored, shards in ((100, 0), (300, 0), (508, 1)):
+            (tmp_path / "1.json").write_text(
+                json.dumps({"read": 508, "scored": scored, "shards": shards})
+            )
+            display._update(force=True)
+            drawn.append(_lines(out.getvalue())[-1])
+    assert drawn[0].startswith("scoring  56%|") and "100/177" in drawn[0]
+    assert drawn[1].startswith("scoring 300 [") and "ETA unknown" in drawn[1]
+    assert drawn[2].startswith("writing 100%|") and "508/508" in drawn[2]
+    final = _lines(out.getvalue())[-1]
+    assert final.startswith("done 100%|") and "508/508" in final
+    assert not any("/?" in line or " 0%|" in line for line in _lines(out.getvalue())[1:])
+    assert shown_total(Totals(600, 600, 0, 1, shards=1), 1000, exact=False) == 600  # over-estimate
+    assert shown_total(Totals(600, 600, 0, 1, shards=1), None) == 600  # a streamed input
+    assert shown_total(Totals(600, 600, 0, 1), None) is None
+    assert shown_total(Totals(90, 90, 0, 1, shards=1), 100, exact=True) == 100  # exact holds
+
+
+def test_the_last_line_is_drawn_once(tmp_path):
+    out = io.StringIO()
+    with ProgressDisplay(str(tmp_path), 50, out) as display:
+        (tmp_path / "1.json").write_text(json.dumps({"read": 50, "scored": 50}))
+        display._update(force=True)
+    lines = _lines(out.getvalue())
+    assert [line.split()[0] for line in lines] == ["starting", "writing", "done"]
+    assert out.getvalue().endswith("\n") and out.getvalue().count("done") == 1
+    out = io.StringIO()  # a failed job: where it stopped, once, and no "done"
+    with pytest.raises(RuntimeError), ProgressDisplay(str(tmp_path), 80, out):
+        raise RuntimeError("boom")
+    assert [line.split()[0] for line in _lines(out.getvalue())] == ["starting", "scoring"]
 
 
 def test_a_shard_builder_reports_writing_to_the_bar(tmp_path):
@@ -239,6 +285,8 @@ def test_score_console_is_quiet_and_the_log_has_the_rest(tmp_path):
     for noise in NOISE:
         assert noise not in r.stderr, r.stderr
     assert "300 records read, 300 written, 0 dead-lettered" in r.stderr
+    bar = [line for line in _lines(r.stderr) if line.startswith("done ")]
+    assert len(bar) == 1 and "300/300" in bar[0], r.stderr  # the last line, once
     assert f"log -> {out / 'gradum.log'}" in r.stderr
     assert r.stdout == ""
     log = (out / "gradum.log").read_text()

@@ -172,30 +172,6 @@ def test_graded_difficulty_follows_the_known_level_and_reruns_are_byte_identical
     ]
 
 
-def test_portable_runner_matches_the_direct_runner(tmp_path):
-    args = ["builtin:graded?n=120", "--signals", "compression_ratio,readability", "--no-progress"]
-    assert score(*args, "--output", str(tmp_path / "direct"), *IN_MEMORY) == 0
-    assert (
-        score(
-            *args,
-            "--output",
-            str(tmp_path / "portable"),
-            "--runner=PortableRunner",
-            "--job_endpoint=embed",
-        )
-        == 0
-    )
-    d, p = ShardSet.open(tmp_path / "direct"), ShardSet.open(tmp_path / "portable")
-    assert (
-        p.manifest["counts"]
-        == d.manifest["counts"]
-        == {"input": 120, "written": 120, "dead_letter": 0}
-    )
-    assert [s["sha256"] for s in p.manifest["shards"]] == [
-        s["sha256"] for s in d.manifest["shards"]
-    ]
-
-
 def test_overwrite_rules(tmp_path, capsys):
     out = tmp_path / "out"
     args = [

@@ -164,6 +164,18 @@ def phase(t: Totals, total: int | None, exact: bool = True) -> str:
     return "scoring" if t.done > 0 else "starting"
 
 
+def shown_total(t: Totals, total: int | None, exact: bool = True) -> int | None:
+    """The total the bar shows. The planned one while it holds; past an estimated total while
+    scoring, None (a count and its rate, no percentage: the true total is not known yet); once
+    writing, the count done when the plan was an estimate, a guess or short: every record is
+    scored before a shard is built, so that count is the true total."""
+    if phase(t, total, exact) == "writing" and not (exact and total and t.done <= total):
+        return t.done or None
+    if total and t.done > total:
+        return None
+    return total
+
+
 def plan_total(plan: Any) -> int | None:
     """The records the launcher expects (exact from metadata, or estimated from file sizes);
     None when it has no basis (a streamed Hub dataset)."""
@@ -180,8 +192,13 @@ def _columns(stream: TextIO) -> int:
         return 100
 
 
+WITH_TOTAL = "{desc} {percentage:3.0f}%|{bar:12}| {n_fmt}/{total_fmt} [{elapsed}{postfix}"
+COUNT_ONLY = "{desc} {n_fmt} [{elapsed}{postfix}"
+
+
 class ProgressDisplay:
-    """One tqdm bar on ``stream`` fed from ``directory`` by a polling thread."""
+    """One tqdm bar on ``stream`` fed from ``directory`` by a polling thread; its last line
+    (``done``, or where a failed job stopped) is drawn once, when the bar closes."""
 
     def __init__(
         self, directory: str, total: int | None, stream: TextIO, exact: bool = True
@@ -200,33 +217,41 @@ class ProgressDisplay:
         from tqdm import tqdm
 
         tty = self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        empty = Totals()
         self._bar = tqdm(
             total=self.total,
-            desc=phase(Totals(0, 0, 0, 0), self.total, self.exact),
+            desc=phase(empty, self.total, self.exact),
+            postfix=status_line(empty, self.total, 0.0),
             unit=" docs",
             file=self.stream,
             ncols=_columns(self.stream) if tty else None,
             mininterval=POLL_EVERY_S if tty else 15.0,
-            bar_format="{desc} {percentage:3.0f}%|{bar:12}| {n_fmt}/{total_fmt} [{elapsed}{postfix}"
-            if self.total
-            else "{desc} {n_fmt} [{elapsed}{postfix}",
-        )
-        self._update()
+            bar_format=WITH_TOTAL if self.total else COUNT_ONLY,
+        )  # draws the first line
+        self._last_print = time.monotonic()
         self._thread.start()
         return self
 
-    def _update(self, force: bool = False, final: bool = False) -> None:
-        t = read_totals(self.directory)
+    def _apply(self, t: Totals, final: bool = False) -> None:
+        """Set the bar to ``t`` without drawing it."""
         bar, now = self._bar, time.monotonic()
         if t.done != self._last_done:
             self._last_done, self._last_change = t.done, now
-        total = self.total if self.total and t.done <= self.total else None
-        bar.set_description_str(phase(t, self.total, self.exact), refresh=False)
+        # Done, the count is the total, whatever the plan said.
+        total = (t.done or None) if final else shown_total(t, self.total, self.exact)
+        bar.total, bar.bar_format = total, WITH_TOTAL if total else COUNT_ONLY
+        bar.set_description_str("done" if final else phase(t, self.total, self.exact), False)
         # The rate over the time records were coming in (it does not sag while shards are written).
         elapsed = self._last_change - self._start
         bar.set_postfix_str(status_line(t, total, elapsed, final), refresh=False)
-        if t.done > bar.n:
-            bar.update(t.done - bar.n)
+
+    def _update(self, force: bool = False) -> None:
+        t = read_totals(self.directory)
+        self._apply(t)
+        bar, now = self._bar, time.monotonic()
+        drawn = bool(bar.update(t.done - bar.n)) if t.done > bar.n else False
+        if drawn:
+            self._last_print = now
         elif force or self._tty or now - self._last_print >= 15.0:
             bar.refresh()
             self._last_print = now  # not a terminal (a log, CI): a line every 15 s at most
@@ -242,11 +267,8 @@ class ProgressDisplay:
         self._stop.set()
         self._thread.join(timeout=5)
         try:
-            self._update(force=True, final=exc_type is None)
-            if exc_type is None:
-                if self._bar.total:
-                    self._bar.total = self._bar.n  # the job is done: an estimate may be off
-                self._bar.set_description_str("done", refresh=False)
-                self._bar.refresh()
+            t = read_totals(self.directory)
+            self._apply(t, final=exc_type is None)  # failed: where it stopped
+            self._bar.n = t.done
         finally:
-            self._bar.close()
+            self._bar.close()  # draws the last line, once

@@ -119,6 +119,7 @@ def plan_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) -
 
     check(cfg)
     options = runner.beam_options(beam_args or [])
+    runner.refuse_unsupported(options)
     fs.set_options(options)
     try:
         plan = plan_inputs(cfg.inputs)

@@ -1,10 +1,48 @@
 """Which Beam runner a job uses, with gradum's local defaults, and what that implies: the
 DirectRunner's FnApiRunner without its Prism detour, torch threads per local worker, whether
-the workers are local (a progress bar) or remote (the runner's own UI)."""
+the workers are local (a progress bar) or remote (the runner's own UI), and the runner gradum
+refuses (Beam's DaskRunner: it loses data without an error)."""
 
 from __future__ import annotations
 
 import os
+
+# One line: why Beam's DaskRunner (2.77) is refused. tests/test_runner_dask.py shows each loss on a
+# real dask.distributed cluster, so this refusal is revisited when a Beam release fixes them.
+DASK_REFUSED = (
+    "Beam's DaskRunner is not supported: it loses data without an error (it runs only the "
+    "last sink of a pipeline, drops what a DoFn emits in finish_bundle, where BatchElements "
+    "and RunInference emit, and fails on ReadFromText); use the DirectRunner, the "
+    "PortableRunner, Flink, Spark or Dataflow"
+)
+
+
+def is_dask(runner: object) -> bool:
+    """Whether ``runner`` (a ``--runner`` value or a runner object) is Beam's DaskRunner."""
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    return "dask" in (name or "").rsplit(".", 1)[-1].lower()
+
+
+def named_runner(beam_args: list[str]) -> str | None:
+    """The ``--runner`` of a Beam command line (the last one given), or None."""
+    name = None
+    for i, arg in enumerate(beam_args):
+        if arg == "--runner" and i + 1 < len(beam_args):
+            name = beam_args[i + 1]
+        elif arg.startswith("--runner="):
+            name = arg.split("=", 1)[1]
+    return name
+
+
+def refuse_unsupported(options) -> None:
+    """Raise :class:`~pipelines.config.JobError` (one line naming the runner and why) for a
+    runner gradum refuses; called before anything is read or written."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from pipelines.config import JobError
+
+    if is_dask(options.view_as(StandardOptions).runner or ""):
+        raise JobError(DASK_REFUSED)
 
 
 def beam_options(beam_args: list[str]):
@@ -74,7 +112,8 @@ def local_workers(options) -> bool:
     if "Direct" in runner or "FnApiRunner" in runner:
         return True
     env = options.view_as(PortableOptions).environment_type or ""
-    return runner in ("PortableRunner", "PrismRunner") and env.upper() == "LOOPBACK"
+    portable = ("PortableRunner", "PrismRunner", "FlinkRunner", "SparkRunner")
+    return runner in portable and env.upper() == "LOOPBACK"  # workers in this process
 
 
 def job_url(result, options) -> str | None:

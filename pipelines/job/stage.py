@@ -82,6 +82,7 @@ class StagePart(beam.DoFn):
         batches[element["seq"]] = element
         if len(batches) == element["of"]:
             del self._parts[element["part"]]
+            PROGRESS.flush()  # a part's counts are final: the bar's sum is exact once all are
             yield from self._finish(element["part"], [batches[i] for i in range(len(batches))])
 
     def finish_bundle(self) -> None:
