@@ -15,7 +15,7 @@ max_seq_length 256 (the model's own) and 128:
 - cosine: mean and minimum cosine of each text's embedding to torch float32 at the same
   max_seq_length (numerical fidelity), and the mean to torch at 256 (what truncating
   changes);
-- Spearman: spherical k-means (pipelines.clustering.fit_centroids, k = ``--k``, seed 0)
+- Spearman: spherical k-means (pipelines.model.clustering.fit_centroids, k = ``--k``, seed 0)
   fitted on each run's embeddings, centroid_distance of every text, rank correlation with
   the distances of the torch-256 run.
 """
@@ -36,8 +36,8 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.clustering import assign, fit_centroids  # noqa: E402
 from pipelines.corpora.python_docs import python_docs_records  # noqa: E402
+from pipelines.model.clustering import assign, fit_centroids  # noqa: E402
 from scorers.embedding import Embedding  # noqa: E402
 from scorers.embedding_backends import available_backends  # noqa: E402
 

@@ -13,7 +13,7 @@ Usage: .venv/bin/python benchmarks/pipeline_cloud.py [--n 1000000] [--shards 64]
     pieces, read once by the prepare step and once by the writer) and in all, against the
     design this replaced (one staging file per batch of 256, each opened by every shard).
 (c) launcher: a ``launcher-gb`` GB JSONL; seconds and bytes of record data read by the
-    launcher's plan (``pipelines.plan.plan_inputs``: units and size estimate) vs a baseline
+    launcher's plan (``pipelines.plan.inputs.plan_inputs``: units and size estimate) vs a baseline
     pass that counts the file's newlines (what the launcher did before this change).
 """
 
@@ -105,8 +105,8 @@ def opens(manifest: dict, n: int, batch: int = 256) -> dict:
 
 
 def launcher(gb: float, work: Path) -> dict:
-    from pipelines import fs
-    from pipelines.plan import plan_inputs
+    from pipelines.io import storage as fs
+    from pipelines.plan.inputs import plan_inputs
 
     path = work / "big.jsonl"
     target = int(gb * (1 << 30))

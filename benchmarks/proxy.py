@@ -78,7 +78,7 @@ def corpus_spec(name: str, n: int, work: Path) -> str:
 
 
 def reference_lm(spec: str, work: Path, name: str, layers: int, width: int, steps: int) -> str:
-    from pipelines.readers import read_sample
+    from pipelines.io.formats import read_sample
     from scorers.reference_lm import train_reference_lm
 
     texts = read_sample([spec], 2000)

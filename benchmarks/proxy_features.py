@@ -5,10 +5,10 @@ Usage: .venv/bin/python benchmarks/proxy_features.py FULL_DATASET [--sizes 128,3
 
 FULL_DATASET is the output of a job that scored every record with the LM: the *full* job of
 ``benchmarks/proxy.py --workdir DIR`` (``DIR/full-python-docs``; without ``--workdir`` that
-script deletes its temporary folder at the end). For each sample size, ``--draws`` random samples are drawn; ``pipelines.proxy.fit``
+script deletes its temporary folder at the end). For each sample size, ``--draws`` random samples are drawn; ``pipelines.model.proxy.fit``
 (the job's own model selection) is fitted on each from the CPU signals alone, with the
 all-MiniLM-L6-v2 embedding (computed here, on the default embedding backend), with the
-frequencies of the reference LM's tokens (``pipelines.proxy_tokens``; the LM the full job
+frequencies of the reference LM's tokens (``pipelines.model.proxy_tokens``; the LM the full job
 used, from its manifest), and with both, and scored by Spearman's rho against the true
 perplexity on every record outside the sample.
 """
@@ -37,8 +37,8 @@ def main() -> None:
     from scipy.stats import spearmanr
 
     import scorers
-    from pipelines import proxy
-    from pipelines.proxy_tokens import TokenFeatures
+    from pipelines.model import proxy
+    from pipelines.model.proxy_tokens import TokenFeatures
     from shards import ShardSet
 
     data = ShardSet.open(a.dataset)

@@ -6,9 +6,9 @@ For each test distribution, ``n`` values split over ``workers`` parts (as the jo
 see them). Three ways to give every value its percentile rank:
 
 - exact: numpy sort of all values in one place, mid-rank ``(less + equal / 2) / n``;
-- rank sketch (``pipelines.ranks.RankSketch``, what the job uses): every pass as the job runs
+- rank sketch (``pipelines.stats.ranks.RankSketch``, what the job uses): every pass as the job runs
   it (each part counted, counts summed), then ``rank``;
-- DDSketch (``pipelines.sketch.QuantileSketch``, alpha 0.005, what the job used before).
+- DDSketch (``pipelines.stats.sketch.QuantileSketch``, alpha 0.005, what the job used before).
 
 Reported per distribution: max and mean absolute rank error against exact, distinct ranks,
 passes, bytes per worker (the largest sparse histogram one worker sends in any pass: 8-byte
@@ -30,8 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.ranks import LEVEL_BITS, RankSketch, merge_counts  # noqa: E402
-from pipelines.sketch import QuantileSketch  # noqa: E402
+from pipelines.stats.ranks import LEVEL_BITS, RankSketch, merge_counts  # noqa: E402
+from pipelines.stats.sketch import QuantileSketch  # noqa: E402
 
 KINDS = {
     "narrow (0.90-0.99 uniform)": lambda r, n: r.uniform(0.90, 0.99, n),
@@ -63,7 +63,7 @@ def rank_sketch(parts: list[np.ndarray], eps: float) -> tuple[np.ndarray, int, i
     for _ in LEVEL_BITS:
         counts = [sketch.level_counts(p) for p in parts]
         worst = max([worst] + [k.nbytes + c.nbytes for k, c in counts])
-        sketch.add_level(merge_counts(counts))
+        sketch = sketch.add_level(merge_counts(counts))
     return np.concatenate([sketch.rank(p) for p in parts]), worst, len(sketch.levels)
 
 

@@ -83,8 +83,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # unseen items start above any loss (ln 257 = 5.5 at init), so each is tried once
         # before replay concentrates on the high-loss ones (PER's "max priority" for new items)
         strategy = Prioritized(signal="loss", alpha=0.6, beta=0.4, initial=8.0)
-    sampler = Sampler(source, strategy, batch_size=args.batch_size, seed=args.seed, device="cpu")
-
     torch.manual_seed(args.seed)  # model init only; the sampler has its own seed
     config = transformers.GPT2Config(
         vocab_size=VOCAB,
@@ -112,6 +110,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             dataloader_num_workers=0,  # no prefetch: every batch sees all earlier feedback
             disable_tqdm=True,
             seed=args.seed,
+        )
+        # built after TrainingArguments, which sets up the process group under torchrun /
+        # accelerate: the Sampler reads its rank and world size from it (make_trainer checks)
+        sampler = Sampler(
+            source, strategy, batch_size=args.batch_size, seed=args.seed, device="cpu"
         )
         trainer = make_trainer(sampler, model=model, args=targs, train_dataset=dataset)
         trainer.train()

@@ -97,6 +97,14 @@ def evaluate(model: nn.Module, x: torch.Tensor, recs: list[Any]) -> dict[str, fl
     return out
 
 
+def init_distributed() -> None:
+    """Under ``torchrun`` (WORLD_SIZE > 1), join the process group *before* building the
+    Sampler: it reads its rank and world size when it is built (and checks them at every draw),
+    so each rank serves its own slice of the global batch."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     torch.manual_seed(args.seed)  # model init only; the sampler has its own seed
@@ -117,6 +125,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             device="cpu",
         )
 
+    init_distributed()  # the process group first, then the Sampler
     sampler = make_sampler()
     model = DigitMLP()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)

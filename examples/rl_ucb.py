@@ -36,6 +36,7 @@ Run: ``.venv/bin/python examples/rl_ucb.py`` (a few seconds on a 2-core CPU).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -82,6 +83,14 @@ class SkillPolicy:
         self.skill += self.lr * float(grad.mean())
 
 
+def init_distributed() -> None:
+    """Under ``torchrun`` (WORLD_SIZE > 1), join the process group *before* building the
+    Sampler: it reads its rank and world size when it is built (and checks them at every draw),
+    so each rank serves its own slice of the global batch."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=400)
@@ -102,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         strategy: Any = UCB(group="level", reward="abs_advantage", window=256)
     else:
         strategy = Uniform()
+    init_distributed()  # the process group first, then the Sampler
     sampler = Sampler(
         {"level": level}, strategy, batch_size=args.batch_size, seed=args.seed, device="cpu"
     )

@@ -7,7 +7,7 @@ import importlib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from gradum_cli.report import curriculum_preview, report_sections
+from gradum_cli.previews import curriculum_preview, report_sections
 
 # Each module exposes ``register(subparsers)``; registering must not import heavy libraries.
 _COMMAND_MODULES = ("pipelines.cli", "shards.cli", "sampler.cli")
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_extra", False):
         parser.error("unrecognized arguments: " + " ".join(extra))
     args.extra = extra
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

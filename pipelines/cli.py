@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import argparse
 
-DEMO_INPUT = "builtin:python-docs"
+from pipelines.demo import DEMO_INPUT
 
 
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     """The gradum options of the scoring job (Beam's own options pass through untouched)."""
     parser.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         metavar="INPUT",
         help="JSONL(.gz) / Parquet / text files or globs, a saved HF dataset "
         "directory, hf:NAME[:SPLIT] (streamed from the Hub), or builtin:NAME",
     )
-    parser.add_argument("--output", "-o", required=True, help="dataset directory to write")
+    parser.add_argument("--output", "-o", default=None, help="dataset directory to write")
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="YAML or JSON file of options (long names, dashes or underscores; Beam's too); "
+        "the command line overrides it",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (inputs, read units, estimated rows, shards, signals, bounds, "
+        "runner) and write nothing",
+    )
     parser.add_argument(
         "--signals",
         default="length,compression_ratio,lexical_diversity,readability,word_rarity",
@@ -26,7 +39,9 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--id-field",
         default=None,
-        help="field holding the record id (default: hash of source and position)",
+        help="field holding the record id (default: the record's own 'id' when it has one, "
+        "else a hash of source and position; 'none': always that hash). Repeated ids are "
+        "dead-lettered",
     )
     parser.add_argument(
         "--lm",
@@ -102,7 +117,16 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace a complete dataset already at --output"
+        "--overwrite",
+        action="store_true",
+        help="replace the dataset or unfinished run at --output (only what gradum wrote "
+        "there is deleted)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run at --output (killed or failed): its finished parts "
+        "are reused, the rest is scored; same options and inputs required",
     )
     parser.add_argument(
         "--keep-embeddings", action="store_true", help="store the embedding vectors in the shards"
@@ -118,6 +142,41 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true")
     add_console_arguments(parser)
+    from shards.storage_options import add_storage_arguments
+
+    add_storage_arguments(parser)
+
+
+def score_parser(prog: str = "gradum score") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        allow_abbrev=False,
+        description="Score INPUTs and write Arrow shards + manifest to --output. Options gradum "
+        "does not define must be Beam's (--runner, --direct_num_workers, --project, ...).",
+    )
+    add_score_arguments(parser)
+    return parser
+
+
+def parse_score_args(argv: list[str], prog: str = "gradum score"):
+    """``(args, beam_args)`` of a ``gradum score`` command line, its ``--config`` applied and
+    every option checked (:mod:`pipelines.options`); raises ``OptionError``."""
+    from pipelines.options import OptionError, apply_config, check_beam_args
+    from shards.storage_options import StorageOptions
+
+    parser = score_parser(prog)
+    args, beam_args = parser.parse_known_args(argv)
+    beam_args = apply_config(parser, args, argv, beam_args)
+    if not args.inputs:
+        raise OptionError("no INPUT given (on the command line or as inputs: in --config)")
+    if not args.output:
+        raise OptionError("--output is required (on the command line or in --config)")
+    try:
+        storage = StorageOptions.from_args(args)
+    except ValueError as exc:
+        raise OptionError(str(exc)) from None
+    check_beam_args(beam_args, parser)
+    return args, [*storage.beam_args(), *beam_args]
 
 
 def add_console_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,21 +195,50 @@ def add_console_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_score(args: argparse.Namespace) -> int:
-    from pipelines.score import run_from_args
+def run_score_command(argv: list[str], prog: str = "gradum score") -> int:
+    """``gradum score ARGV`` / ``python -m pipelines.score ARGV``: a refused option is one
+    line on stderr, exit 2, nothing written."""
+    import sys
 
-    return run_from_args(args, beam_args=args.extra)
+    from pipelines.options import OptionError
+
+    try:
+        args, beam_args = parse_score_args(argv, prog)
+    except OptionError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        from pipelines.job.dry_run import print_plan
+
+        return print_plan(args, beam_args, prog)
+    from pipelines.job.launch import run_from_args
+
+    return run_from_args(args, beam_args)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    argv = list(getattr(args, "argv", None) or [])
+    return run_score_command(argv[argv.index("score") + 1 :] if "score" in argv else argv)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from pipelines.demo import run_demo
+    import sys
 
+    from pipelines.demo import run_demo
+    from pipelines.options import OptionError, check_beam_args
+
+    try:
+        check_beam_args(list(getattr(args, "extra", []) or []), score_parser())
+    except OptionError as exc:
+        print(f"gradum demo: error: {exc}", file=sys.stderr)
+        return 2
     return run_demo(args)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     score = subparsers.add_parser(
         "score",
+        allow_abbrev=False,
         help="run the Beam scoring job: inputs -> scored, clustered Arrow shards",
         description="Score INPUTs and write Arrow shards + manifest to --output. Unknown "
         "options go to Beam (--runner, --direct_num_workers, --project, ...).",

@@ -32,6 +32,10 @@ class JobConfig:
     shard_bytes: int = 128 << 20  # about this many bytes of staged data per shard at most
     seed: int = 0
     overwrite: bool = False
+    resume: bool = False  # continue the unfinished run at --output (its run marker)
+    config: str | None = None  # the --config file the options came from (recorded)
+    # files written into --output after the job (the demo's report): the run may delete them
+    extra_outputs: tuple[str, ...] = ()
     progress: bool = True
     keep_embeddings: bool = False
     sketch_error: float = 0.005

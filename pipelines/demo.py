@@ -8,17 +8,24 @@ import shlex
 import sys
 import time
 
-from pipelines.cli import DEMO_INPUT
-
+DEMO_INPUT = "builtin:python-docs"
 REPORT_NAME = "report.html"  # written into --output; the job's output check must allow it
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from pipelines.score import JobConfig, run_console_job
+    from pipelines.job.launch import JobConfig, run_console_job
 
     began = time.monotonic()
     spec = DEMO_INPUT + (f"?limit={args.limit}" if args.limit else "")
-    cfg = JobConfig(inputs=[spec], output=args.output, clusters=args.clusters, overwrite=True)
+    cfg = JobConfig(
+        inputs=[spec],
+        output=args.output,
+        clusters=args.clusters,
+        overwrite=True,
+        extra_outputs=(
+            REPORT_NAME,
+        ),  # the run marker and manifest list it: --overwrite may delete it
+    )
     print(f"== gradum demo: scoring {spec} -> {args.output}", flush=True)
     print(
         f"   signals: {', '.join(cfg.signals)}; embedding all-MiniLM-L6-v2 (offline); "

@@ -1,325 +1,356 @@
-"""The scoring job as a few composite transforms, in the order they run.
+"""gradum's public Beam transforms: score texts inside your own pipeline, write a dataset.
 
-``ReadScoreStage`` (read units -> validated batches -> scorers -> staging pieces by shard, one
-fused stage: record text crosses no shuffle) -> ``FitClusters`` (k-means on a sample taken
-while scoring) -> ``BuildShards`` (pieces grouped by shard; repeated ids dead-lettered;
-value and rank sketches of what will be written; each shard written once) -> ``WriteDeadLetters``
-(per stage) -> ``Commit`` (accounting check, then the manifest, written last).
+    import apache_beam as beam
+    from pipelines import ScoreTexts, WriteShards
+
+    with beam.Pipeline() as p:
+        texts = p | beam.Create([{"id": "a", "text": "The cat sat."}, ...])
+        scored = texts | ScoreTexts(signals=["length", "readability"])
+        scored | WriteShards("out/", difficulty="readability", dead_letters=scored.dead_letter)
+
+:class:`ScoreTexts` turns dicts with a text field into the same dicts with one float per
+signal column added (and ``embedding``, a list of floats, when an embedding model runs); a
+record that cannot be validated or scored goes to the tagged output ``dead_letter`` with its
+reason. :class:`WriteShards` writes them as a gradum dataset: ranks, difficulty, buckets,
+clusters, shards, the sampler's index, the manifest (written last) and the accounting
+(``input == written + dead_letter``, with ``dead_letters`` counted as input).
+
+``gradum score`` is made of the same pieces (:mod:`pipelines.job.graph`): it reads its inputs
+part by part and scores each part where it is read (``ReadParts | ScoreBatches |
+StageParts``); ``WriteShards`` first groups its input rows into parts by a hash of their id
+(a shuffle), then shares ``StageParts | FinishShards`` with it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import zlib
+from dataclasses import asdict, replace
+from typing import Any
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import RunInference
+import numpy as np
 
-from pipelines import clustering, commit, proxy, ranks, shard_build, steps
-from pipelines.inference import ScorerModelHandler
-from pipelines.schema import MetaSchemaCombineFn
-from pipelines.staging import StageFn
+from pipelines.config import JobConfig, JobError, check
+from pipelines.io.records import make_record
+from pipelines.job.dead_letters import dead_letter, record_dead_letter, write_part_dead_letters
+from pipelines.model.signals import difficulty_weights, scorer_specs, signal_set
 
-
-@dataclass
-class Layout:
-    """What the transforms share: the signal columns and how difficulty is made of them."""
-
-    out_dir: str
-    columns: list[str]  # every signal column, centroid_distance included when clustering
-    directions: dict[str, int]
-    weights: dict[str, float]
-    n_shards: int
-    n_buckets: int
-    embedding_dim: int | None
-    sketch_error: float
-    rank_error: float = 0.001
-    proxy_target: str | None = None  # the expensive signal a learned proxy stands in for
-    proxy_features: tuple[str, ...] = ()
-
-    @property
-    def scored_columns(self) -> list[str]:
-        """The columns the scorers produce (centroid distance comes after k-means, the proxy
-        after its fit: both are computed per shard)."""
-        later = {"centroid_distance", f"{self.proxy_target}_proxy"}
-        return [c for c in self.columns if c not in later]
+SOURCE = "pcollection"
 
 
-class ReadScoreStage(beam.PTransform):
-    """Read units -> ``{"staged", "count", "dead_read", "dead_score", "meta_types"}`` and,
-    with ``sample_threshold``, the k-means sample ``"sample"``."""
-
-    def __init__(
-        self,
-        layout: Layout,
-        *,
-        read_fn: steps.ReadFn,
-        handler: ScorerModelHandler,
-        spread_batches: bool,
-        sample_threshold: float | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        self.layout, self.read_fn, self.handler = layout, read_fn, handler
-        self.spread_batches, self.sample_threshold, self.seed = (
-            spread_batches,
-            sample_threshold,
-            seed,
-        )
-
-    def expand(self, units):
-        parsed = (
-            units
-            | "SpreadUnits" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(self.read_fn).with_outputs("dead", "count", main="ok")
-        )
-        batches = parsed.ok
-        if self.spread_batches:
-            # A unit that cannot be split (a compressed file, a Hub stream) would keep one
-            # worker busy alone: spread its batches. Small units are scored where read.
-            batches = batches | "SpreadBatches" >> beam.Reshuffle()
-        scored = (
-            batches
-            | "Score" >> RunInference(self.handler)
-            | "SplitScored" >> beam.FlatMap(steps.split_scored).with_outputs("dead", main="ok")
-        )
-        rows = scored.ok
-        out = {
-            "staged": rows
-            | "Stage"
-            >> beam.ParDo(
-                StageFn(self.layout.out_dir, self.layout.scored_columns, self.layout.n_shards)
-            ),
-            "meta_types": rows | "MetaTypes" >> beam.CombineGlobally(MetaSchemaCombineFn()),
-            "count": parsed.count,
-            "dead_read": parsed.dead,
-            "dead_score": scored.dead,
-        }
-        if self.sample_threshold is not None:
-            out["sample"] = rows | "SampleForKMeans" >> beam.FlatMap(
-                clustering.sample_rows, self.seed, self.sample_threshold
-            )
-        if self.layout.proxy_target:
-            out["proxy_sample"] = rows | "SampleForProxy" >> beam.FlatMap(
-                proxy.sample_rows,
-                self.layout.proxy_target,
-                list(self.layout.proxy_features),
-                self.seed,
-            )
-        return out
+def _config(**kwargs: Any) -> JobConfig:
+    cfg = JobConfig(inputs=[], output=kwargs.pop("output", ""), **kwargs)
+    check(cfg)
+    return cfg
 
 
-class FitClusters(beam.PTransform):
-    """The k-means sample -> ``{"centroids", "info"}`` (one element)."""
-
-    def __init__(self, k: int, seed: int, sample_size: int) -> None:
-        super().__init__()
-        self.k, self.seed, self.sample_size = k, seed, sample_size
-
-    def expand(self, sample):
-        return (
-            sample
-            | "CollectSample" >> beam.combiners.ToList()
-            | "KMeans" >> beam.Map(steps.fit, self.k, self.seed, self.sample_size)
-        )
+def _content_id(payload: dict) -> str:
+    """The id of an element that has none: a hash of its content (identical elements are
+    repeats)."""
+    text = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
+    return "h-" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
-class _LevelCounts(beam.DoFn):
-    """One shard's signal columns -> the next rank level's sparse counts, per column."""
-
-    def __init__(self, columns: list[str], eps: float) -> None:
-        self.columns, self.eps = list(columns), eps
-
-    def process(self, element: dict, sketches: dict | None = None):
-        cols = element["columns"]
-        yield {
-            c: (sketches[c] if sketches else ranks.RankSketch(self.eps)).level_counts(cols[c])
-            for c in self.columns
-        }
-
-
-class _SumCounts(beam.CombineFn):
-    """Sum the sparse counts of every part, per column (addition: order-free)."""
-
-    def __init__(self, columns: list[str]) -> None:
-        self.columns = list(columns)
-
-    def create_accumulator(self):
-        return {c: [] for c in self.columns}
-
-    def add_input(self, acc, counts):
-        for c in self.columns:
-            acc[c] = [ranks.merge_counts([*acc[c], counts[c]])]
-        return acc
-
-    def merge_accumulators(self, accs):
-        out = self.create_accumulator()
-        for acc in accs:
-            for c in self.columns:
-                out[c] = [ranks.merge_counts([*out[c], *acc[c]])]
-        return out
-
-    def extract_output(self, acc):
-        return {c: ranks.merge_counts(acc[c]) for c in self.columns}
+def _to_record(element: Any, cfg: JobConfig):
+    """A dict -> ``("ok", record)`` or ``("dead", dead letter)``."""
+    if not isinstance(element, dict):
+        return "dead", dead_letter("validate", f"element is a {type(element).__name__}, not a dict",
+                                   SOURCE, 0, repr(element))  # fmt: skip
+    payload = dict(element)
+    if cfg.id_field is None and payload.get("id") in (None, ""):
+        payload["id"] = _content_id(payload)
+    record, reason = make_record(
+        SOURCE, 0, payload, text_field=cfg.text_field, id_field=cfg.id_field,
+        max_text_bytes=cfg.max_text_bytes,
+    )  # fmt: skip
+    if record is None:
+        return "dead", dead_letter("validate", reason, SOURCE, 0, payload)
+    return "ok", record
 
 
-def _add_level(counts: dict, sketches: dict | None, eps: float) -> dict:
+def _to_element(items: list[tuple[str, Any]]) -> dict:
+    """A batch of validated items -> a batch element; the dead letters ride along."""
     return {
-        c: (sketches[c] if sketches else ranks.RankSketch(eps)).add_level(counts[c]) for c in counts
+        "records": [v for kind, v in items if kind == "ok"],
+        "dead": [v for kind, v in items if kind == "dead"],
     }
 
 
-class RankSketches(beam.PTransform):
-    """Per-shard signal columns -> ``{column: RankSketch}`` refined until every bucket is
-    small enough (at most ``len(ranks.LEVEL_BITS)`` passes over the columns)."""
+def _unbatch(batch: dict, text_field: str, columns: list[str]):
+    """A scored batch element -> one dict per record (signals added), or its dead letter."""
+    for d in batch.get("dead") or []:
+        yield beam.pvalue.TaggedOutput("dead_letter", d)
+    errors = batch.get("errors") or [None] * len(batch["records"])
+    cols = batch.get("columns") or {}
+    for i, (record, err) in enumerate(zip(batch["records"], errors, strict=True)):
+        if err is not None:
+            yield beam.pvalue.TaggedOutput("dead_letter", record_dead_letter("score", err, record))
+            continue
+        out = dict(record["meta"])
+        out[text_field] = record["text"]
+        out["id"] = record["id"]
+        for c in columns:
+            out[c] = float(cols[c][i])
+        if "embedding" in cols:
+            out["embedding"] = np.asarray(cols["embedding"][i], dtype=np.float32).tolist()
+        yield out
 
-    def __init__(self, columns: list[str], eps: float) -> None:
-        super().__init__()
-        self.columns, self.eps = list(columns), eps
 
-    def expand(self, parts):
-        sketches = None
-        for level in range(len(ranks.LEVEL_BITS)):
-            prev = beam.pvalue.AsSingleton(sketches) if sketches is not None else None
-            counts = (
-                parts
-                | f"Count{level}" >> beam.ParDo(_LevelCounts(self.columns, self.eps), prev)
-                | f"Sum{level}" >> beam.CombineGlobally(_SumCounts(self.columns))
-            )
-            sketches = counts | f"Level{level}" >> beam.Map(_add_level, prev, self.eps)
-        return sketches
+class ScoreTexts(beam.PTransform):
+    """Dicts with a text field -> the same dicts with the signal columns (main output) and
+    ``dead_letter`` (tagged): ``{"stage", "reason", "source", "position", "payload"}``.
 
-
-class FitProxy(beam.PTransform):
-    """The proxy sample -> ``{"model", "info"}`` (one element)."""
+    ``signals``: CPU scorers (``scorers.available()``); ``lm``: a causal LM (a local path or a
+    hub id, or None); ``embedding``: ``"default"`` (all-MiniLM-L6-v2, shipped in a package), a
+    path, or None. An element's ``id`` (or ``id_field``) is kept; one without gets a hash of its
+    content. Records are scored in batches of ``batch_size`` (Beam's ``BatchElements``); each
+    model runs through RunInference, its model loaded once per worker process."""
 
     def __init__(
-        self, target: str, features: list[str], seed: int, tokens: str | None, job_token: str = ""
+        self,
+        signals: list[str] | None = None,
+        *,
+        lm: str | None = None,
+        embedding: str | None = None,
+        embedding_backend: str = "auto",
+        text_field: str = "text",
+        id_field: str | None = None,
+        batch_size: int = 256,
+        max_text_bytes: int = 1_000_000,
     ) -> None:
         super().__init__()
-        self.target, self.features, self.seed = target, list(features), seed
-        self.tokens = tokens  # the LM whose tokenizer gives token features, or None
-        self.job_token = job_token  # a copy of a model in a bucket is made once per job
+        kwargs: dict[str, Any] = dict(
+            lm=lm or "none", embedding=embedding or "none", embedding_backend=embedding_backend,
+            text_field=text_field, id_field=id_field, batch_size=batch_size,
+            max_text_bytes=max_text_bytes,
+        )  # fmt: skip
+        if signals is not None:
+            kwargs["signals"] = list(signals)
+        self.cfg = _config(**kwargs)
+        try:
+            self.specs = scorer_specs(self.cfg)
+            self.signals = signal_set(self.cfg, self.specs)
+        except JobError as exc:
+            raise ValueError(str(exc)) from None
 
-    def expand(self, sample):
-        count = sample | "CountSample" >> beam.combiners.Count.Globally()
-        return (
-            sample
-            | "CapSample" >> beam.combiners.Top.Smallest(proxy.MAX_FIT_ROWS, key=proxy.sample_order)
-            | "Fit"
+    def expand(self, pcoll):
+        from pipelines.job.graph import ScoreBatches, scoring_steps
+
+        _refuse_runner(pcoll.pipeline)
+        size = self.cfg.batch_size
+        batches = (
+            pcoll
+            | "Validate" >> beam.Map(_to_record, self.cfg)
+            | "Batch" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
+            | "ToElements" >> beam.Map(_to_element)
+        )
+        scored = batches | "Score" >> ScoreBatches(scoring_steps(self.specs, {}, None, ""))
+        columns = [c for c in self.signals.columns if c != "centroid_distance"]
+        out = scored | "Unbatch" >> beam.FlatMap(
+            _unbatch, self.cfg.text_field, columns
+        ).with_outputs("dead_letter", main="scored")
+        return out
+
+
+def _refuse_runner(pipeline) -> None:
+    """A runner gradum refuses (Beam's DaskRunner) fails the pipeline's construction."""
+    from pipelines.job.runner import DASK_REFUSED, is_dask
+
+    if is_dask(getattr(pipeline, "runner", None)):
+        raise ValueError(DASK_REFUSED)
+
+
+def _part_key(record_id: str, parts: int) -> str:
+    return f"00000000-{zlib.crc32(record_id.encode('utf-8', 'surrogatepass')) % parts:06d}"
+
+
+def _scoring_of(pcoll) -> ScoreTexts | None:
+    """The ScoreTexts that produced ``pcoll``, found up its producer's composites."""
+    applied = getattr(pcoll, "producer", None)
+    while applied is not None:
+        if isinstance(applied.transform, ScoreTexts):
+            return applied.transform
+        applied = applied.parent
+    return None
+
+
+def _split_input(pvalueish):
+    """``(scored rows, dead letters or None)`` from what ``WriteShards`` was applied to: a
+    PCollection, or ScoreTexts' outputs (its dead letters are then counted too)."""
+    if isinstance(pvalueish, dict):
+        return pvalueish["scored"], pvalueish.get("dead_letter")
+    return pvalueish, None
+
+
+def _keyed(element: dict, parts: int, text_field: str):
+    rid = element.get("id")
+    rid = str(rid) if rid not in (None, "") else _content_id(element)
+    return _part_key(rid, parts), element
+
+
+def _to_part(group, *, text_field: str, columns: list[str], _claimed=None) -> dict:
+    """``(part key, scored dicts)`` -> one batch element of the part, as the scoring steps
+    leave it: records sorted by id (their position), the signal columns, no errors."""
+    key, rows = group
+    rows = list(rows)
+    for row in rows:
+        if row.get("id") in (None, ""):
+            row["id"] = _content_id(row)
+    rows.sort(key=lambda r: str(r["id"]))
+    skip = {text_field, "id", "embedding", *columns}
+    records = [
+        {"id": str(r["id"]), "text": r[text_field], "source": SOURCE, "position": i,
+         "meta": {k: v for k, v in r.items() if k not in skip}}
+        for i, r in enumerate(rows)
+    ]  # fmt: skip
+    cols = {c: np.array([float(r.get(c, np.nan)) for r in rows], dtype=np.float64) for c in columns}
+    if rows and "embedding" in rows[0]:
+        cols["embedding"] = np.asarray([r["embedding"] for r in rows], dtype=np.float32)
+    return {"part": key, "seq": 0, "of": 1, "records": records, "columns": cols,
+            "errors": [None] * len(rows), "dead": [], "n_input": len(rows)}  # fmt: skip
+
+
+def _keyed_dead(d: dict, parts: int) -> tuple[str, dict]:
+    return _part_key(json.dumps(d, sort_keys=True, default=str), parts), d
+
+
+def _write_dead(group, out_dir: str, _claimed=None) -> list[dict]:
+    key, items = group
+    return write_part_dead_letters(out_dir, f"part-{key}-input", list(items))
+
+
+def _claim(_, out: str, overwrite: bool, fingerprint: dict, run_id: str) -> str:
+    """The output's checks and the run marker, at run time, before anything is staged."""
+    from pipelines.output.preflight import prepare_output
+
+    marker, _ = prepare_output(
+        out, overwrite=overwrite, resume=False, fingerprint=fingerprint, run_id=run_id
+    )
+    return marker.run_id
+
+
+class WriteShards(beam.PTransform):
+    """Scored dicts -> a gradum dataset at ``output`` (shards, index, manifest, accounting).
+
+    Apply it to :class:`ScoreTexts`' outputs (its signal set and dead letters are taken from
+    there) or to a PCollection of dicts carrying the signal columns, with ``scoring=`` the
+    ScoreTexts that made them. ``difficulty``: signals and weights (``"readability:2,chars"``;
+    default every scalar signal); ``clusters``: k-means over the ``embedding`` field (needs
+    ScoreTexts(embedding=...)); rows go to ``num_shards`` shards by a hash of their id (a
+    repeated id is dead-lettered). The output is checked and claimed (``run.json``) when the
+    pipeline runs, before anything is written; as with ``gradum score``, only what gradum
+    wrote there is ever deleted, and a complete dataset is replaced only with ``overwrite``.
+    """
+
+    def __init__(
+        self,
+        output: str,
+        *,
+        scoring: ScoreTexts | None = None,
+        difficulty: str | None = None,
+        clusters: int = 0,
+        buckets: int = 10,
+        num_shards: int = 16,
+        seed: int = 0,
+        keep_embeddings: bool = False,
+        overwrite: bool = False,
+        max_dead_letter_fraction: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if num_shards < 1:
+            raise ValueError("num_shards must be >= 1")
+        self.output, self.scoring, self.num_shards = output, scoring, num_shards
+        self.options = dict(
+            difficulty=difficulty, clusters=clusters, buckets=buckets, seed=seed,
+            keep_embeddings=keep_embeddings, overwrite=overwrite,
+            max_dead_letter_fraction=max_dead_letter_fraction,
+        )  # fmt: skip
+
+    def __ror__(self, left, label=None):
+        # Beam takes a DoOutputsTuple for values to Create: hand it ScoreTexts' two outputs.
+        if isinstance(left, beam.pvalue.DoOutputsTuple):
+            left = {"scored": left["scored"], "dead_letter": left["dead_letter"]}
+        return super().__ror__(left, label)
+
+    def expand(self, pvalueish):
+        from pipelines.io import storage as fs
+        from pipelines.job.graph import FinishShards, Layout, StageParts
+        from pipelines.job.launch import config_fingerprint
+        from pipelines.output.ownership import new_run_id
+        from pipelines.plan.units import Sizing
+
+        scored, dead = _split_input(pvalueish)
+        _refuse_runner(scored.pipeline)
+        scoring = self.scoring or _scoring_of(scored)
+        if scoring is None:
+            raise ValueError(
+                "WriteShards needs the signal set: apply it to ScoreTexts' output or pass "
+                "scoring=ScoreTexts(...)"
+            )
+        embedding = scoring.cfg.embedding
+        if self.options["clusters"] > 0 and embedding == "none":
+            raise ValueError("WriteShards(clusters=k) needs ScoreTexts(embedding=...)")
+        cfg = replace(scoring.cfg, output=self.output, **self.options)
+        try:
+            sig = signal_set(cfg, scorer_specs(cfg))
+            weights = difficulty_weights(cfg, sig.directions)
+        except JobError as exc:
+            raise ValueError(str(exc)) from None
+        run_id = new_run_id()
+        staging = fs.join(self.output, "staging", run_id)
+        later = {"centroid_distance"}
+        layout = Layout(
+            out_dir=self.output, staging=staging, columns=sig.columns,
+            directions=sig.directions, weights=weights, n_buckets=cfg.buckets, sizing=Sizing(),
+            keep_embeddings=bool(sig.embedding_dim), sketch_error=cfg.sketch_error,
+            clusters=cfg.clusters, kmeans_sample=max(256 * cfg.clusters, 20_000), seed=cfg.seed,
+            dedupe_buckets=self.num_shards, rows_guessed=True, job_token=run_id,
+            scored_columns=[c for c in sig.columns if c not in later],
+        )  # fmt: skip
+        pipeline = scored.pipeline
+        fingerprint = {"options": config_fingerprint(cfg), "inputs": "pcollection"}
+        claimed = (
+            pipeline
+            | "ClaimReady" >> beam.Create([None])
+            | "Claim" >> beam.Map(_claim, self.output, cfg.overwrite, fingerprint, run_id)
+        )
+        gate = beam.pvalue.AsSingleton(claimed)
+        parts = (
+            scored
+            | "KeyByPart" >> beam.Map(_keyed, self.num_shards, cfg.text_field)
+            | "GroupIntoParts" >> beam.GroupByKey()
+            | "ToParts"
             >> beam.Map(
-                proxy.fit_job_sample,
-                self.target,
-                self.features,
-                self.seed,
-                self.tokens,
-                self.job_token,
-                sampled=beam.pvalue.AsSingleton(count),
+                _to_part,
+                text_field=cfg.text_field,
+                columns=layout.scored_columns,
+                _claimed=gate,
             )
         )
-
-
-class BuildShards(beam.PTransform):
-    """Staging descriptors -> ``{"shards", "dead_write", "sketches", "ranks"}``: the value
-    sketches give the manifest's statistics, the rank sketches the difficulty ranks; both
-    count each written record once (repeated ids are dropped before)."""
-
-    def __init__(
-        self, layout: Layout, meta_types, model=None, proxy_model=None, progress_dir=None
-    ) -> None:
-        super().__init__()
-        self.layout, self.meta_types, self.model = layout, meta_types, model
-        self.proxy_model, self.progress_dir = proxy_model, progress_dir
-
-    def expand(self, staged):
-        layout = self.layout
-        model = beam.pvalue.AsSingleton(self.model) if self.model is not None else None
-        fitted = self.proxy_model
-        proxy_side = beam.pvalue.AsSingleton(fitted) if fitted is not None else None
-        grouped = (
-            staged
-            | "KeyByShard" >> beam.Map(lambda d: (d["shard"], d))
-            | "GroupByShard" >> beam.GroupByKey()
-        )
-        prepared = grouped | "Prepare" >> beam.ParDo(
-            shard_build.PrepareShardFn(layout.columns, self.progress_dir),
-            model=model,
-            proxy=proxy_side,
-        ).with_outputs("dead", main="columns")
-        sketches = prepared.columns | "Sketch" >> beam.CombineGlobally(
-            steps.SketchCombineFn(layout.columns, layout.sketch_error)
-        )
-        rank_sketches = prepared.columns | "Ranks" >> RankSketches(
-            list(layout.weights), layout.rank_error
-        )
-        shards = grouped | "Write" >> beam.ParDo(
-            shard_build.WriteShardFn(
-                layout.out_dir,
-                layout.columns,
-                directions=layout.directions,
-                weights=layout.weights,
-                n_buckets=layout.n_buckets,
-                embedding_dim=layout.embedding_dim,
-            ),
-            beam.pvalue.AsSingleton(rank_sketches),
-            beam.pvalue.AsSingleton(self.meta_types),
-            model=model,
-            proxy=proxy_side,
-        )
-        return {
-            "shards": shards,
-            "dead_write": prepared.dead,
-            "sketches": sketches,
-            "ranks": rank_sketches,
-        }
-
-
-class WriteDeadLetters(beam.PTransform):
-    """One stage's dead letters -> a few ``dead_letter/STAGE-NNNNN.jsonl`` files; yields
-    ``{"path", "rows"}`` per file. Each stage is written on its own: no Flatten of
-    PCollections made in different stages (the multi-process DirectRunner lost elements of
-    such a Flatten at 1e6 records in our benchmark)."""
-
-    def __init__(self, out_dir: str, stage: str) -> None:
-        super().__init__()
-        self.out_dir, self.stage = out_dir, stage
-
-    def expand(self, dead):
-        return (
-            dead
-            | "KeyDead" >> beam.Map(commit.dead_letter_key)
-            | "GroupDead" >> beam.GroupByKey()
-            | "WriteDead" >> beam.Map(commit.write_dead_letters, self.out_dir, self.stage)
-        )
-
-
-class Commit(beam.PTransform):
-    """Once everything else is done: the accounting check, then the manifest."""
-
-    def __init__(
-        self, *, shards, dead_infos, count, sketches, ranks, model, proxy_model, **fixed
-    ) -> None:
-        super().__init__()
-        self.shards, self.dead_infos, self.count = shards, dead_infos, count
-        self.sketches, self.ranks, self.model, self.fixed = sketches, ranks, model, fixed
-        self.proxy_model = proxy_model
-
-    def expand(self, pbegin):
-        side = beam.pvalue
-        n_input = self.count | "CountInput" >> beam.CombineGlobally(sum)
-        dead = [side.AsList(d) for d in self.dead_infos]
-        return (
-            pbegin
-            | "Ready" >> beam.Create([None])
-            | "Manifest"
-            >> beam.Map(
-                commit.finalize,
-                side.AsList(self.shards),
-                side.AsSingleton(n_input),
-                side.AsSingleton(self.sketches),
-                side.AsSingleton(self.ranks),
-                side.AsSingleton(self.model) if self.model is not None else None,
-                side.AsSingleton(self.proxy_model) if self.proxy_model is not None else None,
-                *dead,
-                **self.fixed,
+        staged = parts | "StageParts" >> StageParts(layout, claimed=claimed)
+        extra_dead = None
+        if dead is not None:
+            extra_dead = (
+                dead
+                | "KeyDead"
+                >> beam.Map(
+                    lambda d: (
+                        _part_key(
+                            f"{d['source']}\0{d['position']}\0{d['reason']}", self.num_shards
+                        ),
+                        d,
+                    )
+                )
+                | "GroupDead" >> beam.GroupByKey()
+                | "WriteDead" >> beam.FlatMap(_write_dead, self.output, _claimed=gate)
             )
+        commit_args = dict(
+            max_dead_fraction=cfg.max_dead_letter_fraction,
+            signals=sig.records,
+            options=dict(asdict(cfg), difficulty_weights=weights, run_id=run_id),
+            plan={"inputs": "a PCollection", "parts": self.num_shards},
+            outputs={"files": [], "prefixes": []},
         )
+        return staged | "FinishShards" >> FinishShards(layout, commit_args, extra_dead)

@@ -23,7 +23,9 @@ def register(subparsers: Any) -> None:
         help="simulate the sampler's schedule over a dataset (no training)",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("out", metavar="OUT", help="scored dataset directory (shards + manifest)")
+    p.add_argument(
+        "out", metavar="OUT", help="scored dataset: a directory, or a gs:// / s3:// prefix"
+    )
     p.add_argument("--strategy", choices=STRATEGIES, default="curriculum")
     p.add_argument("--pacing", choices=PACINGS, default="root")
     p.add_argument("--steps", type=int, default=1000)
@@ -36,6 +38,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows", type=int, default=20, help="rows of the terminal table")
     p.add_argument("--png", default=None, help="write a plot of difficulty served to FILE")
+    from shards.cli import add_cache_arguments  # light: argparse only
+
+    add_cache_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -52,8 +57,17 @@ def simulate(args: argparse.Namespace) -> list[dict[str, float]]:
         c0=args.c0,
         group=args.group,
     )
+    from shards import ShardSet
+    from shards.storage_options import StorageOptions
+
+    source = ShardSet.open(
+        args.out,
+        cache_dir=getattr(args, "cache_dir", None),
+        cache_limit=getattr(args, "cache_limit", None),
+        storage=StorageOptions.from_args(args),
+    )
     return run_simulation(
-        args.out, strategy, steps=args.steps, batch_size=args.batch_size, seed=args.seed
+        source, strategy, steps=args.steps, batch_size=args.batch_size, seed=args.seed
     )
 
 

@@ -20,21 +20,30 @@ on CPU and CUDA (``tests/test_sampler_gpu.py``).
 Snapshots: ``state_dict()`` returns copies (every tensor cloned, on the CPU): training on after
 the call never changes a state already returned.
 
-Distributed: with torch.distributed initialised, ``batch_size`` is per rank; every rank draws the
-same global batch of ``batch_size * world_size`` distinct ids and keeps slice
-[rank B, (rank + 1) B); ``update`` all-gathers the feedback (and a validity flag, so a bad input
-on any rank raises ``ValueError`` on every rank with nothing changed) so all ranks keep the same
-state.
+Distributed: with torch.distributed initialised, ``batch_size`` is per rank and the global
+batch is ``batch_size * world_size`` distinct ids; rank r keeps slice [r B, (r + 1) B).
+``share="host"`` (default): only the lowest rank of each host holds the per-item state and
+draws; it broadcasts the global batch to the other ranks of its host (``sampler.dist``), so a
+host holds one copy of the state, not one per GPU. ``share="none"``: every rank holds the state
+and draws the same batch itself. ``update`` all-gathers the feedback (and a validity flag, so a
+bad input on any rank raises ``ValueError`` on every rank with nothing changed), so every
+state holder applies the same feedback. The process group is checked at every draw and update:
+a Sampler built before ``init_process_group`` binds itself before its first draw; one whose
+group changed after it started drawing raises ``RuntimeError`` (build it after the group
+exists, or load its state into a new Sampler to resume at another world size).
 
 Thread safety / staleness: draws and updates hold one lock and strategies swap derived tensors
 (probabilities, CDFs) in whole, so a draw never sees a half-applied update. A batch drawn at step
 t reflects every update applied before it was drawn; with a DataLoader that prefetches, the
 staleness is the prefetch depth (see ``sampler.torch``).
+
+Prefetch: over a remote ShardSet, the host leader keeps the set fetching the shards of its next
+``prefetch`` batches in the background (``sampler.prefetch``).
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -42,23 +51,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import dist as dist_
 from . import draw
+from . import feedback as fb_
+from .coverage import Coverage
+from .prefetch import Planner
 from .source import Source
+from .state import FORMAT, StateMixin, snapshot
 from .strategies.base import Context, Strategy
 
-SIGNALS = ("loss", "reward", "advantage", "correct")
-FORMAT = "gradum.sampler/1"
-
-
-def snapshot(obj: Any) -> Any:
-    """A deep copy of a state: tensors cloned to the CPU, dicts / lists copied recursively."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: snapshot(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(snapshot(v) for v in obj)
-    return obj
+__all__ = ["FORMAT", "Batch", "Sampler", "snapshot"]
+SIGNALS = fb_.SIGNALS
+log = logging.getLogger("gradum.sampler")
 
 
 @dataclass
@@ -76,18 +80,15 @@ class Batch:
         return int(self.indices.numel())
 
 
-def _dist() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size(), torch.distributed.get_rank()
-    return 1, 0
-
-
-class Sampler:
-    """``Sampler(source, strategy, batch_size, seed=0, device=None)``.
+class Sampler(StateMixin):
+    """``Sampler(source, strategy, batch_size, seed=0, device=None, share="host",
+    prefetch=None)``.
 
     ``source``: a ``shards.ShardSet``, a path to a scored dataset, or a dict of arrays such as
     ``{"difficulty": ..., "cluster": ...}``. ``device``: defaults to CUDA when available, else CPU.
-    Iterating yields ``Batch`` objects forever (one per step).
+    ``share``: ``"host"`` (one copy of the per-item state per host) or ``"none"`` (one per
+    rank). ``prefetch``: batches ahead whose shards a remote ShardSet fetches in the
+    background (default 4 for a remote set, else 0). Iterating yields ``Batch`` objects forever.
     """
 
     def __init__(
@@ -97,6 +98,9 @@ class Sampler:
         batch_size: int,
         seed: int = 0,
         device: str | torch.device | None = None,
+        *,
+        share: str = "host",
+        prefetch: int | None = None,
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise ValueError(
@@ -106,6 +110,8 @@ class Sampler:
             raise ValueError(f"Sampler: batch_size must be an integer >= 1, got {batch_size!r}")
         if isinstance(seed, bool) or int(seed) != seed or seed < 0:
             raise ValueError(f"Sampler: seed must be an integer >= 0, got {seed!r}")
+        if share not in dist_.SHARES:
+            raise ValueError(f"Sampler: share must be one of {dist_.SHARES}, got {share!r}")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -113,49 +119,115 @@ class Sampler:
         self.n = self.source.num_rows
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.world_size, self.rank = _dist()
-        self.global_batch = self.batch_size * self.world_size
-        # G > N: every id floor(G / N) times plus G mod N distinct ids from the strategy
-        G, n = self.global_batch, self.n
-        self._reps, self._rem = divmod(G, n) if G > n and not strategy.any_batch else (0, G)
+        self.share = share
         self.strategy = strategy
-        strategy.bind(
-            Context(
-                self.n,
-                self.device,
-                self.seed,
-                self.source.has,
-                self.source.column,
-                batch=min(self.global_batch, self.n),
-            )
-        )
         self.difficulty: torch.Tensor | None = None
-        if self.source.has("difficulty"):
-            d = np.asarray(self.source.column("difficulty"), dtype=np.float32)
-            self.difficulty = torch.from_numpy(np.array(d, copy=True)).to(self.device)
-        self._j = torch.arange(self.global_batch, device=self.device)
+        self.coverage: Coverage | None = None
         self._lock = threading.RLock()
+        self._version = 0  # bumped when feedback or a load changes what the draws will be
+        self._planner: Planner | None = None
+        remote = bool(getattr(self.source.shardset, "is_remote", False))
+        self.prefetch = (4 if remote else 0) if prefetch is None else int(prefetch)
+        if self.prefetch < 0:
+            raise ValueError(f"Sampler: prefetch must be >= 0, got {prefetch!r}")
         self._reset_counters()
+        self._bind()
 
-    def _reset_counters(self) -> None:
-        self.step = 0
-        self.updates = 0
-        self.seen = torch.zeros(self.n, dtype=torch.uint8, device=self.device)
-        self.served = 0
-        self.difficulty_sum = 0.0
-        self.difficulty_n = 0  # served records with a difficulty (NaN ones are not averaged)
-        self.last_difficulty = float("nan")
-        self.feedback = {
-            "count": 0,
-            **{f"{s}_sum": 0.0 for s in SIGNALS},
-            **{f"{s}_n": 0 for s in SIGNALS},
-        }
-        self.validation = dict(self.feedback)
+    # -- binding ---------------------------------------------------------------------------
+    def _bind(self) -> None:
+        """Read the process group; build the per-item state on the ranks that hold it."""
+        self.ranks = dist_.bind(self.share, self.device)
+        self.world_size, self.rank = self.ranks.world, self.ranks.rank
+        self.global_batch = self.batch_size * self.world_size
+        G, n = self.global_batch, self.n
+        # G > N: every id floor(G / N) times plus G mod N distinct ids from the strategy
+        any_batch = self.strategy.any_batch
+        self._reps, self._rem = divmod(G, n) if G > n and not any_batch else (0, G)
+        self._j = torch.arange(G, device=self.device)
+        if not self.ranks.leader:
+            self.strategy.unbind()
+            self.difficulty = self.coverage = None
+            self._close_planner()
+            return
+        if self.strategy.bound:
+            self.strategy.ctx.batch = min(G, n)
+        else:
+            self.strategy.bind(
+                Context(
+                    n,
+                    self.device,
+                    self.seed,
+                    self.source.has,
+                    self.source.column,
+                    batch=min(G, n),
+                    release=self.source.release,
+                    layout=self.source.layout,
+                )
+            )
+        if self.difficulty is None and self.source.has("difficulty"):
+            d = np.asarray(self.source.column("difficulty"), dtype=np.float32)
+            if not self.source.owned:  # the user's array: keep a copy they cannot change
+                d = np.array(d, copy=True)
+            self.difficulty = torch.from_numpy(d).to(self.device)
+        if self.coverage is None:
+            self.coverage = Coverage(n, self.device)
+        if self.prefetch and self._planner is None and self.source.shardset is not None:
+            if getattr(self.source.shardset, "is_remote", False):
+                self._planner = Planner(self, self.source.shardset, self.prefetch)
+                self._planner.poke()
+
+    def _ensure_ranks(self) -> None:
+        """Check the process group against the binding (every draw and update)."""
+        world, rank = dist_.current()
+        if (world, rank) == (self.world_size, self.rank):
+            return
+        if self.step == 0 and self.updates == 0:
+            log.info(
+                "Sampler: rebound from world size %d rank %d to world size %d rank %d "
+                "(it was built before the process group)",
+                self.world_size,
+                self.rank,
+                world,
+                rank,
+            )
+            self._bind()
+            return
+        raise RuntimeError(
+            f"Sampler: built for world size {self.world_size} rank {self.rank}, but "
+            f"torch.distributed now reports world size {world} rank {rank} after "
+            f"{self.step} draws; build the Sampler after init_process_group (every rank "
+            "would otherwise serve the same batch), or load its state_dict into a new "
+            "Sampler to resume at another world size"
+        )
+
+    def _close_planner(self) -> None:
+        if self._planner is not None:
+            self._planner.close()
+            self._planner = None
+
+    def close(self) -> None:
+        """Stop background prefetch planning (the sampler stays usable)."""
+        self._close_planner()
+
+    def __del__(self) -> None:
+        try:
+            self._close_planner()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
 
     @property
-    def bytes_per_item(self) -> int:
-        """Per-item bytes held on the device: strategy state + 1 B coverage (+ 4 B difficulty)."""
-        return self.strategy.bytes_per_item + 1 + (4 if self.difficulty is not None else 0)
+    def holds_state(self) -> bool:
+        """Whether this rank holds the per-item state (always, unless ``share="host"`` and
+        another rank of this host is its leader)."""
+        return self.ranks.leader
+
+    @property
+    def bytes_per_item(self) -> float:
+        """Per-item bytes held on the device: strategy state + 1 bit coverage (+ 4 B float32
+        difficulty); 0 on a rank that holds no state."""
+        if not self.ranks.leader:
+            return 0
+        return self.strategy.bytes_per_item + 0.125 + (4 if self.difficulty is not None else 0)
 
     # -- drawing ---------------------------------------------------------------------------
     def __iter__(self) -> Sampler:
@@ -185,104 +257,87 @@ class Sampler:
         return idx, w
 
     def peek(self, step: int) -> torch.Tensor:
-        """The global batch for ``step`` under the current state, without advancing."""
+        """The global batch for ``step`` under the current state, without advancing (on a rank
+        that holds the state)."""
+        if not self.ranks.leader:
+            raise RuntimeError(
+                f"Sampler.peek: rank {self.rank} holds no per-item state (share='host'); "
+                f"peek on rank {self.ranks.leader_rank}, or build with share='none'"
+            )
         with self._lock:
             idx, _ = self._draw(step)
             return idx[draw.shuffle_order(self.seed, step, self._j)]
 
+    def host_rows(self, step: int) -> torch.Tensor:
+        """The rows the ranks of this host will take at ``step`` (their slices of peek)."""
+        idx = self.peek(step)
+        B = self.batch_size
+        return torch.cat([idx[r * B : (r + 1) * B] for r in self.ranks.host_ranks])
+
     def sample(self) -> Batch:
         """Draw the global batch for the current step, advance, and return this rank's slice."""
+        self._ensure_ranks()
         with self._lock:
             t = self.step
-            idx, w = self._draw(t)
-            perm = draw.shuffle_order(self.seed, t, self._j)
-            w = None if w is None else w[perm]
-            d = None
-            if draw.on_numpy(self._j):  # numpy on views of the same tensors: same values
-                ids = idx.numpy()[perm.numpy()]
-                self.seen.numpy()[ids] = 1
-                if self.difficulty is not None:
-                    x = self.difficulty.numpy()[ids].astype(np.float64)
-                    ok = ~np.isnan(x)
-                    d = (float(draw.pairwise_sum_np(np.where(ok, x, 0.0))), int(ok.sum()))
-                idx = torch.from_numpy(ids)
-            else:
-                idx = idx[perm]
-                self.seen[idx] = 1
-                if self.difficulty is not None:
-                    x = self.difficulty[idx].to(torch.float64)
-                    ok = ~torch.isnan(x)
-                    d = (float(draw.pairwise_sum(torch.where(ok, x, 0.0))), int(ok.sum()))
+            idx = w = None
+            d = (0.0, 0)
+            if self.ranks.leader:
+                idx, w, d = self._leader_draw(t)
+            if self.ranks.broadcasts:
+                idx, w, d = self._share(idx, w, d)
             self.served += idx.numel()
-            if d is not None:
-                self.difficulty_sum += d[0]
-                self.difficulty_n += d[1]
+            self.difficulty_sum += d[0]
+            self.difficulty_n += d[1]
+            if self.difficulty is not None or self.ranks.broadcasts:
                 self.last_difficulty = d[0] / d[1] if d[1] else float("nan")
             self.step = t + 1
+        if self._planner is not None:
+            self._planner.poke()
         lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
         return Batch(idx[lo:hi], t, None if w is None else w[lo:hi], idx)
 
-    # -- feedback --------------------------------------------------------------------------
-    def _parse(
-        self, indices: Any, values: dict[str, Any]
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        idx = torch.as_tensor(np.asarray(indices) if isinstance(indices, list) else indices)
-        if idx.dim() != 1:
-            raise ValueError(f"update: indices must be 1-D, got shape {tuple(idx.shape)}")
-        if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.is_complex():
-            raise ValueError(f"update: indices must be integers, got {idx.dtype}")
-        idx = idx.to(self.device, torch.int64)
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n):
-            raise ValueError(f"update: indices out of range [0, {self.n})")
-        fb: dict[str, torch.Tensor] = {}
-        for name, v in values.items():
-            if v is None:
-                continue
-            t = torch.as_tensor(np.asarray(v) if isinstance(v, (list, float, int)) else v)
-            t = t.detach().to(self.device, torch.float64).reshape(-1) if t.dim() <= 1 else t
-            if t.dim() != 1 or t.numel() != idx.numel():
-                raise ValueError(
-                    f"update: {name} has {t.numel()} values / shape {tuple(t.shape)}, "
-                    f"expected {idx.numel()} (one per index)"
-                )
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"update: {name} contains NaN or infinite values")
-            fb[name] = t
-        if not fb:
-            raise ValueError("update: give at least one of loss=, reward=, advantage=, correct=")
-        return idx, fb
-
-    def _gather(self, idx: torch.Tensor, fb: dict[str, torch.Tensor], error: str | None):
-        dist = torch.distributed
-        if dist.get_backend() == "nccl":  # NCCL moves CUDA tensors only: the sampler's own GPU
-            dev = (
-                self.device
-                if self.device.type == "cuda"
-                else torch.device("cuda", torch.cuda.current_device())
-            )
+    def _leader_draw(self, t: int) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
+        idx, w = self._draw(t)
+        perm = draw.shuffle_order(self.seed, t, self._j)
+        w = None if w is None else w[perm]
+        d = (0.0, 0)
+        if draw.on_numpy(self._j):  # numpy on views of the same tensors: same values
+            ids = idx.numpy()[perm.numpy()]
+            if self.difficulty is not None:
+                x = self.difficulty.numpy()[ids].astype(np.float64)
+                ok = ~np.isnan(x)
+                d = (float(draw.pairwise_sum_np(np.where(ok, x, 0.0))), int(ok.sum()))
+            idx = torch.from_numpy(ids)
         else:
-            dev = torch.device("cpu")
-        mask = sum(1 << i for i, s in enumerate(SIGNALS) if s in fb)
-        meta = torch.tensor([idx.numel(), 0 if error else 1, mask], dtype=torch.int64, device=dev)
-        metas = [torch.empty_like(meta) for _ in range(self.world_size)]
-        dist.all_gather(metas, meta)
-        metas_l = [m.tolist() for m in metas]
-        bad = [r for r, m in enumerate(metas_l) if m[1] == 0]
-        if bad:
-            raise ValueError(error or f"update: invalid feedback on rank(s) {bad}")
-        if len({m[2] for m in metas_l}) != 1:
-            raise ValueError("update: every rank must give the same feedback signals")
-        longest = max(m[0] for m in metas_l)
-        cols = [s for s in SIGNALS if s in fb]
-        packed = torch.zeros(longest, 1 + len(cols), dtype=torch.float64, device=dev)
-        packed[: idx.numel(), 0] = idx.to(dev, torch.float64)  # exact for ids < 2^53
-        for c, s in enumerate(cols):
-            packed[: idx.numel(), c + 1] = fb[s].to(dev)
-        parts = [torch.empty_like(packed) for _ in range(self.world_size)]
-        dist.all_gather(parts, packed)
-        allp = torch.cat([p[: m[0]] for p, m in zip(parts, metas_l, strict=True)]).to(self.device)
-        return allp[:, 0].to(torch.int64), {s: allp[:, c + 1] for c, s in enumerate(cols)}
+            idx = idx[perm]
+            if self.difficulty is not None:
+                x = self.difficulty[idx].to(torch.float64)
+                ok = ~torch.isnan(x)
+                d = (float(draw.pairwise_sum(torch.where(ok, x, 0.0))), int(ok.sum()))
+        self.coverage.mark(idx)
+        return idx, w, d
 
+    def _share(self, idx, w, d):  # noqa: ANN001, ANN202
+        """The leader's batch, weights and served-difficulty sums, on every rank of the host:
+        one int64 broadcast of [ids (G) | weight bits (G) | has weights, sum bits, count]."""
+        G = self.global_batch
+        packet = torch.zeros(2 * G + 3, dtype=torch.int64)
+        if self.ranks.leader:
+            packet[:G] = idx.cpu()
+            if w is not None:
+                packet[G : 2 * G] = w.cpu().to(torch.float64).view(torch.int64)
+                packet[2 * G] = 1
+            packet[2 * G + 1] = torch.tensor([d[0]], dtype=torch.float64).view(torch.int64)[0]
+            packet[2 * G + 2] = d[1]
+        packet = dist_.broadcast(packet, self.ranks, self.device).cpu()
+        if self.ranks.leader:
+            return idx, w, d
+        ids = packet[:G].to(self.device)
+        w = packet[G : 2 * G].view(torch.float64).to(torch.float32).to(self.device)
+        dsum = float(packet[2 * G + 1 : 2 * G + 2].view(torch.float64)[0])
+        return ids, (w if int(packet[2 * G]) else None), (dsum, int(packet[2 * G + 2]))
+
+    # -- feedback --------------------------------------------------------------------------
     def update(
         self,
         indices: Any,
@@ -297,122 +352,27 @@ class Sampler:
         wrong lengths, out-of-range ids or a signal the strategy needs but did not get raise
         ``ValueError`` and leave the state exactly as it was. ``validation=True`` records the
         values in ``stats()["validation"]`` only; they never reach the strategy."""
+        self._ensure_ranks()
         values = {"loss": loss, "reward": reward, "advantage": advantage, "correct": correct}
-        distributed = self.world_size > 1 and _dist()[0] > 1
+        distributed = self.world_size > 1
         error = None
         try:
-            idx, fb = self._parse(indices, values)
+            idx, fb = fb_.parse(indices, values, self.n, self.device)
         except ValueError as e:
             if not distributed:
                 raise
             error, idx, fb = str(e), torch.zeros(0, dtype=torch.int64), {}
         with self._lock:
             if distributed:
-                idx, fb = self._gather(idx, fb, error)
+                idx, fb = fb_.gather(idx, fb, error, self.world_size, self.device)
             if not validation:
                 self.strategy.check(idx, fb)
-            acc = self.validation if validation else self.feedback
-            acc["count"] += idx.numel()
-            if fb:  # fixed-association sums (one pass over all signals): same bits everywhere
-                names = list(fb)
-                stacked = torch.stack([fb[s] for s in names])
-                if draw.on_numpy(stacked):
-                    sums = draw.pairwise_sum_np(stacked.numpy(), axis=1).tolist()
-                else:
-                    sums = draw.pairwise_sum(stacked, 1).tolist()
-                for s, total in zip(names, sums, strict=True):
-                    acc[f"{s}_sum"] += total
-                    acc[f"{s}_n"] += fb[s].numel()
+            fb_.accumulate(self.validation if validation else self.feedback, idx, fb)
             if not validation:
-                self.strategy.update(idx, fb)
+                if self.ranks.leader:
+                    self.strategy.update(idx, fb)
+                    if self.strategy.adaptive:
+                        self._version += 1
                 self.updates += 1
-
-    # -- state -----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """A snapshot of the whole state (every tensor a CPU copy): later draws and updates
-        never change a state already returned, on any device."""
-        with self._lock:
-            return snapshot(self._state())
-
-    def _state(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "strategy": self.strategy.name,
-            "n": self.n,
-            "seed": self.seed,
-            "global_batch": self.global_batch,
-            "step": self.step,
-            "updates": self.updates,
-            "served": self.served,
-            "difficulty_sum": self.difficulty_sum,
-            "difficulty_n": self.difficulty_n,
-            "last_difficulty": self.last_difficulty,
-            "seen": self.seen,
-            "feedback": self.feedback,
-            "validation": self.validation,
-            "strategy_state": self.strategy.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a ``state_dict``; a mismatching state raises ``ValueError`` and changes
-        nothing. A different world size is accepted (elastic resume): the stream continues from
-        the saved step with the new global batch size."""
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ValueError("load_state_dict: not a gradum sampler state")
-        for key, mine in (("strategy", self.strategy.name), ("n", self.n), ("seed", self.seed)):
-            if state.get(key) != mine:
-                raise ValueError(
-                    f"load_state_dict: state has {key}={state.get(key)!r}, sampler has {mine!r}"
-                )
-        with self._lock:
-            backup = self.state_dict()
-            try:
-                self._load(state)
-            except Exception as e:
-                self._load(backup)
-                raise ValueError(f"load_state_dict: {e}") from e
-
-    def _load(self, state: dict[str, Any]) -> None:
-        seen = state["seen"]
-        if not isinstance(seen, torch.Tensor) or seen.numel() != self.n:
-            raise ValueError("coverage vector length does not match the source")
-        self.strategy.load_state_dict(state["strategy_state"])
-        self.seen = seen.to(self.device, torch.uint8).clone()
-        self.step = int(state["step"])
-        self.updates = int(state["updates"])
-        self.served = int(state["served"])
-        self.difficulty_sum = float(state["difficulty_sum"])
-        self.difficulty_n = int(state.get("difficulty_n", self.served))
-        self.last_difficulty = float(state["last_difficulty"])
-        self.feedback = dict(state["feedback"])
-        self.validation = dict(state["validation"])
-
-    # -- observability ---------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        """step, served, coverage (fraction of items served at least once), mean difficulty
-        served (overall and last batch), entropy of the current draw distribution, mean feedback
-        values (training and validation kept apart), plus strategy specifics
-        (``group_probabilities`` for group strategies)."""
-        with self._lock:
-            out: dict[str, Any] = {
-                "strategy": self.strategy.name,
-                "step": self.step,
-                "updates": self.updates,
-                "served": self.served,
-                "coverage": float(self.seen.sum(dtype=torch.int64)) / self.n,
-                "mean_difficulty_served": (  # over served records that have a difficulty
-                    self.difficulty_sum / self.difficulty_n
-                    if self.difficulty_n and self.difficulty is not None
-                    else float("nan")
-                ),
-                "last_batch_difficulty": self.last_difficulty,
-                "bytes_per_item": self.bytes_per_item,
-            }
-            for name, acc in (("feedback", self.feedback), ("validation", self.validation)):
-                out[name] = {"count": acc["count"]} | {
-                    f"mean_{s}": acc[f"{s}_sum"] / acc[f"{s}_n"] for s in SIGNALS if acc[f"{s}_n"]
-                }
-            out.update(self.strategy.stats(self.step))
-            if "entropy" in out and not math.isfinite(out["entropy"]):
-                out["entropy"] = float("nan")
-            return out
+        if self._planner is not None and not validation and self.strategy.adaptive:
+            self._planner.poke()

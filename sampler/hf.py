@@ -126,11 +126,30 @@ def _state_path(folder: str, rank: int) -> str:
     return os.path.join(folder, STATE_FILE.format(rank=rank))
 
 
+def check_world_size(sampler: Sampler, args: Any) -> None:
+    """Raise ``ValueError`` unless the Trainer's world size (``args.world_size``: the process
+    group its arguments set up) is the sampler's; a sampler built before the group existed is
+    rebound first."""
+    if args is None:
+        return
+    world = int(getattr(args, "world_size", 1) or 1)
+    if world != sampler.world_size:
+        sampler._ensure_ranks()  # built before the process group: bind now (no draw yet)
+    if world != sampler.world_size:
+        raise ValueError(
+            f"sampler.hf: the Trainer runs {world} processes but the Sampler was built for "
+            f"world size {sampler.world_size}; build the Sampler after TrainingArguments (which "
+            "sets up the process group), so each rank serves its own slice"
+        )
+
+
 def make_trainer(sampler: Sampler, causal: bool = True, trainer_cls: Any = None, **kwargs: Any):
     """A ``transformers.Trainer`` (or subclass ``trainer_cls``) whose batches come from
     ``sampler``, whose per-example losses are fed back to it, and whose checkpoints carry the
-    sampler's state (exact resume with ``train(resume_from_checkpoint=...)``)."""
+    sampler's state (exact resume with ``train(resume_from_checkpoint=...)``). The Trainer's
+    world size must be the sampler's (``check_world_size``)."""
     tr = _transformers()
+    check_world_size(sampler, kwargs.get("args"))
     base = trainer_cls or tr.Trainer
     collate = kwargs.pop("data_collator", None) or tr.default_data_collator
     pos = _Position()

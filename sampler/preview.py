@@ -75,7 +75,7 @@ def simulate(
 
     from .core import Sampler
 
-    s = Sampler(source, strategy, batch_size, seed=seed)
+    s = Sampler(source, strategy, batch_size, seed=seed, prefetch=0)  # no rows are taken
     if s.difficulty is None:
         raise ValueError("the dataset has no 'difficulty' column")
     d = s.difficulty

@@ -1,5 +1,10 @@
 """Column access over the three kinds of source: a dict of arrays, a ``shards.ShardSet``, or a
-path to a scored dataset (opened with ``shards.ShardSet.open``; ``shards`` is imported lazily)."""
+path to a scored dataset (opened with ``shards.ShardSet.open``; ``shards`` is imported lazily).
+
+A ShardSet's columns come from its index when it holds them (no shard is read: a Sampler over
+a bucket dataset builds from a few ranged reads); a column is read once, kept while the
+strategy builds from it, and dropped when the strategy releases it.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,14 @@ from typing import Any
 
 import numpy as np
 
+KEEP = ("difficulty",)  # the Sampler reads it after the strategy: never dropped on release
+
 
 class Source:
     def __init__(self, source: Any) -> None:
         self.shardset: Any = None
         self._columns: dict[str, np.ndarray] = {}
+        self.owned = False  # whether the arrays are ours (read from a ShardSet) or the user's
         if isinstance(source, dict):
             if not source:
                 raise ValueError("Sampler: the dict source has no columns")
@@ -37,17 +45,29 @@ class Source:
                     f"got {type(source).__name__}"
                 )
             self.shardset = source
+            self.owned = True
             self.num_rows = int(source.num_rows)
         if self.num_rows < 1:
             raise ValueError("Sampler: the source has no rows")
 
-    def has(self, name: str) -> bool:
-        if self.shardset is None:
-            return name in self._columns
-        if name in self._columns:
-            return True
+    @property
+    def layout(self) -> dict[str, Any] | None:
+        """The dataset's layout (``gradum shards reorder``), when it has one."""
+        manifest = getattr(self.shardset, "manifest", None)
+        layout = manifest.get("layout") if isinstance(manifest, dict) else None
+        return layout if isinstance(layout, dict) else None
+
+    def _exists(self, name: str) -> bool:
+        has_column = getattr(self.shardset, "has_column", None)
+        if has_column is not None:
+            return bool(has_column(name))
         names = getattr(self.shardset, "column_names", None)
-        if names is not None and name not in names:
+        return names is None or name in names
+
+    def has(self, name: str) -> bool:
+        if self.shardset is None or name in self._columns:
+            return name in self._columns
+        if not self._exists(name):
             return False
         try:
             self._columns[name] = np.asarray(self.shardset.column(name))
@@ -63,3 +83,8 @@ class Source:
         if not self.has(name):
             raise ValueError(f"Sampler: the source has no column {name!r}")
         return self._columns[name]
+
+    def release(self, name: str) -> None:
+        """Drop a column read from a ShardSet (a strategy built what it needed from it)."""
+        if self.shardset is not None and name not in KEEP:
+            self._columns.pop(name, None)

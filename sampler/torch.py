@@ -10,8 +10,9 @@ Staleness contract: the DataLoader iterates the batch sampler in the *main* proc
 consumed at step k was drawn when at most S = ``num_workers * prefetch_factor`` later updates had
 not yet happened: every batch reflects all feedback up to step k - S. Workers only read rows; they
 never touch the sampler, and draws / updates hold the sampler's lock, so a prefetch never sees a
-half-applied update. ``BatchSampler.staleness(loader)`` returns S; ``draw_log`` records, for each
-drawn step, how many updates had been applied (the tests check the bound).
+half-applied update. ``BatchSampler.staleness(loader)`` returns S; ``draw_log`` records, for the
+last ``log_window`` (default 1024) drawn steps, how many updates had been applied (the tests
+check the bound); older entries are dropped, so a run of any length holds a bounded log.
 
 Resume: the sampler state counts drawn steps; batches that were prefetched but not consumed when
 the state was saved are not replayed (as with any prefetching loader). Use ``num_workers=0`` for
@@ -21,6 +22,7 @@ bit-exact resume of the batch sequence.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -32,14 +34,22 @@ from .core import Sampler
 
 class BatchSampler(torch.utils.data.Sampler):
     """Yields lists of row ids (this rank's slice) from ``sampler``; ``num_steps`` batches per
-    iteration (forever when None; ``len()`` then raises ``TypeError``)."""
+    iteration (forever when None; ``len()`` then raises ``TypeError``). ``draw_log`` keeps the
+    last ``log_window`` (step, updates applied when drawn) pairs."""
 
-    def __init__(self, sampler: Sampler, num_steps: int | None = None) -> None:
+    def __init__(
+        self, sampler: Sampler, num_steps: int | None = None, log_window: int = 1024
+    ) -> None:
         if num_steps is not None and (int(num_steps) != num_steps or num_steps < 0):
             raise ValueError(f"BatchSampler: num_steps must be an integer >= 0, got {num_steps!r}")
+        if int(log_window) != log_window or log_window < 1:
+            raise ValueError(
+                f"BatchSampler: log_window must be an integer >= 1, got {log_window!r}"
+            )
         self.sampler = sampler
         self.num_steps = num_steps
-        self.draw_log: list[tuple[int, int]] = []  # (step, updates applied when drawn)
+        # (step, updates applied when drawn), the last log_window draws only
+        self.draw_log: deque[tuple[int, int]] = deque(maxlen=int(log_window))
 
     def __iter__(self) -> Iterator[list[int]]:
         k = 0
@@ -64,11 +74,18 @@ class BatchSampler(torch.utils.data.Sampler):
 
 class ShardDataset(torch.utils.data.Dataset):
     """Map-style dataset over a ShardSet (or a dataset path, opened lazily in each worker):
-    ``ds[i]`` is row i as a dict; ``__getitems__`` fetches a whole batch with one ``take``."""
+    ``ds[i]`` is row i as a dict; ``__getitems__`` fetches a whole batch with one ``take``.
+    ``open_options`` (``cache_dir``, ``cache_limit``, ``storage``) go to ``ShardSet.open`` for a
+    path; a ShardSet given is reopened in each worker with its own options. Workers of one host
+    share the cache directory: a shard is downloaded once, and the sampler's prefetch (in the
+    main process) fills the same cache."""
 
-    def __init__(self, source: Any, columns: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, source: Any, columns: Sequence[str] | None = None, **open_options: Any
+    ) -> None:
         self._path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
         self._set = None if self._path is not None else source
+        self._open_options = dict(open_options)
         self.columns = list(columns) if columns is not None else None
         self._len = int(self._shardset().num_rows)
 
@@ -76,7 +93,7 @@ class ShardDataset(torch.utils.data.Dataset):
         if self._set is None:
             import shards
 
-            self._set = shards.ShardSet.open(self._path)
+            self._set = shards.ShardSet.open(self._path, **self._open_options)
         return self._set
 
     def __getstate__(self) -> dict[str, Any]:

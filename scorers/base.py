@@ -87,6 +87,11 @@ class Scorer(ABC):
         """Parameters that define the signal (recorded in the manifest)."""
         return {}
 
+    def runtime(self) -> dict[str, Any]:
+        """How this instance runs where it was loaded (a model's backend, device, dtype): the
+        job records what every worker used, which may differ from the launcher's machine."""
+        return {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params()!r})"
 

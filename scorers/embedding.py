@@ -128,6 +128,10 @@ class Embedding(Scorer):
             )
         return {"embedding": np.ascontiguousarray(emb, dtype=np.float32)}
 
+    def runtime(self) -> dict[str, Any]:
+        backend = self.backend
+        return {"backend": backend, "device": self._device() if backend == "torch" else "cpu"}
+
     def params(self) -> dict[str, Any]:
         p: dict[str, Any] = {
             "model": self.model_name,
@@ -135,7 +139,8 @@ class Embedding(Scorer):
             "max_chars": self.max_chars,
             "pooling": "as configured by the sentence-transformers model",
             "backend_requested": self.backend_requested,
-            "backend": self.backend,
+            # resolved where the model loads (each worker): see runtime(); never guessed here
+            "backend": self._backend or self.backend_requested,
             "max_seq_length": self.max_seq_length
             if self._model is None
             else int(self._model.max_seq_length),

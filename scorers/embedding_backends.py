@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scorers.signal_stack import preserved_signal_stack
+from scorers.sigaltstack_guard import preserved_signal_stack
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ class CompiledEncoder:
         import openvino as ov
 
         core = ov.Core()
-        with preserved_signal_stack():  # see scorers.signal_stack: OpenVINO replaces it
+        with preserved_signal_stack():  # see scorers.sigaltstack_guard: OpenVINO replaces it
             compiled = core.compile_model(
                 core.read_model(str(graph)),
                 "CPU",

@@ -306,6 +306,11 @@ class LanguageModelScorer(Scorer):
             rows.append((ppl, conf, a))
         return rows
 
+    def runtime(self) -> dict[str, Any]:
+        if getattr(self, "_model", None) is None:
+            return {}
+        return {"device": str(self._device), "dtype": str(self._dtype).replace("torch.", "")}
+
     def params(self) -> dict[str, Any]:
         p: dict[str, Any] = {
             "model": self.model_name,

@@ -18,7 +18,7 @@ _EXPORTS = {
     "build_manifest": "manifest",
     "column_stats": "stats",
     "array_stats": "stats",
-    "validate": "validate",
+    "validate": "validation",
     "write_dataset": "dataset",
     "DeadLetterWriter": "dead_letter",
     "read_dead_letters": "dead_letter",

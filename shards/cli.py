@@ -30,7 +30,7 @@ def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``shards`` subcommand (summary/head/hist/clusters/validate/report)."""
+    """Add the ``shards`` subcommand (summary/head/hist/clusters/validate/report/reorder)."""
     p = subparsers.add_parser(
         "shards", help="inspect a gradum dataset (Arrow shards + manifest)", epilog=EPILOG
     )
@@ -40,12 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _fill(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="shards_command", metavar="COMMAND")
     cache = argparse.ArgumentParser(add_help=False)
-    cache.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="where shards of a gs:// or s3:// dataset are fetched to and checked "
-        "(default: $GRADUM_CACHE or ~/.cache/gradum)",
-    )
+    add_cache_arguments(cache)
     p.set_defaults(func=_no_command(p))
 
     s = sub.add_parser(
@@ -93,10 +88,54 @@ def _fill(p: argparse.ArgumentParser) -> None:
     v.add_argument("out", metavar="OUT")
     v.set_defaults(func=_lazy("cmd_validate"))
 
-    r = sub.add_parser("report", help="one self-contained HTML page")
+    r = sub.add_parser("report", parents=[cache], help="one self-contained HTML page")
     r.add_argument("out", metavar="OUT")
     r.add_argument("--html", metavar="FILE", required=True, help="where to write the page")
     r.set_defaults(func=_lazy("cmd_report"))
+
+    o = sub.add_parser(
+        "reorder",
+        parents=[cache],
+        help="rewrite a dataset sorted by difficulty (and cluster) so batches touch few shards",
+        description="Write a copy of OUT to DEST with rows sorted by --by (stable), every shard "
+        "but the last holding --rows-per-shard rows, an index beside each shard, the same "
+        "accounting, and the layout recorded in the manifest.",
+    )
+    o.add_argument("out", metavar="OUT", help="the dataset to read")
+    o.add_argument("dest", metavar="DEST", help="a new directory or gs:// / s3:// prefix")
+    o.add_argument(
+        "--by",
+        default="difficulty",
+        metavar="KEYS",
+        help="comma-separated sort keys among difficulty, bucket, cluster (default: "
+        "difficulty; 'cluster,difficulty' groups clusters for a bandit over clusters)",
+    )
+    o.add_argument(
+        "--rows-per-shard",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rows per output shard (default: the input's mean)",
+    )
+    o.set_defaults(func=_lazy("cmd_reorder"))
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cache-dir``, ``--cache-limit`` and the bucket connection options."""
+    from .storage_options import add_storage_arguments
+
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where shards of a gs:// or s3:// dataset are fetched to and checked "
+        "(default: $GRADUM_CACHE or ~/.cache/gradum)",
+    )
+    parser.add_argument(
+        "--cache-limit",
+        metavar="SIZE",
+        help="bound the fetched shards, e.g. 20GB or 512MiB (default: no bound)",
+    )
+    add_storage_arguments(parser)
 
 
 def _no_command(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

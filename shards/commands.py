@@ -16,8 +16,9 @@ import pyarrow.compute as pc
 from .errors import ShardsError
 from .reader import ShardSet
 from .stats import column_stats, is_numeric
-from .text import human_bytes, table
-from .validate import validate
+from .storage_options import StorageOptions
+from .terminal import human_bytes, table
+from .validation import validate
 
 PROG = "gradum shards"
 
@@ -38,10 +39,20 @@ def run_guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
     return 2
 
 
+def open_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``ShardSet.open`` keywords from the command line: ``--cache-dir``, ``--cache-limit``
+    and the bucket connection options."""
+    return {
+        "cache_dir": getattr(args, "cache_dir", None),
+        "cache_limit": getattr(args, "cache_limit", None),
+        "storage": StorageOptions.from_args(args),
+    }
+
+
 def open_dataset(args: argparse.Namespace) -> ShardSet:
     """The dataset named by ``args.out``: a directory, or ``gs://`` / ``s3://`` through the
-    local cache (``--cache-dir``)."""
-    return ShardSet.open(args.out, cache_dir=getattr(args, "cache_dir", None))
+    local cache (``--cache-dir``, ``--cache-limit``, connection options)."""
+    return ShardSet.open(args.out, **open_options(args))
 
 
 def _err(msg: str) -> None:
@@ -286,7 +297,8 @@ def cmd_clusters(args: argparse.Namespace) -> int:
 # validate ------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
     """Exit 0 and say OK when sound; exit 1 listing every problem otherwise."""
-    problems = validate(args.out, getattr(args, "cache_dir", None))
+    opts = open_options(args)
+    problems = validate(args.out, opts["cache_dir"], opts["storage"])
     if problems:
         for p in problems:
             print(p)
@@ -305,7 +317,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     try:
-        path = write_report(args.out, args.html, getattr(args, "report_sections", None))
+        path = write_report(
+            args.out, args.html, getattr(args, "report_sections", None), open_options(args)
+        )
     except OSError as e:  # the page cannot be written (missing folder, permissions)
         raise ShardsError(f"cannot write the report: {e}") from e
     print(f"wrote {path}")
@@ -316,3 +330,22 @@ def _isnan(a: np.ndarray) -> np.ndarray:
     if a.dtype.kind == "f":
         return np.isnan(a)
     return np.zeros(a.shape, dtype=bool)
+
+
+# reorder -------------------------------------------------------------------------------
+def cmd_reorder(args: argparse.Namespace) -> int:
+    """Rewrite OUT to DEST sorted for locality (see :mod:`shards.reorder`), then say what was
+    written."""
+    from .reorder import reorder
+
+    keys = [k.strip() for k in args.by.split(",") if k.strip()]
+    opts = open_options(args)
+    if args.rows_per_shard is not None and args.rows_per_shard < 1:
+        raise ValueError("--rows-per-shard must be >= 1")
+    m = reorder(open_dataset(args), args.dest, keys, args.rows_per_shard, opts["storage"])
+    rows = sum(int(s["rows"]) for s in m["shards"])
+    print(
+        f"wrote {args.dest}: {len(m['shards'])} shard(s) of {m['layout']['rows_per_shard']:,} "
+        f"rows ({rows:,} rows), sorted by {', '.join(keys)}"
+    )
+    return 0

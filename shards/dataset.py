@@ -23,12 +23,30 @@ def write_dataset(
     signals: list[dict[str, Any]] | None = None,
     clusters: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
+    index: bool = True,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``table`` as a complete dataset under ``out_dir`` and return its manifest.
 
-    Stats are computed for every numeric column. The manifest is written last.
+    Each shard gets its index part (``index=False``: none, as datasets written before the
+    index existed). The index holds the scalar signal columns named in ``signals`` (entries'
+    ``name`` or ``columns``), or every floating-point column when ``signals`` is None. Stats are
+    computed for every numeric column. ``extra`` adds top-level manifest keys (``layout``).
+    The manifest is written last.
     """
-    with ShardWriter(out_dir, table.schema, max_rows=max_rows, max_bytes=max_bytes) as w:
+    signal_columns = None
+    if signals is not None:
+        signal_columns = []
+        for s in signals:
+            signal_columns += list(s.get("columns") or [s.get("name")])
+    with ShardWriter(
+        out_dir,
+        table.schema,
+        max_rows=max_rows,
+        max_bytes=max_bytes,
+        index=index,
+        signal_columns=signal_columns,
+    ) as w:
         w.write(table)
     manifest = build_manifest(
         w.shards,
@@ -38,5 +56,6 @@ def write_dataset(
         clusters=clusters,
         options=options,
     )
+    manifest.update(extra or {})
     write_manifest(Path(out_dir), manifest)
     return manifest

@@ -35,7 +35,10 @@ def index_name(shard_rel: str) -> str:
 def index_columns(schema: pa.Schema, signal_columns: list[str]) -> list[str]:
     """The index's columns for a shard of ``schema``: the base columns it has, then the
     scalar signal columns in ``signal_columns`` order."""
-    names = set(schema.names)
+    counts: dict[str, int] = {}
+    for n in schema.names:
+        counts[n] = counts.get(n, 0) + 1
+    names = {n for n, c in counts.items() if c == 1}  # a repeated name is ambiguous: left out
     base = [c for c in BASE_COLUMNS if c in names]
     signals = [
         c

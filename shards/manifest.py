@@ -14,7 +14,7 @@ from .errors import (
     ManifestError,
     NotADatasetError,
 )
-from .paths import MANIFEST_NAME, SHARDS_DIR
+from .paths import MANIFEST_NAME, RUN_MARKER_NAME, SHARDS_DIR
 from .version import FORMAT_VERSION, SUPPORTED_FORMAT_VERSIONS, gradum_version
 
 REQUIRED_KEYS = ("format_version", "counts", "shards")
@@ -92,10 +92,11 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         raise NotADatasetError(f"{root}: not a gradum dataset (not a directory)")
     mpath = root / MANIFEST_NAME
     if not mpath.is_file():
-        if (root / SHARDS_DIR).is_dir():
+        if (root / SHARDS_DIR).is_dir() or (root / RUN_MARKER_NAME).is_file():
             raise IncompleteDatasetError(
                 f"{root}: incomplete dataset: {MANIFEST_NAME} is missing (the job that wrote "
-                "it did not finish; the manifest is written last)"
+                "it did not finish; the manifest is written last; `gradum score ... --resume` "
+                "continues it)"
             )
         raise NotADatasetError(f"{root}: not a gradum dataset (no {MANIFEST_NAME}, no shards/)")
     try:

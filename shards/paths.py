@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 from .errors import UnsafePathError
 
 MANIFEST_NAME = "manifest.json"
+RUN_MARKER_NAME = "run.json"  # written first by a job: a run is under way or was cut short
 SHARDS_DIR = "shards"
 DEAD_LETTER_DIR = "dead_letter"
 CENTROIDS_NAME = "centroids.npy"

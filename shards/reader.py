@@ -1,35 +1,34 @@
-"""ShardSet: a memory-mapped, read-only view over every shard of a dataset."""
+"""ShardSet: a read-only view over every shard of a dataset, local or in a bucket.
+
+Local: every shard is memory-mapped at open. Remote (``gs://``, ``s3://``): the manifest is
+read in place, columns the index holds come from the index parts (ranged reads, no shard
+fetched), and shards are fetched into a bounded, shared cache (:mod:`shards.cache`) only
+when rows are taken, or ahead of time when a sampler says which ones it will need
+(:meth:`ShardSet.prefetch`).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from .errors import ShardMismatchError, ShardsError
+from . import columns as idx_cols
+from .errors import ShardMismatchError
+from .fetcher import RemoteShards, map_shard
 from .manifest import read_manifest
 from .paths import resolve_shard_path
 from .remote import RemoteDataset, is_remote
+from .serving import Checked, Held, ServingMixin
+from .storage_options import StorageOptions
+from .table_ops import gather, numpy_dtype, slice_parts
 
-_MANY_SHARDS = 32  # take(): above this many touched shards, use one chunked take
-
-
-def _load(full: Path, entry: dict[str, Any]) -> pa.Table:
-    try:
-        table = read_shard(full)
-    except FileNotFoundError as e:
-        raise ShardsError(f"{full}: shard listed in the manifest is missing") from e
-    except (OSError, pa.ArrowInvalid) as e:
-        raise ShardsError(f"{full}: unreadable shard (truncated or corrupt): {e}") from e
-    if table.num_rows != int(entry["rows"]):
-        raise ShardMismatchError(
-            f"{full}: has {table.num_rows} rows, manifest says {entry['rows']}"
-        )
-    return table
+log = logging.getLogger("gradum.shards")
 
 
 def read_shard(path: str | os.PathLike) -> pa.Table:
@@ -38,8 +37,8 @@ def read_shard(path: str | os.PathLike) -> pa.Table:
     return pa.ipc.open_stream(source).read_all()
 
 
-class ShardSet:
-    """All shards of a dataset, memory-mapped. Build with :meth:`ShardSet.open`."""
+class ShardSet(ServingMixin):
+    """All shards of a dataset. Build with :meth:`ShardSet.open`."""
 
     def __init__(
         self,
@@ -47,11 +46,15 @@ class ShardSet:
         manifest: dict[str, Any],
         tables: list[pa.Table | None],
         remote: RemoteDataset | None = None,
+        *,
+        prefetch_threads: int = 4,
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.root = root
         self.manifest = manifest
         self._tables = tables
         self._remote = remote
+        self._options = dict(options or {})
         rows = np.fromiter(
             (int(s["rows"]) for s in manifest["shards"]), dtype=np.int64, count=len(tables)
         )
@@ -60,56 +63,107 @@ class ShardSet:
         self._nonempty = [i for i, n in enumerate(rows.tolist()) if n]
         self._all: pa.Table | None = None
         self._schema: pa.Schema | None = None
+        self._index_schema: pa.Schema | None = None
+        self._footers = idx_cols.Footers()
+        self.has_index = idx_cols.has_index(manifest)
+        self._shards = (
+            RemoteShards(remote, manifest["shards"], prefetch_threads) if remote else None
+        )
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, filesystem=None
+        cls,
+        path: str | os.PathLike,
+        *,
+        cache_dir: str | os.PathLike | None = None,
+        cache_limit: int | str | None = None,
+        storage: StorageOptions | None = None,
+        filesystem: Any = None,
+        prefetch_threads: int = 4,
     ) -> ShardSet:
-        """Open a complete dataset: a local directory, or ``gs://`` / ``s3://`` prefix.
+        """Open a complete dataset: a local directory, or a ``gs://`` / ``s3://`` prefix.
 
-        A remote dataset's manifest is read in place; each shard is downloaded into
-        ``cache_dir`` (default ``~/.cache/gradum/shards``) the first time it is needed, checked
-        against the manifest's sha256 and size, then memory-mapped like a local one.
+        A remote dataset's manifest and index are read in place; a shard is downloaded into
+        ``cache_dir`` (default ``$GRADUM_CACHE/shards`` or ``~/.cache/gradum/shards``) when
+        rows are taken from it or when it is prefetched, checked against the manifest's
+        sha256 and size, then memory-mapped. ``cache_limit`` (bytes, or ``"20GB"``,
+        ``"512MiB"``) bounds the fetched copies: least recently used shards are evicted, never
+        one in use. Processes of a host may share ``cache_dir``. ``storage`` holds the bucket
+        connection options (else the environment's); ``prefetch_threads`` background fetchers.
 
         Raises:
             DatasetNotFoundError, NotADatasetError, IncompleteDatasetError, ManifestError,
             UnsafePathError (a shard path leaves the directory), ShardMismatchError (a shard's
             row count, sha256 or size disagrees with the manifest, or schemas differ),
-            ShardsError (a shard is missing or unreadable).
+            ShardsError (a shard is missing or unreadable), ValueError (a bad cache_limit).
         """
+        options = {
+            "cache_dir": cache_dir,
+            "cache_limit": cache_limit,
+            "storage": storage,
+            "prefetch_threads": prefetch_threads,
+        }
         if is_remote(path):
-            remote = RemoteDataset(str(path), cache_dir, filesystem)
+            remote = RemoteDataset(
+                str(path), cache_dir, filesystem, storage=storage, cache_limit=cache_limit
+            )
             manifest = remote.manifest()
             for entry in manifest["shards"]:
                 resolve_shard_path(remote.root, entry["path"])  # refuse unsafe paths early
-            return cls(remote.root, manifest, [None] * len(manifest["shards"]), remote)
-        root = Path(path)
-        manifest = read_manifest(root)
-        tables = [_load(resolve_shard_path(root, e["path"]), e) for e in manifest["shards"]]
-        ss = cls(root, manifest, tables)
-        for i in range(len(tables)):
-            ss._table(i)  # schema check
+            ss = cls(
+                remote.root,
+                manifest,
+                [None] * len(manifest["shards"]),
+                remote,
+                prefetch_threads=prefetch_threads,
+                options=options,
+            )
+        else:
+            root = Path(path)
+            manifest = read_manifest(root)
+            tables = [
+                map_shard(resolve_shard_path(root, e["path"]), e["rows"], str(root / e["path"]))
+                for e in manifest["shards"]
+            ]
+            ss = cls(root, manifest, tables, options=options)
+            for i in range(len(tables)):
+                ss._check_schema(i, tables[i])
+        if manifest["shards"] and not ss.has_index:
+            log.warning(
+                "%s: no index (written before gradum wrote one): column() and a Sampler read "
+                "whole shards; `gradum shards reorder` writes a copy with an index",
+                ss.location,
+            )
         return ss
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as "open it again" (DataLoader workers reopen and share the cache)."""
+        return (_reopen, (self.location, self._options))
+
+    # shards ----------------------------------------------------------------------------
     def _table(self, i: int) -> pa.Table:
-        """Shard ``i``, fetched and mapped on first use (remote), schema checked."""
+        """Shard ``i`` (a remote one is fetched and kept mapped), schema checked."""
         table = self._tables[i]
         if table is None:
-            entry = self.manifest["shards"][i]
-            rel = entry["path"]
-            resolve_shard_path(self.root, rel)
-            local = self._remote.fetch(rel, entry.get("sha256"), entry.get("bytes"))
-            table = self._tables[i] = _load(local, entry)
+            with self._shards.use(i) as table:
+                pass
+        self._check_schema(i, table)
+        return table
+
+    def _check_schema(self, i: int, table: pa.Table) -> None:
         if self._schema is None:
             self._schema = table.schema
         elif not table.schema.equals(self._schema):
             raise ShardMismatchError(
                 f"{self.manifest['shards'][i]['path']}: schema differs from the first shard"
             )
-        return table
 
     def _loaded(self) -> list[pa.Table]:
         return [self._table(i) for i in range(len(self._tables))]
+
+    @property
+    def is_remote(self) -> bool:
+        return self._remote is not None
 
     @property
     def location(self) -> str:
@@ -131,14 +185,36 @@ class ShardSet:
         return len(self._tables)
 
     @property
+    def offsets(self) -> np.ndarray:
+        """Row offsets: shard i holds rows ``[offsets[i], offsets[i + 1])`` (a copy)."""
+        return self._offsets.copy()
+
+    @property
     def schema(self) -> pa.Schema:
-        """Arrow schema shared by all shards (an empty schema when there are no shards)."""
-        return self._table(0).schema if self._tables else pa.schema([])
+        """Arrow schema shared by all shards (an empty schema when there are no shards). On a
+        remote dataset only the stream header of the first shard is read."""
+        if self._schema is None and self._tables:
+            if self._tables[0] is None:
+                rel = self.manifest["shards"][0]["path"]
+                with self._remote.open_random(rel) as f:
+                    self._schema = pa.ipc.open_stream(pa.PythonFile(f, mode="r")).schema
+            else:
+                self._schema = self._tables[0].schema
+        return self._schema if self._schema is not None else pa.schema([])
 
     @property
     def column_names(self) -> list[str]:
         """Column names."""
         return list(self.schema.names)
+
+    @property
+    def index_columns(self) -> list[str]:
+        """Columns the index holds (empty without an index)."""
+        return list(self._index().names) if self.has_index else []
+
+    def has_column(self, name: str) -> bool:
+        """Whether column ``name`` exists; answered from the index when it holds it."""
+        return name in self.index_columns or name in self.column_names
 
     @property
     def shard_paths(self) -> list[Path]:
@@ -148,9 +224,23 @@ class ShardSet:
             self._loaded()
         return [resolve_shard_path(self.root, s["path"]) for s in self.manifest["shards"]]
 
+    # index -----------------------------------------------------------------------------
+    def _index_opener(self, k: int) -> idx_cols.Opener:
+        rel = self.manifest["shards"][k]["index"]["path"]
+        if self._remote is not None:
+            return lambda: self._remote.open_random(rel)
+        full = str(resolve_shard_path(self.root, rel))
+        return lambda: full
+
+    def _index(self) -> pa.Schema:
+        if self._index_schema is None:
+            self._index_schema = idx_cols.index_schema(self._index_opener(0), self._footers)
+        return self._index_schema
+
     # data ------------------------------------------------------------------------------
     def table(self, columns: list[str] | None = None) -> pa.Table:
-        """The whole set as one chunked Table (zero-copy; one chunk per shard batch)."""
+        """The whole set as one chunked Table (zero-copy locally; a remote set fetches every
+        shard)."""
         self._check_columns(columns)
         if not self._tables:
             return self.schema.empty_table()
@@ -158,30 +248,43 @@ class ShardSet:
         return pa.concat_tables(tables if columns is None else [t.select(columns) for t in tables])
 
     def arrow_column(self, name: str) -> pa.ChunkedArray:
-        """One column over the whole set as a ChunkedArray (zero-copy)."""
+        """One column over the whole set as a ChunkedArray (zero-copy locally)."""
         self._check_columns([name])
         chunks = [c for t in self._loaded() for c in t.column(name).chunks]
         return pa.chunked_array(chunks, type=self.schema.field(name).type)
 
     def column(self, name: str) -> np.ndarray:
-        """One column over the whole set as a numpy array.
+        """One column over the whole set as a numpy array: from the index when it holds the
+        column (no shard read; remote: a few ranged reads per index part), else from the
+        shards (a remote set fetches them one at a time).
 
         Numeric columns without nulls come back as one contiguous array of their own dtype
-        (float32 stays float32), built by a vectorised concatenation; nulls in float columns
-        become NaN. Strings and nested types come back as object arrays.
+        (float32 stays float32); nulls in float columns become NaN (integer columns with
+        nulls: float64 with NaN). Strings and nested types come back as object arrays.
         """
-        col = self.arrow_column(name)
-        if col.num_chunks == 0:
-            return np.empty(0, dtype=_numpy_dtype(col.type))
-        if col.num_chunks == 1:
-            return col.chunk(0).to_numpy(zero_copy_only=False)
-        return col.to_numpy()
+        if self.has_index and name in self._index().names:
+            parts = [
+                (self._index_opener(k), int(s["rows"]))
+                for k, s in enumerate(self.manifest["shards"])
+            ]
+            dtype = idx_cols.numpy_dtype(self._index().field(name))
+            return idx_cols.read_column(parts, name, dtype, footers=self._footers)
+        self._check_columns([name])
+        if self._remote is None:
+            col = self.arrow_column(name)
+            if col.num_chunks == 0:
+                return np.empty(0, dtype=numpy_dtype(col.type))
+            if col.num_chunks == 1:
+                return col.chunk(0).to_numpy(zero_copy_only=False)
+            return col.to_numpy()
+        return self._remote_column(name)
 
     def take(self, indices: Any, columns: list[str] | None = None) -> pa.Table:
         """Rows at global ``indices`` (any order, repeats allowed) as a Table in that order.
 
         Vectorised: indices are mapped to (shard, local row) with one ``searchsorted``, each
         touched shard is gathered once, and one final ``take`` restores the requested order.
+        A remote shard is pinned in the cache only while its rows are gathered.
 
         Raises:
             IndexError: an index is negative or >= num_rows.
@@ -197,28 +300,17 @@ class ShardSet:
         if lo < 0 or hi >= self.num_rows:
             bad = lo if lo < 0 else hi
             raise IndexError(f"index {bad} out of range for a set of {self.num_rows} rows")
-        shard = np.searchsorted(self._offsets, idx, side="right") - 1
-        order = np.argsort(shard, kind="stable")
-        sorted_shard = shard[order]
-        local = idx[order] - self._offsets[sorted_shard]
-        bounds = np.flatnonzero(np.diff(sorted_shard)) + 1
-        if bounds.size >= _MANY_SHARDS:
-            # Many shards touched: Arrow's chunked take beats one take per shard.
-            return self._combined(columns).take(pa.array(idx)).combine_chunks()
-        starts = np.concatenate(([0], bounds))
-        ends = np.concatenate((bounds, [idx.size]))
-        parts = []
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            t = self._table(int(sorted_shard[s]))
-            if columns is not None:
-                t = t.select(columns)
-            parts.append(t.take(pa.array(local[s:e])))
-        gathered = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-        if len(parts) == 1 and np.all(order[1:] >= order[:-1]):
-            return gathered.combine_chunks()
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(order.size, dtype=np.int64)
-        return gathered.take(pa.array(inverse)).combine_chunks()
+        combined = self._combined if self._remote is None else None
+        return gather(idx, self._offsets, self._use, columns, combined, self._shards_urgent, schema)
+
+    def _use(self, i: int) -> Any:
+        if self._tables[i] is not None:
+            return Held(self._tables[i])
+        return Checked(self, i)
+
+    def _shards_urgent(self, shards: Sequence[int]) -> None:
+        if self._shards is not None:
+            self._shards.urgent(shards)
 
     def _combined(self, columns: list[str] | None) -> pa.Table:
         if self._all is None:
@@ -243,28 +335,9 @@ class ShardSet:
             yield self.slice(start, stop - start, columns).combine_chunks().to_batches()[0]
 
     def slice(self, offset: int, length: int, columns: list[str] | None = None) -> pa.Table:
-        """Contiguous rows ``[offset, offset + length)`` as a Table (zero-copy)."""
+        """Contiguous rows ``[offset, offset + length)`` as a Table (zero-copy locally)."""
         self._check_columns(columns)
-        offset = max(0, int(offset))
-        stop = min(self.num_rows, offset + max(0, int(length)))
-        parts = []
-        first = int(np.searchsorted(self._offsets, offset, side="right")) - 1
-        for i in range(max(first, 0), len(self._tables)):
-            a, b = int(self._offsets[i]), int(self._offsets[i + 1])
-            if a >= stop:
-                break
-            lo, hi = max(offset, a), min(stop, b)
-            if hi > lo:
-                t = self._table(i) if columns is None else self._table(i).select(columns)
-                parts.append(t.slice(lo - a, hi - lo))
-        if not parts:
-            schema = (
-                self.schema
-                if columns is None
-                else pa.schema([self.schema.field(c) for c in columns])
-            )
-            return schema.empty_table()
-        return pa.concat_tables(parts)
+        return slice_parts(self, offset, length, columns)
 
     def to_hf_dataset(self) -> Any:
         """A ``datasets.Dataset`` over the same shard files (needs the ``pipeline`` extra)."""
@@ -294,8 +367,5 @@ class ShardSet:
         return f"ShardSet({self.location!r}, rows={self.num_rows}, shards={self.num_shards})"
 
 
-def _numpy_dtype(dtype: pa.DataType) -> np.dtype:
-    try:
-        return np.dtype(dtype.to_pandas_dtype())
-    except (NotImplementedError, TypeError):
-        return np.dtype(object)
+def _reopen(location: str, options: dict[str, Any]) -> ShardSet:
+    return ShardSet.open(location, **options)

@@ -53,10 +53,11 @@ def write_report(
     out: str | os.PathLike,
     html_path: str | os.PathLike,
     sections: SectionProvider | None = None,
+    open_options: dict[str, Any] | None = None,
 ) -> Path:
-    """Open the dataset at ``out``, render its report (plus ``sections(ss)`` when given) and
-    write it to ``html_path``; return that path."""
-    ss = ShardSet.open(out)
+    """Open the dataset at ``out`` (``ShardSet.open(out, **open_options)``), render its report
+    (plus ``sections(ss)`` when given) and write it to ``html_path``; return that path."""
+    ss = ShardSet.open(out, **(open_options or {}))
     extra = list(sections(ss)) if sections is not None else None
     page = render_report(ss, extra)
     path = Path(html_path)

@@ -8,8 +8,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from .hashing import sha256_file
-from .paths import SHARDS_DIR, shard_name
+from .hashing import sha256_bytes, sha256_file
+from .index import index_bytes, index_columns, index_name
+from .paths import INDEX_DIR, SHARDS_DIR, shard_name
 
 DEFAULT_MAX_ROWS = 100_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -33,8 +34,14 @@ class ShardWriter:
     (approximate, checked after each batch). Shards are uncompressed so readers can
     memory-map them without copies.
 
-    Use as a context manager; ``shards`` then lists ``{path, rows, bytes, sha256}`` for the
-    manifest. The manifest itself is written separately, last, with :func:`write_manifest`.
+    Beside each shard the writer puts its index (:mod:`shards.index`):
+    ``OUT/index/part-NNNNN.parquet`` with the rows' ``id``, ``difficulty``, ``bucket``,
+    ``cluster`` and scalar signal columns (``signal_columns``; default: every floating-point
+    column), written before the shard is renamed into place. ``index=False`` writes none.
+
+    Use as a context manager; ``shards`` then lists ``{path, rows, bytes, sha256, index}`` for
+    the manifest. The manifest itself is written separately, last, with
+    :func:`write_manifest`.
     """
 
     def __init__(
@@ -45,6 +52,8 @@ class ShardWriter:
         max_rows: int = DEFAULT_MAX_ROWS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         start_index: int = 0,
+        index: bool = True,
+        signal_columns: list[str] | None = None,
     ) -> None:
         if max_rows < 1 or max_bytes < 1:
             raise ValueError("max_rows and max_bytes must be >= 1")
@@ -60,7 +69,12 @@ class ShardWriter:
         self._rows = 0
         self._bytes = 0
         self._closed = False
+        self.index = bool(index)
+        self.signal_columns = signal_columns
+        self._index_parts: list[pa.RecordBatch] = []
         (self.out_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+        if self.index:
+            (self.out_dir / INDEX_DIR).mkdir(parents=True, exist_ok=True)
 
     # context manager -------------------------------------------------------------------
     def __enter__(self) -> ShardWriter:
@@ -96,6 +110,8 @@ class ShardWriter:
                 room = self.max_rows - self._rows
                 piece = batch.slice(start, min(room, batch.num_rows - start))
                 self._writer.write_batch(piece)
+                if self.index and self._index_names():
+                    self._index_parts.append(piece.select(self._index_names()))
                 self._rows += piece.num_rows
                 self._bytes += piece.nbytes
                 start += piece.num_rows
@@ -118,15 +134,16 @@ class ShardWriter:
         self._writer.close()
         self._sink.close()
         rel = shard_name(self._index)
+        entry: dict[str, Any] = {"path": rel, "rows": self._rows}
+        if self.index and self._index_names():
+            entry["index"] = self._write_index(rel)
+        self._index_parts = []
         final = self.out_dir / rel
         os.replace(self._tmp, final)
+        entry["bytes"] = final.stat().st_size
+        entry["sha256"] = sha256_file(final)
         self.shards.append(
-            {
-                "path": rel,
-                "rows": self._rows,
-                "bytes": final.stat().st_size,
-                "sha256": sha256_file(final),
-            }
+            {k: entry[k] for k in ("path", "rows", "bytes", "sha256", "index") if k in entry}
         )
         self._index += 1
         self._writer = self._sink = self._tmp = None
@@ -155,10 +172,36 @@ class ShardWriter:
             finally:
                 if self._tmp is not None and self._tmp.exists():
                     self._tmp.unlink()
+        self._index_parts = []
         self._writer = self._sink = self._tmp = None
         self._closed = True
 
     # internals -------------------------------------------------------------------------
+    def _index_names(self) -> list[str]:
+        signals = self.signal_columns
+        if signals is None:
+            signals = [f.name for f in self.schema if pa.types.is_floating(f.type)]
+        return index_columns(self.schema, signals)
+
+    def _write_index(self, rel: str) -> dict[str, Any]:
+        """Write the index part of shard ``rel`` (tmp + rename) and return its entry."""
+        parts, self._index_parts = self._index_parts, []
+        names = self._index_names()
+        schema = self.schema.empty_table().select(names).schema
+        table = pa.Table.from_batches(parts, schema=schema)
+        data = index_bytes(table)
+        irel = index_name(rel)
+        final = self.out_dir / irel
+        tmp = final.with_name(f".{final.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, final)
+        return {
+            "path": irel,
+            "rows": table.num_rows,
+            "bytes": len(data),
+            "sha256": sha256_bytes(data),
+        }
+
     def _to_table(self, data: pa.RecordBatch | pa.Table | dict[str, Any]) -> pa.Table:
         if isinstance(data, dict):
             table = pa.table(data, schema=self.schema) if self.schema else pa.table(data)

@@ -29,3 +29,15 @@ def pytest_report_header(config):  # noqa: ARG001
     if torch.cuda.is_available():
         return f"sampler GPU tests: CUDA {torch.cuda.get_device_name(0)}"
     return "sampler GPU tests: CUDA not available, tests/test_sampler_gpu.py cuda cases skipped"
+
+
+def pytest_addoption(parser):
+    """Job servers for tests/test_runners.py (also from the environment, same names upper-cased
+    with underscores): the cluster runners' tests run only where one is given."""
+    group = parser.getgroup("gradum runners")
+    for name, what in (
+        ("gradum-flink-job-server-jar", "Beam's Flink job-server jar"),
+        ("gradum-spark-job-server-jar", "Beam's Spark job-server jar"),
+        ("gradum-prism-binary", "the Prism runner's binary"),
+    ):
+        group.addoption(f"--{name}", default=None, metavar="PATH", help=f"{what} (PATH)")

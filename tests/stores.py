@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,21 @@ class Store:
     beam_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     client: object = None
+    requests: list[tuple[str, str, str]] = field(default_factory=list)  # S3: (method, path, query)
+
+    def objects_written(self, prefix: str) -> set[str]:
+        """Keys under ``prefix`` the server completed an upload of (PUT, or a multipart upload
+        completed), from its request log since ``requests`` was last cleared (S3 only)."""
+        base = f"/{self.bucket}/{prefix}"
+        return {
+            path[len(self.bucket) + 2 :]
+            for method, path, query in list(self.requests)
+            if path.startswith(base)
+            and (
+                (method == "PUT" and "partNumber" not in query)
+                or (method == "POST" and "uploadId" in query)
+            )
+        }
 
     def url(self, key: str = "") -> str:
         return f"{self.scheme}://{self.bucket}/{key}"
@@ -84,7 +100,11 @@ def s3_server(bucket: str = "gradum-s3") -> Iterator[Store]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug.setLevel(logging.INFO)  # every request is logged: _RequestLog keeps them
+    werkzeug.propagate = False
+    log = _RequestLog()
+    werkzeug.addHandler(log)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -112,10 +132,30 @@ def s3_server(bucket: str = "gradum-s3") -> Iterator[Store]:
             f"--s3_secret_access_key={SECRET}",
             "--s3_region_name=us-east-1",
         ]
-        yield Store("s3", bucket, beam_args, env, client)
+        store = Store("s3", bucket, beam_args, env, client)
+        log.target = store.requests
+        yield store
     finally:
+        werkzeug.removeHandler(log)
         server.stop()
         _restore(old)
+
+
+class _RequestLog(logging.Handler):
+    """The moto server's request lines (werkzeug), parsed into ``(method, path, query)``."""
+
+    _LINE = re.compile(r'"(GET|PUT|POST|DELETE|HEAD) (\S+) HTTP')
+    _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours some statuses (206)
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.target: list | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = self._LINE.search(self._ANSI.sub("", record.getMessage()))
+        if m and self.target is not None:
+            path, _, query = m.group(2).partition("?")
+            self.target.append((m.group(1), path, query))
 
 
 def _restore(old: dict[str, str | None]) -> None:

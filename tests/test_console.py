@@ -4,20 +4,21 @@ in a log file (on the console only with -v), errors in one line naming the log, 
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pipelines.console import (
+from pipelines.console.log import (
     JobConsole,
     Redactor,
     default_log_path,
     one_line_error,
     secret_values,
 )
-from pipelines.progress import (
+from pipelines.console.progress import (
     Progress,
     ProgressDisplay,
     Totals,
@@ -26,6 +27,7 @@ from pipelines.progress import (
     phase,
     plan_total,
     read_totals,
+    shown_total,
     status_line,
     sum_records,
 )
@@ -55,6 +57,7 @@ def test_worker_progress_files_add_up(tmp_path):
         "scored": 7,
         "dead": 1,
         "shards": 0,
+        "reused": 0,
     }
     b.configure(str(tmp_path / "not-on-this-machine"))  # a remote worker: counts only
     b.add(read=5)
@@ -84,8 +87,52 @@ def test_the_bar_says_starting_then_scoring_then_writing_then_done(tmp_path):
     assert phase(Totals(300, 204, 0, 2, shards=1), 177, exact=False) == "writing"
 
 
+def _lines(text: str) -> list[str]:
+    """What a log or CI page shows of a bar drawn to a file: each redraw a line."""
+    return [seg.rstrip() for seg in re.split(r"[\r\n]", text) if seg.strip()]
+
+
+def test_a_short_estimate_shows_a_count_then_the_true_total(tmp_path):
+    """The plan estimated 177 records from file sizes; there are 508. Past the estimate the
+    bar shows the count alone (no percentage, no "/?"), and once writing has begun every
+    record is scored: the count is the total."""
+    out = io.StringIO()
+    drawn = []
+    with ProgressDisplay(str(tmp_path), 177, out, exact=False) as display:
+        for scored, shards in ((100, 0), (300, 0), (508, 1)):
+            (tmp_path / "1.json").write_text(
+                json.dumps({"read": 508, "scored": scored, "shards": shards})
+            )
+            display._update(force=True)
+            drawn.append(_lines(out.getvalue())[-1])
+    assert drawn[0].startswith("scoring  56%|") and "100/177" in drawn[0]
+    assert drawn[1].startswith("scoring 300 [") and "ETA unknown" in drawn[1]
+    assert drawn[2].startswith("writing 100%|") and "508/508" in drawn[2]
+    final = _lines(out.getvalue())[-1]
+    assert final.startswith("done 100%|") and "508/508" in final
+    assert not any("/?" in line or " 0%|" in line for line in _lines(out.getvalue())[1:])
+    assert shown_total(Totals(600, 600, 0, 1, shards=1), 1000, exact=False) == 600  # over-estimate
+    assert shown_total(Totals(600, 600, 0, 1, shards=1), None) == 600  # a streamed input
+    assert shown_total(Totals(600, 600, 0, 1), None) is None
+    assert shown_total(Totals(90, 90, 0, 1, shards=1), 100, exact=True) == 100  # exact holds
+
+
+def test_the_last_line_is_drawn_once(tmp_path):
+    out = io.StringIO()
+    with ProgressDisplay(str(tmp_path), 50, out) as display:
+        (tmp_path / "1.json").write_text(json.dumps({"read": 50, "scored": 50}))
+        display._update(force=True)
+    lines = _lines(out.getvalue())
+    assert [line.split()[0] for line in lines] == ["starting", "writing", "done"]
+    assert out.getvalue().endswith("\n") and out.getvalue().count("done") == 1
+    out = io.StringIO()  # a failed job: where it stopped, once, and no "done"
+    with pytest.raises(RuntimeError), ProgressDisplay(str(tmp_path), 80, out):
+        raise RuntimeError("boom")
+    assert [line.split()[0] for line in _lines(out.getvalue())] == ["starting", "scoring"]
+
+
 def test_a_shard_builder_reports_writing_to_the_bar(tmp_path):
-    from pipelines.progress import Progress, read_totals
+    from pipelines.console.progress import Progress, read_totals
 
     worker = Progress()
     worker.configure(str(tmp_path))
@@ -119,10 +166,10 @@ def test_eta_from_total_and_none_without():
 
 def test_plan_total_known_or_not():
     class P:
-        rows, units = 6407, [("builtin", "builtin:python-docs")]
+        rows, streamed = 6407, False
 
     assert plan_total(P) == 6407
-    P.units = [("hf_hub", "org/corpus")]
+    P.streamed = True  # a Hub stream: its size is a guess
     assert plan_total(P) is None
 
 
@@ -146,11 +193,23 @@ def test_default_log_path(tmp_path):
     assert default_log_path(str(tmp_path / "new")) == (str(tmp_path / "new" / "gradum.log"), False)
     (tmp_path / "ds" / "shards").mkdir(parents=True)
     assert default_log_path(str(tmp_path / "ds"))[0] == str(tmp_path / "ds" / "gradum.log")
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "thesis.tex").write_text("x")  # not ours: the job will refuse it
-    path, temporary = default_log_path(str(tmp_path / "mine"))
-    assert temporary and not path.startswith(str(tmp_path / "mine"))
+    (tmp_path / "file").write_text("x")
+    assert default_log_path(str(tmp_path / "file"))[1] is True
     assert default_log_path("gs://bucket/run1")[1] is True
+
+
+def test_a_refused_job_writes_nothing_not_even_its_log(tmp_path, capsys):
+    """The log goes to a pending file until the output is checked and claimed: a job refused
+    beside someone's files leaves no gradum.log among them, and its error names no log."""
+    from pipelines.job import launch
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    cfg = launch.JobConfig(inputs=["builtin:graded?n=5"], output=str(tmp_path / "mine"))
+    status, _ = launch.run_console_job(cfg, ["--direct_running_mode=in_memory"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "gradum did not write" in err and "(log:" not in err
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["thesis.tex"]
 
 
 def test_one_line_error_from_a_remote_traceback():
@@ -163,7 +222,7 @@ def test_one_line_error_from_a_remote_traceback():
 
 
 def test_unexpected_failure_is_one_line_with_the_log(tmp_path, monkeypatch, capsys):
-    from pipelines import score
+    from pipelines.job import launch as score
 
     def explode(cfg, beam_args, console=None):
         print("library chatter on stdout")
@@ -174,9 +233,11 @@ def test_unexpected_failure_is_one_line_with_the_log(tmp_path, monkeypatch, caps
     status, manifest = score.run_console_job(cfg, ["--s3_secret_access_key=ZZSECRET"])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1 and manifest is None
-    log = tmp_path / "out" / "gradum.log"
-    assert err[-1] == f"gradum score: failed: MemoryError: out of memory (log: {log})"
-    text = log.read_text()
+    # It failed before claiming its output: the log stays where it was being written.
+    assert err[-1].startswith("gradum score: failed: MemoryError: out of memory (log: ")
+    log = err[-1].split("(log: ", 1)[1].rstrip(")")
+    assert not (tmp_path / "out").exists()
+    text = open(log).read()
     assert "Traceback" in text and "worker died" in text and "ZZSECRET" not in text
 
 
@@ -214,12 +275,18 @@ SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 def test_score_console_is_quiet_and_the_log_has_the_rest(tmp_path):
     out = tmp_path / "out"
     job = ["builtin:graded?n=300", "--signals", "readability", "--output", str(out)]
-    beam = ["--direct_num_workers=2", f"--s3_secret_access_key={SECRET}"]
+    beam = [
+        "--direct_num_workers=2",
+        "--s3_access_key_id=AKIDEXAMPLE",
+        f"--s3_secret_access_key={SECRET}",
+    ]
     r = _gradum("score", *job, *beam, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     for noise in NOISE:
         assert noise not in r.stderr, r.stderr
     assert "300 records read, 300 written, 0 dead-lettered" in r.stderr
+    bar = [line for line in _lines(r.stderr) if line.startswith("done ")]
+    assert len(bar) == 1 and "300/300" in bar[0], r.stderr  # the last line, once
     assert f"log -> {out / 'gradum.log'}" in r.stderr
     assert r.stdout == ""
     log = (out / "gradum.log").read_text()

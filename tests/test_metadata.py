@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import metadata
+from pipelines.io import metadata
 from pipelines.score import JobConfig, run_job
 from shards import ShardSet
 

@@ -122,7 +122,7 @@ def test_a_remote_shard_that_fails_its_check_is_never_served(store, committed, t
     ds = ShardSet.open(store.url("runs/bad"), cache_dir=tmp_path / "cache")
     assert ds.take([0]).num_rows == 1  # shard 0 is sound
     with pytest.raises(ShardMismatchError, match="sha256"):
-        ds.column("id")
+        ds.column("text")  # not in the index: read from the shards
     assert not (tmp_path / "cache" / victim).exists()
     assert shards_main(["validate", store.url("runs/bad"), "--cache-dir", str(tmp_path / "c")]) == 1
 
@@ -164,7 +164,7 @@ def test_bad_outputs_are_refused_before_any_worker_starts(store, committed, caps
     assert "does not exist" in err
     store.put("foreign/precious.txt", b"keep me")
     err = _refused(capsys, *job, "--output", store.url("foreign"))
-    assert "not a gradum dataset" in err and store.get("foreign/precious.txt") == b"keep me"
+    assert "gradum did not write" in err and store.get("foreign/precious.txt") == b"keep me"
     first = store.get("runs/a/manifest.json")
     err = _refused(capsys, *job, "--output", committed[0])
     assert "--overwrite" in err and store.get("runs/a/manifest.json") == first
@@ -172,9 +172,9 @@ def test_bad_outputs_are_refused_before_any_worker_starts(store, committed, caps
 
 
 def test_an_unreachable_store_is_one_line(store, capsys, monkeypatch):
-    import pipelines.output
+    import pipelines.output.preflight
 
-    monkeypatch.setattr(pipelines.output, "PREFLIGHT_TIMEOUT_S", 5.0)
+    monkeypatch.setattr(pipelines.output.preflight, "PREFLIGHT_TIMEOUT_S", 5.0)
     dead = "http://127.0.0.1:9"  # the discard port: nothing listens
     job = ["builtin:graded?n=20", "--signals", "readability", "--no-progress"]
     if store.scheme == "s3":
@@ -241,3 +241,32 @@ def test_reference_lm_and_parquet_inputs_live_in_the_bucket(tmp_path):
         assert (scored > 1).all() and 150 < len(scored) < 400 and len(set(scored.tolist())) > 100
         assert gcs.url("lm/reference_lm") in manifest["proxy"]["tokens"]
         assert np.isfinite(ds.column("perplexity_proxy")).all()
+
+
+def test_objects_grow_with_the_parts_not_with_the_workers():
+    """On the S3 server: the same input at 2 and at 4 workers writes the same objects (a
+    staging object, a summary, a shard and an index part per part, the marker, the manifest),
+    within c (shards + read units) + a constant, whatever the workers or bundles."""
+    lines = [json.dumps({"text": f"Record {i}: " + "plain words said clearly. " * (3 + i % 5)})
+             for i in range(4000)]  # fmt: skip
+    with s3_server("gradum-objects") as s3:
+        s3.put("in/c.jsonl", ("\n".join(lines) + "\n").encode())
+        written = {}
+        for workers in (2, 4):
+            s3.requests.clear()
+            job = [s3.url("in/c.jsonl"), "--signals", "compression_ratio", "--rows-per-shard",
+                   "400", "--no-progress", "--output", s3.url(f"w{workers}"),
+                   "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}",
+                   *s3.beam_args]  # fmt: skip
+            assert score(*job) == 0
+            written[workers] = {k.split("/", 1)[1] for k in s3.objects_written(f"w{workers}/")}
+        manifest = json.loads(s3.get("w2/manifest.json"))
+    shards = len(manifest["shards"])
+    assert shards >= 8
+    assert len(written[2]) == len(written[4])
+    assert {k for k in written[2] if "staging/" not in k} == {
+        k for k in written[4] if "staging/" not in k
+    }
+    # per part: staging object, summary, shard, index part; then run.json, manifest.json and
+    # the launcher's write probe (written and deleted before anything else)
+    assert len(written[2]) <= 4 * shards + 3

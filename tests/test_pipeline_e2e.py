@@ -172,30 +172,6 @@ def test_graded_difficulty_follows_the_known_level_and_reruns_are_byte_identical
     ]
 
 
-def test_portable_runner_matches_the_direct_runner(tmp_path):
-    args = ["builtin:graded?n=120", "--signals", "compression_ratio,readability", "--no-progress"]
-    assert score(*args, "--output", str(tmp_path / "direct"), *IN_MEMORY) == 0
-    assert (
-        score(
-            *args,
-            "--output",
-            str(tmp_path / "portable"),
-            "--runner=PortableRunner",
-            "--job_endpoint=embed",
-        )
-        == 0
-    )
-    d, p = ShardSet.open(tmp_path / "direct"), ShardSet.open(tmp_path / "portable")
-    assert (
-        p.manifest["counts"]
-        == d.manifest["counts"]
-        == {"input": 120, "written": 120, "dead_letter": 0}
-    )
-    assert [s["sha256"] for s in p.manifest["shards"]] == [
-        s["sha256"] for s in d.manifest["shards"]
-    ]
-
-
 def test_overwrite_rules(tmp_path, capsys):
     out = tmp_path / "out"
     args = [
@@ -220,45 +196,49 @@ def test_overwrite_rules(tmp_path, capsys):
     assert (tmp_path / "foreign" / "precious.txt").exists()
 
 
-def test_a_killed_run_leaves_no_manifest_and_a_rerun_succeeds(tmp_path):
-    out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipelines.score",
-        "builtin:graded?n=400000",
-        "--output",
-        str(out),
-        "--signals",
-        "lexical_diversity",
-        *IN_MEMORY,
-    ]
+def _kill_when(cmd: list[str], ready, timeout: float = 180) -> None:
+    """Start ``cmd`` and SIGKILL its whole process group once ``ready()`` is true."""
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    deadline = time.monotonic() + 120
-    # out/gradum.log appears at once; shards/ when the job has checked and claimed the output.
-    while not (out / "shards").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(3)
+    deadline = time.monotonic() + timeout
+    while not ready() and time.monotonic() < deadline:
+        assert proc.poll() is None, "the job ended before it was killed"
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert out.exists() and not (out / "manifest.json").exists()
+
+
+def test_a_killed_run_resumes_to_the_clean_runs_bytes(tmp_path, capsys):
+    """Killed past half-way, the run is refused without a flag (nothing deleted), then
+    ``--resume`` reuses every part the killed run finished (its summary written) and scores
+    the rest: the shards are byte-identical to an undisturbed run's."""
+    spec = "builtin:graded?n=24000"
+    job = ["--signals", "lexical_diversity,readability", "--no-progress", *IN_MEMORY]
+    assert score(spec, "--output", str(tmp_path / "clean"), *job) == 0
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pipelines.score", spec, "--output", str(out), *job]
+    done = lambda: len(list(out.glob("staging/*/done/*.pkl")))  # noqa: E731
+    _kill_when(cmd, lambda: done() >= 14)  # 24 parts of 1,000
+    finished = done()
+    assert finished >= 14 and not (out / "manifest.json").exists()
     with pytest.raises(IncompleteDatasetError):
         ShardSet.open(out)
-    assert (
-        score(
-            "builtin:graded?n=30",
-            "--output",
-            str(out),
-            "--signals",
-            "lexical_diversity",
-            "--no-progress",
-            *IN_MEMORY,
-        )
-        == 0
-    )
-    assert ShardSet.open(out).num_rows == 30
+    before = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert score(spec, "--output", str(out), *job) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == before
+    assert score(spec, "--output", str(out), *job, "--signals", "readability", "--resume") == 2
+    assert "differ from the unfinished run" in capsys.readouterr().err
+    assert score(spec, "--output", str(out), *job, "--resume") == 0
+    clean, resumed = ShardSet.open(tmp_path / "clean"), ShardSet.open(out)
+    assert resumed.manifest["resume"]["reused_parts"] >= finished
+    assert resumed.manifest["counts"] == clean.manifest["counts"]
+    assert [(s["path"], s["sha256"]) for s in resumed.manifest["shards"]] == [
+        (s["path"], s["sha256"]) for s in clean.manifest["shards"]
+    ]
+    assert not (out / "staging").exists()
+    assert validate(out) == []
 
 
 def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
@@ -353,3 +333,67 @@ def test_shards_are_bounded_by_bytes_and_never_collide(tmp_path):
     assert sorted(int(t.split()[1]) for t in texts) == list(range(300))
     assert not (tmp_path / "out" / "staging").exists()
     assert validate(tmp_path / "out") == []
+
+
+@pytest.fixture
+def broken_scorer(monkeypatch, tmp_path):
+    """A scorer that fails on every text (a missing model file, a CUDA error)."""
+    (tmp_path / "broken_scorer.py").write_text(
+        "class Broken:\n"
+        "    name, version, outputs = 'broken', '1', {'broken': 1}\n"
+        "    def describe(self):\n"
+        "        return {'name': 'broken'}\n"
+        "    def score(self, texts):\n"
+        "        raise OSError('model.safetensors: no such file')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import scorers
+
+    monkeypatch.setitem(scorers._REGISTRY, "broken", "broken_scorer:Broken")
+
+
+def test_a_scorer_that_fails_on_everything_stops_the_job_with_its_error(
+    tmp_path, broken_scorer, capsys
+):
+    """Not 2n-1 calls per batch and every record dead-lettered at the end: three batches whose
+    first text alone fails too, and the job stops, naming the scorer and its error."""
+    out = tmp_path / "out"
+    began = time.monotonic()
+    rc = score("builtin:graded?n=20000", "--output", str(out), "--signals", "length,broken",
+               "--max-dead-letter-fraction", "1", "--no-progress", *IN_MEMORY)  # fmt: skip
+    elapsed = time.monotonic() - began
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and elapsed < 60
+    assert "scorer 'broken' failed on each of its first 3 batches" in err
+    assert "model.safetensors: no such file" in err
+    assert not (out / "manifest.json").exists()
+    assert len(list(out.glob("staging/*/done/*.pkl"))) == 0  # it stopped in its first part
+
+
+def test_a_blown_budget_stops_the_job_early_naming_the_budget(tmp_path, capsys):
+    """30 % unparseable lines against the default 1 % budget: a worker stops the job once
+    its own rejections exceed what the budget allows for the whole input, long before the
+    corpus is scored; the error names the budget and no manifest is written."""
+    src = tmp_path / "bad.jsonl"
+    with open(src, "w") as fh:
+        for i in range(60_000):
+            fh.write("{broken\n" if i % 10 < 3 else json.dumps({"text": f"line {i} ok"}) + "\n")
+    out = tmp_path / "out"
+    rc = score(str(src), "--output", str(out), "--signals", "lexical_diversity", "--no-progress",
+               *IN_MEMORY)  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and "over --max-dead-letter-fraction=0.01" in err
+    assert "stopped early" in err and not (out / "manifest.json").exists()
+    parts_done = len(list(out.glob("staging/*/done/*.pkl")))
+    assert parts_done <= 2, parts_done  # of 32 parts
+
+
+def test_the_log_has_one_line_per_part_not_per_batch(tmp_path):
+    out = tmp_path / "out"
+    rc = score("builtin:graded?n=6000", "--output", str(out), "--signals", "length",
+               "--batch-size", "16", "--no-progress", *IN_MEMORY)  # fmt: skip
+    assert rc == 0
+    parts = len(ShardSet.open(out).manifest["shards"])
+    lines = [ln for ln in (out / "gradum.log").read_text().splitlines() if " gradum." in ln]
+    assert len([ln for ln in lines if "gradum.stage" in ln]) == parts
+    assert len(lines) <= parts + 10  # 375 batches of 16: none of them logs a line

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.difficulty import buckets, combine, parse_weights
-from pipelines.inference import score_isolating
-from pipelines.records import make_record, record_id
-from pipelines.sketch import QuantileSketch
+from pipelines.io.records import make_record, record_id
+from pipelines.model.inference import score_one
+from pipelines.stats.difficulty import buckets, combine, parse_weights
+from pipelines.stats.sketch import QuantileSketch
 
 
 @pytest.mark.parametrize(
@@ -42,6 +42,18 @@ def test_good_payload_keeps_metadata_and_gets_a_stable_id():
     assert make_record("f", 0, {"text": "hi"}, id_field="key")[1] == "missing id field 'key'"
 
 
+def test_a_records_own_id_is_its_id_by_default_and_none_hashes():
+    """Like the curation tools: a field named ``id`` is the record id unless told otherwise;
+    ``--id-field none`` hashes source and position and keeps ``id`` as metadata."""
+    record, _ = make_record("f.jsonl", 3, {"text": "hi", "id": 42, "n": 1})
+    assert record["id"] == "42" and record["meta"] == {"n": 1}
+    record, _ = make_record("f.jsonl", 3, {"text": "hi", "id": 42}, id_field="none")
+    assert record["id"] == record_id("f.jsonl", 3) and record["meta"] == {"id": 42}
+    record, _ = make_record("f.jsonl", 3, {"text": "hi", "id": ""})
+    assert record["id"] == record_id("f.jsonl", 3)  # an empty id is no id
+    assert len(record_id("f", 0)) == 22  # r- and 80 bits: no collision among 1e9 records
+
+
 class _Explode:
     name, version, outputs = "explode", "1", {"explode": 1}
 
@@ -54,10 +66,12 @@ class _Explode:
 def test_one_bad_text_is_isolated_and_the_rest_of_its_batch_is_scored():
     texts = [f"text {i}" for i in range(37)]
     texts[5] = texts[30] = "BOOM"
-    results = score_isolating([_Explode()], texts)
-    assert [i for i, (_, err) in enumerate(results) if err] == [5, 30]
-    assert "cannot score BOOM" in results[5][1]
-    assert all(res["explode"] == len(texts[i]) for i, (res, err) in enumerate(results) if not err)
+    columns, errors = score_one(_Explode(), texts)
+    assert [i for i, err in enumerate(errors) if err] == [5, 30]
+    assert "cannot score BOOM" in errors[5]
+    ok = [i for i, err in enumerate(errors) if not err]
+    assert np.array_equal(columns["explode"][ok], [len(texts[i]) for i in ok])
+    assert np.isnan(columns["explode"][[5, 30]]).all()
 
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
@@ -126,15 +140,16 @@ def test_readers_handle_every_file_format(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.plan import plan_inputs
-    from pipelines.readers import read_unit
+    from pipelines.io.formats import read_unit, read_whole
+    from pipelines.plan.inputs import plan_inputs
+    from pipelines.plan.units import plan_units
 
     with gzip.open(tmp_path / "a.jsonl.gz", "wb") as fh:
         fh.write(b'{"text": "one"}\n\n{"text": "two"}\n\xff\xfe bad\n[1, 2]\n')
     pq.write_table(pa.table({"text": ["p1", "p2", "p3"], "n": [1, 2, 3]}), tmp_path / "b.parquet")
     (tmp_path / "c.txt").write_text("line one\n\nline two\n")
-    units = plan_inputs([str(tmp_path / "*")]).units
-    items = [it for u in units for it in read_unit(u)]
+    units = plan_units(plan_inputs([str(tmp_path / "*")]))
+    items = [it for u in units for it in (read_whole(*u[2:]) if u[0] == "whole" else read_unit(u))]
     ok = [it for it in items if it[0] == "ok"]
     dead = [it for it in items if it[0] == "dead"]
     assert [it[3]["text"] for it in ok] == ["one", "two", "p1", "p2", "p3", "line one", "line two"]
@@ -153,24 +168,29 @@ def test_readers_handle_every_file_format(tmp_path):
 def test_readers_load_a_saved_hf_dataset(tmp_path):
     from datasets import Dataset
 
-    from pipelines.plan import plan_inputs
-    from pipelines.readers import read_unit
+    from pipelines.io.formats import read_unit
+    from pipelines.plan.inputs import plan_inputs
+    from pipelines.plan.units import plan_units
 
     Dataset.from_dict({"text": ["a b", "c d"], "label": [0, 1]}).save_to_disk(tmp_path / "hf")
     plan = plan_inputs([str(tmp_path / "hf")])
-    units = plan.units
-    assert units == [("hf_disk", str(tmp_path / "hf"))] and plan.rows == 2 and plan.exact
+    units = plan_units(plan)
+    assert units == [("hf_disk", "00000000-000000", str(tmp_path / "hf"), "", 0, 2)]
+    assert plan.rows == 2 and plan.exact
     rows = [it[3] for u in units for it in read_unit(u)]
     assert rows == [{"text": "a b", "label": 0}, {"text": "c d", "label": 1}]
 
 
 def test_graded_builtin_is_chunked_for_parallel_reading():
-    from pipelines.plan import plan_inputs
-    from pipelines.readers import read_unit
+    from pipelines.io.formats import read_unit
+    from pipelines.plan.inputs import plan_inputs
+    from pipelines.plan.units import Sizing, plan_units
 
     plan = plan_inputs(["builtin:graded?n=45000&seed=2"])
-    units = plan.units
-    assert len(units) == 9 and plan.rows == 45000
+    units = plan_units(plan, Sizing(part_rows=10_000))
+    assert len(units) == 32 and plan.rows == 45000  # spread over 32 parts at least
+    assert len(plan_units(plan, Sizing(part_rows=1_000))) == 45  # and at most part_rows each
+    assert [u[1] for u in units] == sorted(u[1] for u in units)
     ids = [it[3]["id"] for u in units for it in read_unit(u)]
     assert len(ids) == len(set(ids)) == 45000
     assert json.dumps(ids[:2]) == json.dumps(
@@ -183,8 +203,9 @@ def test_hub_datasets_are_streamed_by_name(monkeypatch):
     dataset) and reads it in order; the Hub itself is replaced by a local iterable dataset."""
     import datasets
 
-    from pipelines.plan import plan_inputs
-    from pipelines.readers import read_unit
+    from pipelines.io.formats import read_unit
+    from pipelines.plan.inputs import plan_inputs
+    from pipelines.plan.units import Sizing, chunk_whole, plan_units
 
     calls = []
 
@@ -194,9 +215,11 @@ def test_hub_datasets_are_streamed_by_name(monkeypatch):
         return ds.to_iterable_dataset()
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    units = plan_inputs(["hf:org/corpus:validation:en"]).units
-    assert units == [("hf_hub", "org/corpus:validation:en")]
-    items = [it for u in units for it in read_unit(u)]
+    units = plan_units(plan_inputs(["hf:org/corpus:validation:en"]))
+    assert units == [("whole", 0, "hf_hub", "org/corpus:validation:en")]
+    chunks = list(chunk_whole(units[0], Sizing(part_rows=2)))
+    assert [c[1] for c in chunks] == ["00000000-000000", "00000000-000001"]
+    items = [it for u in chunks for it in read_unit(u)]
     assert calls == [("org/corpus", "en", "validation", True)]
     assert [(it[1], it[2], it[3]["text"], it[3]["n"]) for it in items] == [
         ("hf:org/corpus:validation:en", 0, "first", 1),
@@ -227,24 +250,25 @@ def test_line_files_cut_into_units_read_every_line_once(
     """Byte-range units of a JSONL file, cut from its size alone, yield exactly the items of
     reading it whole, positions being the byte offsets of the lines, wherever the cuts fall
     (blank lines, CRLF, no final newline, a cut inside a line or right after a newline)."""
-    import pipelines.plan as P
-    import pipelines.readers as R
+    import pipelines.io.formats as R
+    import pipelines.plan.inputs as P
+    import pipelines.plan.units as U
 
     path = tmp_path_factory.mktemp("split") / "x.jsonl"
     sep = "\r\n" if crlf else "\n"
     data = (sep.join(lines) + (sep if trailing_newline and lines else "")).encode()
     path.write_bytes(data)
     whole = list(R._read_file(str(path)))
-    old = P.MIN_UNIT_BYTES
-    P.MIN_UNIT_BYTES = unit
+    old = U.MIN_UNIT_BYTES
+    U.MIN_UNIT_BYTES = unit
     try:
-        units = P.plan_inputs([str(path)]).units
+        units = U.plan_units(P.plan_inputs([str(path)]), U.Sizing(part_bytes=unit))
     finally:
-        P.MIN_UNIT_BYTES = old
+        U.MIN_UNIT_BYTES = old
     assert all(u[0] == "lines" for u in units)
     if len(data) > 2 * unit:
         assert len(units) >= 2
-    assert [u[2] for u in units] == sorted(u[2] for u in units)
+    assert [u[3] for u in units] == sorted(u[3] for u in units)
     pieces = [it for u in units for it in R.read_unit(u)]
     assert pieces == whole
     starts = [sum(len((x + sep).encode()) for x in lines[:i]) for i in range(len(lines))]
@@ -259,23 +283,25 @@ def test_parquet_is_cut_into_row_group_units(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import pipelines.plan as P
-    import pipelines.readers as R
+    import pipelines.io.formats as R
+    import pipelines.plan.inputs as P
+    import pipelines.plan.units as U
 
     n = 5000
     texts = [f"row {i} " + "x" * (i % 50) for i in range(n)]
     pq.write_table(pa.table({"text": texts, "n": list(range(n))}), tmp_path / "p.parquet",
                    row_group_size=300)  # fmt: skip
-    old = P.MIN_UNIT_BYTES
-    P.MIN_UNIT_BYTES = 1
+    old = U.MIN_UNIT_BYTES
+    U.MIN_UNIT_BYTES = 1
     try:
         plan = P.plan_inputs([str(tmp_path / "p.parquet")])
+        units = U.plan_units(plan)
     finally:
-        P.MIN_UNIT_BYTES = old
-    units = plan.units
+        U.MIN_UNIT_BYTES = old
     assert plan.rows == n and plan.exact
-    assert len(units) > 3 and all(u[0] == "parquet" and P.is_fine_grained(u) for u in units)
-    assert sum(u[3] for u in units) == pq.ParquetFile(tmp_path / "p.parquet").num_row_groups
+    assert len(units) > 3 and all(u[0] == "parquet" for u in units)
+    assert sum(u[4] for u in units) == pq.ParquetFile(tmp_path / "p.parquet").num_row_groups
+    assert len(U.plan_units(plan, U.Sizing(part_rows=600))) == n // 600 + 1  # 2 groups each
     items = [it for u in units for it in R.read_unit(u)]
     assert [(it[2], it[3]["n"], it[3]["text"]) for it in items] == [
         (i, i, t) for i, t in enumerate(texts)
@@ -285,8 +311,9 @@ def test_parquet_is_cut_into_row_group_units(tmp_path):
 def test_the_launcher_plans_a_large_line_file_from_its_size_and_64_kib(tmp_path):
     """No pass over the data before the job: a 20 MB JSONL is cut into units from its size,
     and only the first 64 KiB are read (to estimate bytes per record for the shard count)."""
-    from pipelines import fs
-    from pipelines.plan import SAMPLE_BYTES, plan_inputs
+    from pipelines.io import storage as fs
+    from pipelines.plan.inputs import SAMPLE_BYTES, plan_inputs
+    from pipelines.plan.units import Sizing, plan_units
 
     line = json.dumps({"text": "x" * 190}) + "\n"  # 204 bytes
     path = tmp_path / "big.jsonl"
@@ -295,6 +322,43 @@ def test_the_launcher_plans_a_large_line_file_from_its_size_and_64_kib(tmp_path)
     before = fs.BYTES_READ[0]
     plan = plan_inputs([str(path)])
     assert fs.BYTES_READ[0] - before <= SAMPLE_BYTES
-    assert len(plan.units) == 32 and plan.units[-1][3] == path.stat().st_size
+    units = plan_units(plan)
+    assert len(units) == 32 and units[-1][4] == path.stat().st_size
     assert abs(plan.rows - 100_000) <= 1000 and not plan.exact
-    assert plan.num_shards(rows_per_shard=10_000, shard_bytes=1 << 40) == 10
+    sizing = Sizing.plan(
+        rows=plan.rows,
+        nbytes=plan.bytes,
+        rows_per_shard=1_000,
+        shard_bytes=1 << 40,
+        bytes_per_record=plan.bytes_per_record,
+    )
+    assert len(plan_units(plan, sizing)) == 100  # parts of about 1,000 rows (not 32 of 3,000)
+
+
+def test_the_launcher_reads_parquet_footers_in_parallel(tmp_path, monkeypatch):
+    """Footers (and line-file heads) are read by a thread pool: 40 files whose footer takes
+    0.2 s each are planned in far less than 40 x 0.2 s."""
+    import threading
+    import time
+
+    import pipelines.plan.inputs as P
+
+    files = [(f"{tmp_path}/f-{i:03d}.parquet", 1000) for i in range(40)]
+    monkeypatch.setattr(P, "_files_of", lambda spec: files)
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def slow_footer(path):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.2)
+        with lock:
+            active[0] -= 1
+        return 100, 1000
+
+    monkeypatch.setattr(P, "_parquet_rows", slow_footer)
+    began = time.monotonic()
+    plan = P.plan_inputs([f"{tmp_path}/*.parquet"])
+    assert plan.rows == 4000 and plan.exact and len(plan.files) == 40
+    assert peak[0] >= 8 and time.monotonic() - began < 3

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from pipelines import proxy
+from pipelines.model import proxy
 from pipelines.score import JobConfig, JobError, run_job
 from shards import ShardSet
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from pipelines import proxy
-from pipelines.proxy_tokens import TokenFeatures
+from pipelines.model import proxy
+from pipelines.model.proxy_tokens import TokenFeatures
 from scorers.reference_lm import train_tokenizer
 
 EASY = "the cat sat on a mat and the dog ran to the sun".split()

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.ranks import LEVEL_BITS, RankSketch, merge_counts
+from pipelines.stats.ranks import LEVEL_BITS, RankSketch, merge_counts
 
 EPS = 0.001
 
@@ -26,7 +26,7 @@ def build(parts: list[np.ndarray], eps: float = EPS) -> RankSketch:
     """Every pass, as the job runs them (later passes are no-ops once no bucket is heavy)."""
     sketch = RankSketch(eps)
     for _ in LEVEL_BITS:
-        sketch.add_level(merge_counts([sketch.level_counts(p) for p in parts]))
+        sketch = sketch.add_level(merge_counts([sketch.level_counts(p) for p in parts]))
     assert sketch.complete
     return sketch
 
@@ -118,3 +118,17 @@ def test_zero_signs_tie_and_values_outside_the_data_rank_between_neighbours():
     assert sketch.rank(np.array([-0.0]))[0] == sketch.rank(np.array([0.0]))[0] == 0.2
     between = sketch.rank(np.array([1.5, -10.0, 10.0]))
     assert between.tolist() == [0.6, 0.0, 1.0]
+
+
+def test_adding_a_level_never_changes_the_sketch_it_is_added_to():
+    """Beam side inputs are immutable: the rank passes build a new sketch each level (a
+    bundle retried in the same process would otherwise append a level twice)."""
+    values = np.repeat(np.arange(50, dtype=np.float64), 40)
+    first = RankSketch(0.001)
+    first_levels = first.levels
+    second = first.add_level(merge_counts([first.level_counts(values)]))
+    assert first.levels is first_levels and first.levels == [] and first.n == 0
+    third = second.add_level(merge_counts([second.level_counts(values)]))
+    assert len(second.levels) == 1 and len(third.levels) in (1, 2)
+    again = second.add_level(merge_counts([second.level_counts(values)]))
+    assert len(again.levels) == len(third.levels)  # a retried pass gives the same sketch

@@ -240,7 +240,7 @@ def test_shards_report_imports_no_other_gradum_package(ds, tmp_path):
 
 
 def test_demo_ends_with_the_report_and_three_commands(ds, tmp_path, capsys):
-    from gradum_cli.report import report_sections
+    from gradum_cli.previews import report_sections
     from pipelines.demo import REPORT_NAME, _write_report
 
     out = tmp_path / "demo out"

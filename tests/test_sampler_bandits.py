@@ -1,20 +1,18 @@
 """EXP3 (Online Data Mixing) and PassRateFilter (online difficulty filtering): formulas,
-importance-weighted rewards, eligibility against a reference model, state and two ranks. The
-generic suites (determinism, no repeats, snapshots, resume in a new process, bad input, numpy vs
-torch code) run both through ``_sampler_util.NAMES``."""
+importance-weighted rewards, eligibility against a reference model and state. The generic
+suites (determinism, no repeats, snapshots, resume in a new process, bad input, numpy vs torch
+code) run both through ``_sampler_util.NAMES``; two gloo ranks (with and without
+``share="host"``) in ``tests/test_sampler_scale_dist.py``."""
 
 from __future__ import annotations
 
 import copy
 import math
-import os
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
-from _sampler_util import feedback, run, source, states_equal
+from _sampler_util import run, source, states_equal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -267,43 +265,3 @@ def test_pass_rate_bad_arguments_and_states():
     assert states_equal(before, s.state_dict())
     with pytest.raises(ValueError, match="reward"):
         s.update(torch.arange(3), loss=torch.ones(3))
-
-
-# -- two ranks -----------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    import torch.distributed as dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.set_num_threads(1)
-    result = {}
-    for name, make in (("exp3", lambda: S.EXP3()), ("passrate", lambda: S.PassRateFilter(ttl=2))):
-        s = Sampler(source(), make(), 16, seed=5, device="cpu")
-        batches = []
-        for _ in range(6):
-            b = s.sample()
-            batches.append(b.global_indices.clone())
-            fb = feedback(b.step, b.indices)
-            fb["loss"] = fb["loss"] + rank  # ranks give different feedback
-            fb["reward"] = (fb["reward"] + rank) % 2
-            s.update(b.indices, **fb)
-        result[name] = {"batches": torch.stack(batches), "state": s.state_dict()}
-    torch.save(result, os.path.join(out, f"rank{rank}.pt"))
-    dist.destroy_process_group()
-
-
-@pytest.mark.timeout(120)
-def test_two_ranks_hold_the_same_state(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    r = [torch.load(tmp_path / f"rank{k}.pt", weights_only=True) for k in range(2)]
-    for name in r[0]:
-        assert torch.equal(r[0][name]["batches"], r[1][name]["batches"]), name
-        assert all(b.unique().numel() == 32 for b in r[0][name]["batches"]), name
-        assert states_equal(r[0][name]["state"], r[1][name]["state"]), name
-        assert r[0][name]["state"]["feedback"]["count"] == 6 * 32

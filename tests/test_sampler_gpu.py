@@ -140,7 +140,8 @@ def _worker(rank: int, world: int, port: int, out: str, device: str, numpy_on_cp
     torch.set_num_threads(1)
     result = {}
     for case in CASES:
-        s = Sampler(_source(case), CASES[case](), 16, seed=5, device=device)
+        # every rank holds the state (share="none") so the states can be compared across ranks
+        s = Sampler(_source(case), CASES[case](), 16, seed=5, device=device, share="none")
         batches = []
         for _ in range(5):
             b = s.sample()

@@ -97,14 +97,15 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
     result = {}
-    for name in ("curriculum", "ucb", "prioritized", "angle"):
-        s = Sampler(source(), make(name), 16, seed=5, device="cpu")
+    for share, name in [(sh, n) for sh in ("none", "host") for n in SPLIT]:
+        s = Sampler(source(), make(name), 16, seed=5, device="cpu", share=share)
         batches = []
         for _ in range(6):
             b = s.sample()
             batches.append(torch.stack([b.indices, b.global_indices[rank * 16 : (rank + 1) * 16]]))
             fb = feedback(b.step, b.indices)
             fb["loss"] = fb["loss"] + rank  # ranks give different feedback
+            fb["reward"] = (fb["reward"] + rank) % 2
             s.update(b.indices, **fb)
         gathered = [torch.empty(6, 2, 16, dtype=torch.int64) for _ in range(world)]
         dist.all_gather(gathered, torch.stack(batches))
@@ -115,7 +116,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             raised = False
         except ValueError:
             raised = True
-        result[name] = {
+        result[f"{share}/{name}"] = {
             "batches": torch.stack(gathered),
             "state": s.state_dict(),
             "raised": raised,
@@ -125,11 +126,26 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+SPLIT = ("curriculum", "ucb", "prioritized", "angle", "exp3", "passrate")
+
+
 @pytest.mark.timeout(120)
 def test_two_ranks_gloo(tmp_path):
+    """share="none": every rank holds the same state. share="host" (one copy per host): the
+    same batches, the leader's state equal to it, the other rank's state partial (counters)."""
     world = 2
     mp.spawn(_worker, args=(world, _free_port(), str(tmp_path)), nprocs=world, join=True)
     r = [torch.load(tmp_path / f"rank{k}.pt", weights_only=True) for k in range(world)]
+    for name in SPLIT:
+        full, host = r[0][f"none/{name}"], r[0][f"host/{name}"]
+        assert torch.equal(full["batches"], host["batches"]), name
+        assert states_equal(full["state"], host["state"]), name
+        part = r[1][f"host/{name}"]["state"]
+        assert part["seen"].numel() == 0 and part["strategy_state"] == {}, name
+        for key in ("step", "updates", "served", "feedback", "difficulty_sum"):
+            assert states_equal(part[key], full["state"][key]), (name, key)
+        assert r[1][f"host/{name}"]["raised"] and r[1][f"host/{name}"]["unchanged"], name
+    r = [{k[5:]: v for k, v in rk.items() if k.startswith("none/")} for rk in r]
     for name in r[0]:
         b = r[0][name]["batches"]  # [rank, step, 2, 16]
         for step in range(6):

@@ -5,6 +5,7 @@
 # GPU workers (embedding / LM on an NVIDIA L4 per worker; build with GPU=1 first):
 #   GPU=1 EMBEDDING=default CLUSTERS=256 ... infra/dataflow/launch.sh
 # Extra template parameters: EXTRA_PARAMS='lm=gpt2~difficulty=perplexity:2,readability:1'
+# (also PROXY, CONFIG=gs://.../job.yaml, RESUME=true, OVERWRITE=true, see README.md)
 # ('~'-separated, because values may hold commas).
 set -euo pipefail
 
@@ -30,8 +31,11 @@ PARAMS+="~sdk_container_image=${WORKER_IMAGE}"
 [ -n "${EMBEDDING:-}" ] && PARAMS+="~embedding=${EMBEDDING}"
 [ -n "${CLUSTERS:-}" ] && PARAMS+="~clusters=${CLUSTERS}"
 [ -n "${LM:-}" ] && PARAMS+="~lm=${LM}"
+[ -n "${PROXY:-}" ] && PARAMS+="~proxy=${PROXY}"
+[ -n "${CONFIG:-}" ] && PARAMS+="~config=${CONFIG}"
 [ -n "${MAX_DEAD_LETTER_FRACTION:-}" ] && PARAMS+="~max_dead_letter_fraction=${MAX_DEAD_LETTER_FRACTION}"
 [ "${OVERWRITE:-false}" = "true" ] && PARAMS+="~overwrite=true"
+[ "${RESUME:-false}" = "true" ] && PARAMS+="~resume=true"
 [ -n "${EXTRA_PARAMS:-}" ] && PARAMS+="~${EXTRA_PARAMS}"
 
 ARGS=(

@@ -13,6 +13,12 @@ positionally, so this file maps:
 
 Everything else (``--runner``, ``--project``, ``--temp_location``, ``--sdk_container_image``,
 ``--dataflow_service_options``, ...) passes through to Beam untouched.
+
+The launcher always adds ``--no-progress`` and ``--verbose``: the workers are remote (no bar),
+and the launcher VM's stdout and stderr are the only log Dataflow keeps (a log file there is
+lost with the VM). :data:`NOT_PARAMETERS` lists the ``gradum score`` options that are not
+template parameters, and why (``tests/test_infra.py`` checks that every option is one or the
+other).
 """
 
 from __future__ import annotations
@@ -23,15 +29,20 @@ import sys
 GRADUM_PARAMS: dict[str, str | None] = {
     "input": None,
     "output": "--output",
+    "config": "--config",
     "signals": "--signals",
     "text_field": "--text-field",
     "id_field": "--id-field",
     "lm": "--lm",
+    "reference_lm_steps": "--reference-lm-steps",
+    "reference_lm_samples": "--reference-lm-samples",
     "embedding": "--embedding",
     "embedding_backend": "--embedding-backend",
     "embedding_max_seq_length": "--embedding-max-seq-length",
     "clusters": "--clusters",
     "difficulty": "--difficulty",
+    "proxy": "--proxy",
+    "proxy_fraction": "--proxy-fraction",
     "buckets": "--buckets",
     "batch_size": "--batch-size",
     "max_text_bytes": "--max-text-bytes",
@@ -40,9 +51,24 @@ GRADUM_PARAMS: dict[str, str | None] = {
     "num_shards": "--num-shards",
     "seed": "--seed",
     "overwrite": "--overwrite",
+    "resume": "--resume",
     "keep_embeddings": "--keep-embeddings",
 }
-FLAGS = {"overwrite", "keep_embeddings"}
+FLAGS = {"overwrite", "resume", "keep_embeddings"}
+# Options the launcher always passes.
+ALWAYS = ("--no-progress", "--verbose")
+# gradum score options that are not template parameters, and why.
+NOT_PARAMETERS: dict[str, str] = {
+    "--dry-run": "prints the plan and submits no job: run it locally with the same options",
+    "--no-progress": "always passed: the workers are remote, their counters show in Dataflow",
+    "--verbose": "always passed: the launcher VM's output is the log Dataflow keeps",
+    "--log-file": "a file on the launcher VM is lost with it (see --verbose)",
+    "--project": "Dataflow gives the job its project",
+    "--s3_endpoint_url": "S3 connection options belong in the config file (not on the job page)",
+    "--s3_access_key_id": "a key: put it in the config file, never in a template parameter",
+    "--s3_secret_access_key": "a key: put it in the config file, never in a template parameter",
+    "--s3_region_name": "S3 connection options belong in the config file (not on the job page)",
+}
 
 
 def translate(argv: list[str]) -> list[str]:
@@ -71,8 +97,7 @@ def translate(argv: list[str]) -> list[str]:
                 out.append(GRADUM_PARAMS[name])
         elif value != "":
             out.append(f"{GRADUM_PARAMS[name]}={value}")
-    if not any(a.startswith("--no-progress") for a in out):
-        out.append("--no-progress")  # remote runs report Beam metrics counters instead
+    out += [flag for flag in ALWAYS if flag not in out]
     return inputs + out
 
 

@@ -28,7 +28,7 @@ COPY gradum_cli /opt/gradum/src/gradum_cli
 RUN pip install --no-cache-dir --extra-index-url ${TORCH_INDEX} -r requirements.txt \
  && pip install --no-cache-dir --no-deps "/opt/gradum/src[pipeline,embed-fast]" \
  && if [ "${WITH_FAISS_GPU}" = "1" ]; then pip install --no-cache-dir "faiss-gpu-cu12>=1.8"; fi \
- && python -c "import pipelines.inference, scorers; scorers.get('embedding').dim"
+ && python -c "import pipelines.model.inference, scorers; scorers.get('embedding').dim"
 
 # The entrypoint checks that gradum imports, then runs Beam's boot; it stops the worker on
 # any set-up error. Output goes to gs:// through Beam's FileSystems: no mount is needed.

@@ -38,6 +38,7 @@ class AngleWindow(Strategy):
     name = "angle"
     any_batch = True
     bytes_per_item = 4
+    adaptive = True
 
     def __init__(
         self,
@@ -70,6 +71,8 @@ class AngleWindow(Strategy):
         col = ctx.require(self.score, "AngleWindow")
         self.order = rank_order(col, ctx.device, True)  # most concentrated first, NaN last
         self.servable = ctx.n if self.nan == "last" else scored_count(col)
+        del col
+        ctx.release(self.score)
         if self.servable == 0:
             raise ValueError(f"AngleWindow: no record has a {self.score!r} value, nan='exclude'")
 

@@ -26,6 +26,8 @@ class Context:
     has: Callable[[str], bool]
     column: Callable[[str], np.ndarray]
     batch: int = 0  # the global batch G the Sampler draws (0: unknown)
+    release: Callable[[str], None] = lambda name: None  # the source may drop a read column
+    layout: dict[str, Any] | None = None  # the dataset's layout (``gradum shards reorder``)
 
     def require(self, name: str, who: str) -> np.ndarray:
         if not self.has(name):
@@ -62,23 +64,13 @@ def index_dtype(n: int) -> torch.dtype:
 
 
 def rank_order(values: np.ndarray, device: torch.device, descending: bool = False) -> torch.Tensor:
-    """Item ids sorted by ``values`` (stable, NaN always last), computed once at bind time.
+    """Item ids sorted by ``values`` compared as float32 (stable, NaN always last), computed
+    once at bind time by :func:`sampler.sort.argsort_floats`: a two-pass counting sort that
+    writes the int32 order directly (peak: the column, the order and short-lived buffers;
+    ``torch.sort`` also held int64 indices and a sorted key copy, 12 B/item more)."""
+    from ..sort import argsort_floats
 
-    Values are compared as float32 through an order-preserving int32 key
-
-        key(x) = bits(x)                 if bits(x) >= 0   (x >= +0.0)
-        key(x) = bits(x) xor 0x7FFFFFFF  otherwise          (x <= -0.0),   key(NaN) = INT32_MAX
-
-    and the keys are sorted by ``torch.sort(stable=True)``, whose CPU kernel is a radix sort for
-    integer keys: 2-4x faster than two numpy 16-bit radix passes with their gathers, about
-    10x faster than a comparison sort of the floats (measured in benchmarks/README.md)."""
-    v = np.asarray(values, dtype=np.float32)
-    if descending:
-        v = -v
-    i = v.view(np.int32)
-    key = np.where(i < 0, i ^ np.int32(0x7FFFFFFF), i)
-    key[np.isnan(v)] = np.iinfo(np.int32).max
-    return stable_argsort(torch.from_numpy(key), len(v)).to(device)
+    return torch.from_numpy(argsort_floats(values, descending)).to(device)
 
 
 def stable_argsort(key: torch.Tensor, n: int) -> torch.Tensor:
@@ -101,15 +93,24 @@ def np_index_dtype(n: int) -> type:
 
 
 def group_ids(col: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels, inverse, counts) of a group column; O(N) bincount for integer labels with a
-    small range, else ``np.unique``."""
+    """(labels, inverse, counts) of a group column. Integer labels with a range below 2^24:
+    O(N) chunked bincount and remap, ``inverse`` int16 when there are at most 32768 groups
+    (else int32), no N-sized temporary; other columns: ``np.unique``."""
+    chunk = 1 << 20
     if col.dtype.kind in "biu" and col.size:
         lo, hi = int(col.min()), int(col.max())
         if hi - lo < 2**24:
-            counts = np.bincount((col - lo).astype(np.int64, copy=False), minlength=hi - lo + 1)
+            counts = np.zeros(hi - lo + 1, dtype=np.int64)
+            for a in range(0, col.size, chunk):
+                part = col[a : a + chunk].astype(np.int64) - lo
+                counts += np.bincount(part, minlength=hi - lo + 1)
             present = counts > 0
-            remap = (np.cumsum(present) - 1).astype(np.int32)
-            inverse = remap[col - lo]
+            K = int(present.sum())
+            dtype = np.int16 if K <= 2**15 else np.int32
+            remap = (np.cumsum(present) - 1).astype(dtype)
+            inverse = np.empty(col.size, dtype=dtype)
+            for a in range(0, col.size, chunk):
+                inverse[a : a + chunk] = remap[col[a : a + chunk].astype(np.int64) - lo]
             return np.nonzero(present)[0] + lo, inverse, counts[present]
     labels, inverse, counts = np.unique(col, return_inverse=True, return_counts=True)
     if col.dtype.kind not in "biuf":
@@ -121,14 +122,33 @@ class Strategy:
     """Base class; subclasses set ``name`` and document ``bytes_per_item``."""
 
     name = "strategy"
-    bytes_per_item = 0  # per-item state held by the strategy (the Sampler adds 1 B for coverage)
+    bytes_per_item = 0  # per-item state held by the strategy (the Sampler adds 1 bit coverage)
     group_based = False
+    # draw() returns importance weights (the Sampler broadcasts them with the batch)
+    weighted = False
+    # feedback changes the draws (a prefetch plan made before an update must be redone)
+    adaptive = False
     # True: draw() itself serves a batch larger than its servable set with even repeats
     # (each servable id floor(G / S) or ceil(G / S) times); else the Sampler does it
     any_batch = False
 
     def bind(self, ctx: Context) -> None:
+        """Build the per-item state for ``ctx``. Subclasses call this first."""
+        if "_config" not in self.__dict__:
+            self._config = dict(self.__dict__)  # the constructor's attributes
         self.ctx = ctx
+
+    @property
+    def bound(self) -> bool:
+        return "ctx" in self.__dict__
+
+    def unbind(self) -> None:
+        """Drop every per-item tensor (back to the constructor's state): a rank that does not
+        hold the state keeps the strategy only for its configuration and ``check``."""
+        config = self.__dict__.get("_config")
+        if config is not None:
+            self.__dict__.clear()
+            self.__dict__.update(config)
 
     def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """G = len(j) distinct ids (int64, on the device) and optional unnormalised importance
@@ -140,6 +160,8 @@ class Strategy:
         return None
 
     def check(self, idx: torch.Tensor, fb: Feedback) -> None:
+        """Raise ``ValueError`` for feedback the strategy cannot use; never reads the bound
+        state (ranks without the state call it too)."""
         return None
 
     def update(self, idx: torch.Tensor, fb: Feedback) -> None:

@@ -16,6 +16,13 @@ batch, no cluster files, no O(N) work (Platanios et al. 2019; DeepSpeed Data Eff
 
 Per-item state: the order as int32 (4 B; int64 beyond 2^31 items). Feedback is accepted and
 ignored (the schedule is a function of the step only).
+
+Locality (``blocks=w``): instead of G strata over the eligible prefix, serve w blocks of
+``block_rows`` consecutive positions at a time (:mod:`sampler.blocks`): on a dataset written
+by ``gradum shards reorder --by difficulty`` (whose manifest gives ``block_rows``: its rows
+per shard) a batch touches about w shards, and each shard is served through before the next
+ones are needed, so a small cache serves it. Per round the eligible prefix is frozen (a lag of
+at most ceil(w B / G) steps behind the pacing); each eligible item keeps the same chance.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 
 import torch
 
+from .. import blocks as blk
 from .. import draw
 from ..pacing import Pacing, as_pacing
 from .base import Context, Strategy, check_nan_rule, rank_order, scored_count
@@ -41,16 +49,33 @@ class Curriculum(Strategy):
         pacing: Pacing | Callable[[int], float],
         difficulty: str = "difficulty",
         nan: str = "last",
+        blocks: int | None = None,
+        block_rows: int | None = None,
     ) -> None:
         self.pacing = as_pacing(pacing)
         self.difficulty = difficulty
         self.nan = check_nan_rule(nan, "Curriculum")
+        for name, v in (("blocks", blocks), ("block_rows", block_rows)):
+            if v is not None and (isinstance(v, bool) or int(v) != v or v < 1):
+                raise ValueError(f"Curriculum: {name} must be an integer >= 1, got {v!r}")
+        self.blocks = None if blocks is None else int(blocks)
+        self.block_rows = None if block_rows is None else int(block_rows)
 
     def bind(self, ctx: Context) -> None:
         super().bind(ctx)
         col = ctx.require(self.difficulty, "Curriculum")
         self.order = rank_order(col, ctx.device)  # scored ascending, NaN last
         self.scored = scored_count(col)
+        del col
+        ctx.release(self.difficulty)
+        if self.blocks is not None and self.block_rows is None:
+            lay = ctx.layout or {}
+            if lay.get("by") != [self.difficulty] or not lay.get("rows_per_shard"):
+                raise ValueError(
+                    "Curriculum(blocks=...): give block_rows=..., or serve a dataset written by "
+                    f"`gradum shards reorder --by {self.difficulty}` (its shards are the blocks)"
+                )
+            self.block_rows = int(lay["rows_per_shard"])
         self.servable = ctx.n if self.nan == "last" else self.scored
         if self.servable == 0:
             raise ValueError(
@@ -70,8 +95,18 @@ class Curriculum(Strategy):
         return min(S, max(G, math.ceil(self.fraction(step) * S)))
 
     def draw(self, step: int, j: torch.Tensor) -> tuple[torch.Tensor, None]:
-        m = self.eligible(step, j.numel())
-        pos = draw.positions(self.ctx.seed, step, j, m)  # G positions of the serving order
+        G = j.numel()
+        if self.blocks is not None and self.servable >= G:
+            L = blk.round_length(self.blocks, self.block_rows, G)
+            r = step // L
+            m = self.eligible(r * L, G)
+            p = blk.block_positions(
+                self.ctx.seed, r, step - r * L, m, self.block_rows, self.blocks, G
+            )
+            pos = torch.from_numpy(p).to(j.device)
+        else:
+            m = self.eligible(step, G)
+            pos = draw.positions(self.ctx.seed, step, j, m)  # G positions of the serving order
         if self.pacing.reverse:  # hardest scored first; NaN positions (>= F) stay last
             F = self.scored
             pos = torch.where(pos < F, (F - 1) - pos, pos)
@@ -88,4 +123,6 @@ class Curriculum(Strategy):
             "pacing": self.pacing.name,
             "difficulty": self.difficulty,
             "nan": self.nan,
+            "blocks": self.blocks,
+            "block_rows": self.block_rows,
         }

@@ -25,6 +25,7 @@ from .base import Context, Feedback, Strategy
 class ProgressiveDropout(Strategy):
     name = "dropout"
     bytes_per_item = 5
+    adaptive = True
 
     def __init__(self, revision_step: int, loss_threshold: float | None = None) -> None:
         if int(revision_step) != revision_step or revision_step < 0:

@@ -5,8 +5,11 @@ without repeats.
 A subclass sets the group logits ``z`` (the target group shares are p = softmax(z)) with
 ``_set_logits`` whenever its statistics change; everything else is here:
 
-- bind: labels, item -> group (int32 on the device), the group-sorted order (int32 on the
-  device, stable: ids ascending inside a group), group sizes and offsets (host).
+- bind: labels, item -> group (on the device: int16 for up to 32768 groups, else int32), the
+  group-sorted order (int32 on the device, stable: ids ascending inside a group), group sizes
+  and offsets (host). Both tables are built without an N-sized int64 temporary (chunked
+  bincount and remap; a counting sort straight into the int32 order), and the group column
+  read from the source is released once they exist.
 - draw (no id twice in a batch, whatever the group sizes): the G slots are allocated to groups
   by ``sampler.alloc``: a_j = min(s_j, lam p_j) with sum a_j = G (a group smaller than its share
   serves all its items and gives its remainder to the others in proportion to their
@@ -20,7 +23,8 @@ A subclass sets the group logits ``z`` (the target group shares are p = softmax(
 
 Devices: the group layer (K groups) lives on the host in numpy float64 on every device, so its
 bits do not depend on the device's math library or reduction order; only the per-item tables
-(order, item -> group) live on the sampler's device. Per-item state: 8 B (two int32 tables).
+(order, item -> group) live on the sampler's device. Per-item state: 6 B (int32 order, int16
+item -> group; 8 B above 32768 groups).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import numpy as np
 import torch
 
 from .. import alloc, draw, rng
-from .base import Context, Strategy, group_ids, stable_argsort
+from ..sort import argsort_labels
+from .base import Context, Strategy, group_ids
 
 
 @dataclass
@@ -54,8 +59,9 @@ class Segments:
 class GroupStrategy(Strategy):
     """Base class of the bandits over groups (see the module docstring)."""
 
-    bytes_per_item = 8
+    bytes_per_item = 6
     group_based = True
+    adaptive = True  # feedback moves the group probabilities
     group = "cluster"
 
     def bind(self, ctx: Context) -> None:
@@ -65,12 +71,17 @@ class GroupStrategy(Strategy):
         if col.dtype.kind == "f" and not np.isfinite(col).all():
             raise ValueError(f"{who}: group column {self.group!r} has NaN or inf values")
         labels, inverse, counts = group_ids(col)
+        del col
+        ctx.release(self.group)  # the source's copy of the column is no longer needed
         dev = ctx.device
         self.labels = torch.as_tensor(labels)
-        self.K = int(labels.size)
-        self.item_group = torch.from_numpy(inverse.astype(np.int32, copy=False)).to(dev)
-        # group-sorted order (stable: ids ascending inside a group), torch's integer radix sort
-        self.order = stable_argsort(torch.from_numpy(inverse), ctx.n).to(dev)
+        self.K = K = int(labels.size)
+        self.item_group = torch.from_numpy(inverse).to(dev)
+        self.bytes_per_item = 4 + inverse.itemsize
+        # group-sorted order (stable: ids ascending inside a group): one counting sort
+        bits = max(1, (K - 1).bit_length())
+        self.order = torch.from_numpy(argsort_labels(inverse, bits)).to(dev)
+        del inverse
         self.sizes = np.asarray(counts, dtype=np.int64)
         self.offsets = np.cumsum(self.sizes) - self.sizes
 

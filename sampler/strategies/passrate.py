@@ -48,6 +48,7 @@ _STATE = ("rate", "until", "eligible", "queue_item", "queue_until", "t")
 class PassRateFilter(Strategy):
     name = "passrate"
     bytes_per_item = 13
+    adaptive = True  # feedback changes which items are eligible
 
     def __init__(
         self,

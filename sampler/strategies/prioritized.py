@@ -33,6 +33,8 @@ _F32_MAX = float(torch.finfo(torch.float32).max)
 class Prioritized(Strategy):
     name = "prioritized"
     bytes_per_item = 5
+    weighted = True
+    adaptive = True
 
     def __init__(
         self,

@@ -14,8 +14,9 @@ Window sums are updated by segment sums of the (new - old) window values over th
 feedback (``np.add.reduceat``: sequential, fixed order, no atomics); the loss_decrease group
 means are segment sums too.
 
-Per-item state: order int32 (4 B) + item -> group int32 (4 B) = 8 B. Per-group state (host):
-W float32 window + a few counters (about 4 W + 40 B per group).
+Per-item state: the group layer's (``sampler.strategies.groups``: 6 B, 8 B above 32768
+groups). Per-group state (host): W float32 window + a few counters
+(about 4 W + 40 B per group).
 """
 
 from __future__ import annotations

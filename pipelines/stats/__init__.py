@@ -1,0 +1,1 @@
+"""Order-free statistics: rank sketches, value sketches and difficulty from ranks."""

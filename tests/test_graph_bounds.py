@@ -1,0 +1,151 @@
+"""The job's graph stays bounded at any scale: no step gathers a number of elements that grows
+with the records onto one worker, and the graph itself stays small for 100,000 input files.
+
+These read the graph the launcher builds (nothing runs): a ``ToList``, a ``GroupByKey`` on
+one key outside a combiner, an unbounded combiner or an ``AsList`` side input of per-record
+data coming back into the job fails them."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pytest
+from apache_beam.pipeline import PipelineVisitor
+
+from pipelines.config import JobConfig
+from pipelines.job.launch import build_pipeline, claim_output, plan_job
+
+IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+# Combiners whose accumulators are bounded by constants (k rows, 65,536 buckets a pass, one
+# sketch per signal, field kinds) or are numbers.
+BOUNDED_COMBINE_FNS = {
+    "BottomKCombineFn",
+    "_SumCounts",
+    "SketchCombineFn",
+    "MetaSchemaCombineFn",
+    "SumFields",
+    "RuntimeCombineFn",  # one entry per (scorer, backend/device) pair
+}
+BOUNDED_CALLABLES = (sum,)
+# GroupByKeys that are keyed by many keys (random, per id bucket) or lifted combiners.
+KEYED_GROUPS = ("SpreadFiles/", "SpreadUnits/", "RepeatedIds/GroupByIdBucket")
+# The only steps that may take whole PCollections as lists: the manifest (one entry per shard
+# and per dead-letter file: it lists them by design).
+LIST_CONSUMERS = ("FinishShards/Manifest", "Manifest")
+
+
+class _Collect(PipelineVisitor):
+    def __init__(self) -> None:
+        self.nodes = []
+
+    def enter_composite_transform(self, node) -> None:
+        self.nodes.append(node)
+
+    def visit_transform(self, node) -> None:
+        self.nodes.append(node)
+
+
+def graph_nodes(pipeline) -> list:
+    visitor = _Collect()
+    pipeline.visit(visitor)
+    return [n for n in visitor.nodes if n.full_label]
+
+
+def _job(tmp_path, **kw) -> JobConfig:
+    base = dict(
+        inputs=["builtin:graded?n=200"],
+        output=str(tmp_path / "out"),
+        signals=["length", "readability"],
+        progress=False,
+    )
+    base.update(kw)
+    return JobConfig(**base)
+
+
+def _built(cfg: JobConfig):
+    prepared = plan_job(cfg, IN_MEMORY)
+    marker, resumed = claim_output(prepared)
+    return build_pipeline(prepared, marker, resumed)
+
+
+def unbounded_steps(pipeline) -> list[str]:
+    """Every step of ``pipeline`` that could gather per-record data on one worker."""
+    bad = []
+    combine_labels = []
+    for node in graph_nodes(pipeline):
+        t, label = node.transform, node.full_label
+        name = type(t).__name__
+        if "ToList" in name or name in ("ToDict", "ToSet"):
+            bad.append(f"{label}: {name}")
+        fn = getattr(t, "fn", None)
+        if isinstance(t, beam.CombinePerKey | beam.CombineGlobally):
+            combine_labels.append(label + "/")
+            inner = getattr(fn, "_fn", fn)  # a callable wrapped as a CombineFn
+            if type(fn).__name__ not in BOUNDED_COMBINE_FNS and inner not in BOUNDED_CALLABLES:
+                bad.append(f"{label}: combiner {type(fn).__name__} is not known to be bounded")
+    for node in graph_nodes(pipeline):
+        label = node.full_label
+        in_combine = any(label.startswith(c) for c in combine_labels)  # its one-element result
+        for side in getattr(node, "side_inputs", ()):
+            kind = type(side).__name__
+            if kind in ("AsList", "AsIter") and not (
+                label.startswith(LIST_CONSUMERS) or in_combine
+            ):
+                bad.append(f"{label}: {kind} side input")
+    for node in graph_nodes(pipeline):
+        t, label = node.transform, node.full_label
+        if isinstance(t, beam.GroupByKey):
+            lifted = any(label.startswith(c) for c in combine_labels)
+            keyed = any(k in label for k in KEYED_GROUPS)
+            if not (lifted or keyed):
+                bad.append(f"{label}: GroupByKey outside a combiner or a keyed spread")
+    return bad
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"clusters": 3},
+        {"proxy": "readability", "proxy_fraction": 0.5},
+        {"id_field": "none"},
+    ],
+)
+def test_no_step_gathers_records_on_one_worker(tmp_path, options):
+    pipeline = _built(_job(tmp_path, **options))
+    assert unbounded_steps(pipeline) == []
+
+
+def test_the_check_sees_a_gathering_step(tmp_path):
+    """The check itself: a ToList, a one-key GroupByKey and an AsList are each caught."""
+    pipeline = _built(_job(tmp_path))
+    records = pipeline | "Extra" >> beam.Create([1, 2, 3])
+    _ = records | "Gather" >> beam.combiners.ToList()
+    _ = records | "OneKey" >> beam.Map(lambda x: (0, x)) | "Group" >> beam.GroupByKey()
+    _ = (
+        pipeline
+        | "Side" >> beam.Create([0])
+        | beam.Map(lambda _, xs: len(xs), beam.pvalue.AsList(records))
+    )
+    bad = unbounded_steps(pipeline)
+    assert any("Gather" in b for b in bad)
+    assert any(b.startswith("Group:") or "/Group:" in b or b.startswith("Group") for b in bad)
+    assert any("AsList" in b for b in bad)
+
+
+def test_the_graph_holds_sources_not_read_units(tmp_path, monkeypatch):
+    """100,000 input files: the launcher writes their list as plan objects of 1,000 files and
+    the graph names those (100 elements): it stays far under Dataflow's 20 MB request limit
+    (under 1 MB here), whatever the number of read units the workers will make."""
+    import pipelines.plan.inputs as inputs
+
+    files = [(f"/data/corpus/part-{i:06d}.jsonl", 200_000_000) for i in range(100_000)]
+    monkeypatch.setattr(inputs, "_files_of", lambda spec: files)
+    monkeypatch.setattr(inputs, "_bytes_per_record", lambda files, pool: 500.0)
+    cfg = _job(tmp_path, inputs=["/data/corpus/*.jsonl"])
+    pipeline = _built(cfg)
+    size = len(pipeline.to_runner_api().SerializeToString())
+    assert size < 1_000_000, size
+    staged = tmp_path / "out" / "staging"
+    plan_objects = list(staged.glob("*/plan/files-*.json"))
+    assert len(plan_objects) == 100

@@ -1,0 +1,145 @@
+"""A part whose staging is retried (its worker died after writing part of it, or the runner
+ran the bundle twice) writes the same objects under the same names with the same bytes, and
+the job counts it once: counts travel as elements, which a runner commits once per bundle,
+never as files.
+
+Why not an end-to-end retry: Beam's only retrying local runner, the legacy
+``BundleBasedDirectRunner``, puts every tagged output of a retried DoFn into its main output
+(apache-beam 2.77; ``_retried_outputs_demo`` below shows it on a three-element pipeline), and
+the staging step has tagged outputs. The FnApiRunner fails a job on the first error."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from pipelines.io import storage as fs
+from pipelines.job.stage import StagePart
+from pipelines.job.summary import load_summary
+
+
+def _batches(key: str, n: int, size: int) -> list[dict]:
+    records = [
+        {"id": f"r{i}", "text": f"text {i} " * (1 + i % 5), "meta": {"n": i},
+         "source": "s.jsonl", "position": 10 * i}
+        for i in range(n)
+    ]  # fmt: skip
+    chunks = [records[i : i + size] for i in range(0, n, size)]
+    out = []
+    for seq, chunk in enumerate(chunks):
+        cols = {"length": np.array([len(r["text"]) for r in chunk], dtype=np.float64)}
+        element = {"part": key, "seq": seq, "of": len(chunks), "records": chunk,
+                   "columns": cols, "errors": [None] * len(chunk)}  # fmt: skip
+        if seq == 0:
+            element["dead"], element["n_input"] = [], n
+        out.append(element)
+    return out
+
+
+def _stage(tmp_path, batches: list[dict], fail_after: int | None = None) -> list:
+    fn = StagePart(
+        out_dir=str(tmp_path / "out"),
+        staging=str(tmp_path / "out" / "staging" / "run"),
+        columns=["length"],
+        dedupe_buckets=4,
+        kmeans=None,
+        proxy=None,
+        job="run",
+    )
+    fn.start_bundle()
+    outputs = []
+    for i, b in enumerate(batches):
+        if fail_after is not None and i == fail_after:
+            raise OSError("simulated worker death")
+        outputs.extend(fn.process(b))
+    fn.finish_bundle()
+    return outputs
+
+
+def _files(root) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_part_staged_twice_writes_the_same_objects_and_counts_once(tmp_path):
+    batches = _batches("00000003-000001", 70, 16)
+    first = _stage(tmp_path, batches)
+    after_first = _files(tmp_path / "out")
+    second = _stage(tmp_path, list(reversed(batches)))  # retried, batches in another order
+    assert _files(tmp_path / "out") == after_first
+    infos = [o for o in first if isinstance(o, dict)]
+    again = [o for o in second if isinstance(o, dict)]
+    assert infos == again and infos[0]["rows"] == 70 and infos[0]["n_input"] == 70
+    summary = load_summary(str(tmp_path / "out" / "staging" / "run"), "00000003-000001")
+    assert summary["staging"]["sha256"] == infos[0]["staging"]["sha256"]
+
+
+def test_a_worker_dying_mid_part_leaves_no_summary_and_a_retry_completes_it(tmp_path):
+    batches = _batches("00000000-000000", 50, 8)
+    try:
+        _stage(tmp_path, batches, fail_after=3)
+    except OSError:
+        pass
+    staging = str(tmp_path / "out" / "staging" / "run")
+    assert load_summary(staging, "00000000-000000") is None  # not done: --resume rescores it
+    _stage(tmp_path, batches)
+    assert load_summary(staging, "00000000-000000")["rows"] == 50
+    assert fs.exists(load_summary(staging, "00000000-000000")["staging"]["path"])
+
+
+def _retried_outputs_demo(tmp_path) -> tuple[list, list]:
+    """The legacy runner's bug: returns (main, tagged) of a DoFn retried once."""
+    import json
+
+    import apache_beam as beam
+
+    calls = {"n": 0}
+    result = tmp_path / "seen.json"
+
+    class Flaky(beam.DoFn):
+        def process(self, x):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError("boom")
+            yield x
+            yield beam.pvalue.TaggedOutput("side", -x)
+
+    p = beam.Pipeline(runner="BundleBasedDirectRunner")
+    out = p | beam.Create([1, 2, 3]) | beam.ParDo(Flaky()).with_outputs("side", main="main")
+
+    def grab(_, main, side):  # runs in a pickled copy: report through a file
+        result.write_text(json.dumps([sorted(main), sorted(side)]))
+
+    _ = (
+        p
+        | "Go" >> beam.Create([None])
+        | beam.Map(grab, beam.pvalue.AsList(out.main), beam.pvalue.AsList(out.side))
+    )
+    p.run().wait_until_finish()
+    main, side = json.loads(result.read_text())
+    return main, side
+
+
+def test_the_legacy_runner_bug_that_rules_out_an_end_to_end_retry(tmp_path):
+    """If Beam fixes it, this fails: then put the end-to-end retry test back."""
+    main, side = _retried_outputs_demo(tmp_path)
+    assert (main, side) == ([-3, -2, -1, 1, 2, 3], [])
+
+
+def test_a_record_arrow_cannot_store_is_dead_lettered_not_fatal(tmp_path):
+    """Readers refuse lone surrogates, but should one reach staging (a new reader, a Python
+    source), the part is staged without it and the record is dead-lettered with its reason."""
+    import json
+
+    batches = _batches("00000000-000000", 10, 10)
+    batches[0]["records"][4]["meta"] = {"note": "bad \ud800 value"}
+    outputs = _stage(tmp_path, batches)
+    info = [o for o in outputs if isinstance(o, dict)][0]
+    assert info["rows"] == 9 and info["n_dead"] == 1 and info["n_input"] == 10
+    lines = (tmp_path / "out" / "dead_letter" / "part-00000000-000000.jsonl").read_text()
+    dead = json.loads(lines)
+    assert "'note' is not valid Unicode" in dead["reason"] and dead["stage"] == "validate"

@@ -1,0 +1,121 @@
+"""The index beside each shard: written by write_dataset, checked by validate, read by
+ShardSet.column; a Sampler over a bucket dataset builds from it alone."""
+
+import json
+import logging
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from _serving_util import cached_files, dataset, shard_bytes, upload
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stores import s3_server
+
+from sampler import Sampler, pacing
+from sampler.strategies import UCB, Curriculum
+from shards import ShardSet, validate, write_dataset
+from shards.index import index_name
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with s3_server("gradum-index") as store:
+        yield store
+
+
+def test_write_dataset_writes_an_index_part_per_shard(tmp_path):
+    out = dataset(tmp_path / "d", n=1000, rows=300)
+    m = json.loads((out / "manifest.json").read_text())
+    for s in m["shards"]:
+        ix = s["index"]
+        assert ix["path"] == index_name(s["path"]) and ix["rows"] == s["rows"]
+        assert (out / ix["path"]).stat().st_size == ix["bytes"]
+        part = pa.parquet.read_table(out / ix["path"])
+        assert part.column_names == [
+            "id",
+            "difficulty",
+            "bucket",
+            "cluster",
+            "readability",
+            "compression_ratio",
+        ]
+    assert validate(out) == []
+
+
+def test_validate_finds_a_stale_a_corrupt_and_a_missing_index(tmp_path):
+    out = dataset(tmp_path / "d", n=600, rows=200)
+    m = json.loads((out / "manifest.json").read_text())
+    other = dataset(tmp_path / "o", n=600, rows=200, seed=1)
+    stale = m["shards"][0]["index"]["path"]
+    (out / stale).write_bytes((other / stale).read_bytes())  # another dataset's index
+    problems = validate(out)
+    assert any("sha256" in p for p in problems) and any("stale" in p for p in problems)
+    (out / m["shards"][1]["index"]["path"]).unlink()
+    assert any("missing" in p for p in validate(out))
+    del m["shards"][2]["index"]
+    (out / "manifest.json").write_text(json.dumps(m))
+    assert any("either all or none" in p for p in validate(out))
+
+
+def test_an_old_dataset_without_an_index_opens_with_one_warning_line(tmp_path, caplog):
+    out = dataset(tmp_path / "old", n=500, rows=100, index=False)
+    assert not (out / "index").exists()
+    with caplog.at_level(logging.WARNING, logger="gradum.shards"):
+        ss = ShardSet.open(out)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "no index" in lines[0] and "\n" not in lines[0]
+    assert not ss.has_index and ss.column("difficulty").size == 500
+    assert validate(out) == []
+
+
+_COLS = {
+    "f32": (pa.float32(), st.floats(width=32, allow_nan=True)),
+    "i32": (pa.int32(), st.integers(-(2**31), 2**31 - 1)),
+    "str": (pa.string(), st.text(max_size=5)),
+}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(_COLS)),
+    data=st.data(),
+    rows=st.integers(1, 7),
+)
+def test_column_from_the_index_equals_the_column_from_the_shards(
+    tmp_path_factory, kind, data, rows
+):
+    typ, elem = _COLS[kind]
+    n = data.draw(st.integers(1, 30))
+    values = data.draw(st.lists(st.one_of(st.none(), elem), min_size=n, max_size=n))
+    t = pa.table({"id": [str(i) for i in range(n)], "difficulty": pa.array(values, typ)})
+    out = tmp_path_factory.mktemp("c")
+    write_dataset(out, t, max_rows=rows, signals=[])
+    with_index = ShardSet.open(out)
+    assert with_index.has_index and "difficulty" in with_index.index_columns
+    got = with_index.column("difficulty")
+    old = ShardSet.open(out)
+    old.has_index = False  # the shard path, as for a dataset without an index
+    want = old.column("difficulty")
+    assert got.dtype == want.dtype
+    if got.dtype.kind == "f":
+        assert np.array_equal(got, want, equal_nan=True)
+    else:
+        assert got.tolist() == want.tolist()
+
+
+def test_a_sampler_over_a_bucket_builds_from_the_index_alone(s3, tmp_path):
+    local = dataset(tmp_path / "d", n=8000, rows=500)
+    url = upload(s3, local, "built")
+    ss = ShardSet.open(url, cache_dir=tmp_path / "cache")
+    s = Sampler(ss, Curriculum(pacing.root(100, c0=0.1)), 32, seed=1, device="cpu", prefetch=0)
+    u = Sampler(ss, UCB(group="cluster", reward="loss"), 32, device="cpu", prefetch=0)
+    stats = ss.stats()
+    total = shard_bytes(ss.manifest)
+    assert stats["read"]["shards"] == 0 and stats["downloads"] == 0
+    assert cached_files(tmp_path / "cache") == []
+    built = stats["read"]["manifest"] + stats["read"]["index"]
+    assert built <= 0.05 * total, (built, total)
+    local_s = Sampler(ShardSet.open(local), Curriculum(pacing.root(100, c0=0.1)), 32, seed=1)
+    assert np.array_equal(s.sample().indices.numpy(), local_s.sample().indices.numpy())
+    assert u.sample().indices.numel() == 32
