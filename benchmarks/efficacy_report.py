@@ -35,13 +35,14 @@ def _ci(lo: float, hi: float, digits: int = 2) -> str:
     return f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
 
 
+def header(cmd: str, wall: float, load: str = "") -> list[str]:
+    """The machine / command / wall-time line every efficacy table starts with."""
+    shown = f"; load average {load}" if load else ""
+    return [f"Machine: {machine()}; no GPU. Command: `{cmd}` ({wall / 60:.0f} min{shown}).", ""]
+
+
 def render(results: list[dict], cmd: str, wall: float, load: str = "") -> str:
-    lines = [
-        f"Machine: {machine()}; no GPU. Command: `{cmd}` ({wall / 60:.0f} min"
-        + (f"; load average {load}" if load else "")
-        + ").",
-        "",
-    ]
+    lines = header(cmd, wall, load)
     for res in results:
         info = res["info"]
         lm = res["metric"] == "loss"

@@ -6,17 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.efficacy_report import _ci, _fmt, machine
+from benchmarks.efficacy_report import _ci, _fmt, header
 from benchmarks.efficacy_stats import final
 
 
 def render(results: list[dict], cmd: str, wall: float, load: str = "") -> str:
-    lines = [
-        f"Machine: {machine()}; no GPU. Command: `{cmd}` ({wall / 60:.0f} min"
-        + (f"; load average {load}" if load else "")
-        + ").",
-        "",
-    ]
+    lines = header(cmd, wall, load)
     for res in results:
         info, n = res["info"], len(res["seeds"])
         base = ", ".join(

@@ -34,22 +34,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-CPU_SIGNALS = "length,compression_ratio,lexical_diversity,readability,word_rarity"
+from pipeline_cloud import CPU_SIGNALS, corpus  # noqa: E402  (the same graded JSONL)
+
 _REQUEST = re.compile(r'"(GET|PUT|POST|DELETE|HEAD) (\S+) HTTP')
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours 2xx-other statuses (206 ranges)
-
-
-def corpus(n: int, work: Path) -> Path:
-    from pipelines.corpora import load_builtin
-
-    path = work / f"graded-{n}.jsonl"
-    if not path.exists():
-        with open(path.with_suffix(".tmp"), "w") as fh:
-            for r in load_builtin(f"builtin:graded?n={n}&task=language"):
-                fh.write(json.dumps(r) + "\n")
-        path.with_suffix(".tmp").rename(path)
-    return path
 
 
 class Requests(logging.Handler):
