@@ -25,6 +25,7 @@ from pipelines.job.dedupe import FindRepeatedIds
 from pipelines.job.read import ReadPart
 from pipelines.job.signal_stats import RankSketches, SketchCombineFn
 from pipelines.job.stage import TAGS, StagePart
+from pipelines.job.totals import Total
 from pipelines.job.write import KeptColumns, WriteShard
 from pipelines.model import clustering
 from pipelines.model import proxy as proxy_model
@@ -183,7 +184,7 @@ class FitProxy(beam.PTransform):
 
     def expand(self, offered):
         layout = self.layout
-        sampled = self.counts | "CountSample" >> beam.CombineGlobally(sum)
+        sampled = Total(self.counts, "CountSample", sum)
         return (
             offered
             | "BottomK" >> beam.CombineGlobally(samples.BottomKCombineFn(proxy_model.MAX_FIT_ROWS))
@@ -195,7 +196,7 @@ class FitProxy(beam.PTransform):
                 layout.seed,
                 layout.proxy_tokens,
                 layout.job_token,
-                sampled=beam.pvalue.AsSingleton(sampled),
+                sampled=sampled.side(),
             )
         )
 
@@ -242,16 +243,16 @@ class FinishShards(beam.PTransform):
         fitted = None
         if layout.proxy_target:
             fitted = staged["proxy"] | "FitProxy" >> FitProxy(layout, staged["proxy_count"])
-        runtime = staged["runtime"] | "WorkerRuntime" >> beam.CombineGlobally(RuntimeCombineFn())
-        meta_types = staged["meta"] | "MetaTypes" >> beam.CombineGlobally(MetaSchemaCombineFn())
+        runtime = Total(staged["runtime"], "WorkerRuntime", RuntimeCombineFn())
+        meta_types = Total(staged["meta"], "MetaTypes", MetaSchemaCombineFn())
         kept = staged["columns"] | "KeptColumns" >> beam.ParDo(
             KeptColumns(layout.columns, needs_rows=model is not None or fitted is not None),
             losers=losers,
             model=_side(model),
             proxy=_side(fitted),
         )
-        sketches = kept | "ValueSketches" >> beam.CombineGlobally(
-            SketchCombineFn(layout.columns, layout.sketch_error)
+        sketches = Total(
+            kept, "ValueSketches", SketchCombineFn(layout.columns, layout.sketch_error)
         )
         rank_sketches = kept | "RankSketches" >> RankSketches(
             list(layout.weights), layout.rank_error
@@ -266,7 +267,7 @@ class FinishShards(beam.PTransform):
                 keep_embeddings=layout.keep_embeddings,
             ),
             beam.pvalue.AsSingleton(rank_sketches),
-            beam.pvalue.AsSingleton(meta_types),
+            meta_types.side(),
             losers=losers,
             model=_side(model),
             proxy=_side(fitted),
@@ -335,26 +336,24 @@ def _commit(pipeline, layout, parts, written, fits, commit_args, extra_dead=None
     sketches, rank_sketches, model, fitted, runtime = fits
     if extra_dead is None:
         extra_dead = pipeline | "NoExtraDead" >> beam.Create([])
-    extra_rows = (
-        extra_dead
-        | "ExtraDeadRows" >> beam.Map(lambda d: (d["rows"],))
-        | "SumExtraDeadRows" >> beam.CombineGlobally(SumFields(1))
+    extra_rows = Total(
+        extra_dead | "ExtraDeadRows" >> beam.Map(lambda d: (d["rows"],)),
+        "SumExtraDeadRows",
+        SumFields(1),
     )
-    staged_counts = (
-        parts
-        | "PartCounts"
-        >> beam.Map(lambda p: (p["n_input"], sum(d["rows"] for d in p["dead"]), int(p["reused"])))
-        | "SumPartCounts" >> beam.CombineGlobally(SumFields(3))
+    part_counts = parts | "PartCounts" >> beam.Map(
+        lambda p: (p["n_input"], sum(d["rows"] for d in p["dead"]), int(p["reused"]))
     )
-    written_rows = (
-        written.shards
-        | "ShardRows" >> beam.Map(lambda s: (s["rows"],))
-        | "SumShardRows" >> beam.CombineGlobally(SumFields(1))
+    staged_counts = Total(part_counts, "SumPartCounts", SumFields(3))
+    written_rows = Total(
+        written.shards | "ShardRows" >> beam.Map(lambda s: (s["rows"],)),
+        "SumShardRows",
+        SumFields(1),
     )
-    repeated_rows = (
-        written.dead
-        | "RepeatedRows" >> beam.Map(lambda d: (d["rows"],))
-        | "SumRepeatedRows" >> beam.CombineGlobally(SumFields(1))
+    repeated_rows = Total(
+        written.dead | "RepeatedRows" >> beam.Map(lambda d: (d["rows"],)),
+        "SumRepeatedRows",
+        SumFields(1),
     )
     checked = (
         pipeline
@@ -362,19 +361,20 @@ def _commit(pipeline, layout, parts, written, fits, commit_args, extra_dead=None
         | "Check"
         >> beam.Map(
             commit.check,
-            side.AsSingleton(staged_counts),
-            side.AsSingleton(written_rows),
-            side.AsSingleton(repeated_rows),
-            side.AsSingleton(extra_rows),
+            staged_counts.side(),
+            written_rows.side(),
+            repeated_rows.side(),
+            extra_rows.side(),
             out_dir=layout.out_dir,
             max_dead_fraction=commit_args.pop("max_dead_fraction"),
         )
     )
-    cleared = (
+    cleared = Total(
         parts
         | "ClearStaging"
-        >> beam.Map(commit.clear_part, side.AsSingleton(checked), staging=layout.staging)
-        | "ClearedSum" >> beam.CombineGlobally(sum)
+        >> beam.Map(commit.clear_part, side.AsSingleton(checked), staging=layout.staging),
+        "ClearedSum",
+        sum,
     )
     dead_files = parts | "DeadFiles" >> beam.FlatMap(lambda p: p["dead"])
     return (
@@ -385,13 +385,13 @@ def _commit(pipeline, layout, parts, written, fits, commit_args, extra_dead=None
             commit.finalize,
             side.AsList(written.shards),
             side.AsSingleton(checked),
-            side.AsSingleton(sketches),
+            sketches.side(),
             side.AsSingleton(rank_sketches),
             _side(model),
             _side(fitted),
-            side.AsSingleton(cleared),
-            side.AsSingleton(staged_counts),
-            side.AsSingleton(runtime),
+            cleared.side(),
+            staged_counts.side(),
+            runtime.side(),
             side.AsList(dead_files),
             side.AsList(written.dead),
             side.AsList(extra_dead),
