@@ -1,6 +1,7 @@
 """Percentile ranks: the rank sketch vs DDSketch vs exact ranks, side by side in one run.
 
 Usage: .venv/bin/python benchmarks/ranks.py [--n 1000000] [--workers 2] [--eps 0.001]
+       .venv/bin/python benchmarks/ranks.py --sizes [--ns 1e4,1e5,1e6,1e7] [--eps 0.001]
 
 For each test distribution, ``n`` values split over ``workers`` parts (as the job's workers
 see them). Three ways to give every value its percentile rank:
@@ -14,6 +15,12 @@ Reported per distribution: max and mean absolute rank error against exact, disti
 passes, bytes per worker (the largest sparse histogram one worker sends in any pass: 8-byte
 key + 8-byte count per bucket), and seconds (build + rank of all values) with the ratio to
 the exact sort.
+
+``--sizes``: the rank sketch's memory against the number of values, per distribution: the
+sketch's bytes after the last pass and its most intervals after any pass (the side input
+every worker holds), and the most sparse entries one part sent and the combiner's summed
+counts held in any pass (the accumulator), with the bounds ``ranks.sketch_bound(eps)`` and
+``ranks.budget(eps)`` they must stay under whatever n.
 """
 
 from __future__ import annotations
@@ -30,7 +37,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.stats.ranks import LEVEL_BITS, RankSketch, merge_counts  # noqa: E402
+from pipelines.stats.ranks import (  # noqa: E402
+    RankSketch,
+    budget,
+    merge_counts,
+    passes,
+    sketch_bound,
+)
 from pipelines.stats.sketch import QuantileSketch  # noqa: E402
 
 KINDS = {
@@ -60,11 +73,46 @@ def exact(v: np.ndarray) -> np.ndarray:
 def rank_sketch(parts: list[np.ndarray], eps: float) -> tuple[np.ndarray, int, int]:
     sketch = RankSketch(eps)
     worst = 0
-    for _ in LEVEL_BITS:
+    for _ in range(passes(eps)):
         counts = [sketch.level_counts(p) for p in parts]
         worst = max([worst] + [k.nbytes + c.nbytes for k, c in counts])
         sketch = sketch.add_level(merge_counts(counts))
-    return np.concatenate([sketch.rank(p) for p in parts]), worst, len(sketch.levels)
+    return np.concatenate([sketch.rank(p) for p in parts]), worst, sketch.passes
+
+
+def sketch_bytes(sketch: RankSketch) -> int:
+    return sketch.lo.nbytes + sketch.hi.nbytes + sketch.cum.nbytes
+
+
+def sizes(ns: list[int], workers: int, eps: float) -> None:
+    print(
+        f"eps = {eps}, {workers} parts; bounds: sketch <= {sketch_bound(eps):,} intervals "
+        f"({24 * sketch_bound(eps) + 8:,} bytes), a pass's counts <= {budget(eps):,} entries "
+        f"({16 * budget(eps):,} bytes), {passes(eps)} passes\n"
+    )
+    print(
+        "| distribution | n | passes used | sketch intervals (most) | sketch bytes "
+        "| entries / part (most) | accumulator entries (most) | seconds |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for n in ns:
+        for i, (name, make) in enumerate(KINDS.items()):
+            v = make(np.random.default_rng(i), n)
+            t0 = time.perf_counter()
+            sketch, held, sent, summed = RankSketch(eps), 0, 0, 0
+            for _ in range(passes(eps)):  # a complete sketch's passes are no-ops: not counted
+                counts = [sketch.level_counts(p) for p in np.array_split(v, workers)]
+                sent = max([sent] + [len(k) for k, _ in counts])
+                total = merge_counts(counts)
+                summed = max(summed, len(total[0]))
+                sketch = sketch.add_level(total)
+                held = max(held, len(sketch.lo))
+            print(
+                f"| {name} | {n:,} | {sketch.passes} | {held:,} | {sketch_bytes(sketch):,} | {sent:,} "
+                f"| {summed:,} | {time.perf_counter() - t0:.2f} |",
+                flush=True,
+            )
+            del v
 
 
 def ddsketch(parts: list[np.ndarray]) -> tuple[np.ndarray, int]:
@@ -86,12 +134,17 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--eps", type=float, default=0.001)
+    ap.add_argument("--sizes", action="store_true", help="memory against n (see above)")
+    ap.add_argument("--ns", default="1e4,1e5,1e6,1e7", help="with --sizes: values per signal")
     a = ap.parse_args()
     print(
         f"- machine: {os.cpu_count()} CPUs, {platform.platform()}, python "
         f"{platform.python_version()}, numpy {np.__version__}"
     )
     print(f"- command: {' '.join(sys.argv)}; load average {os.getloadavg()[0]:.1f}\n")
+    if a.sizes:
+        sizes([int(float(x)) for x in a.ns.split(",")], a.workers, a.eps)
+        return
     print(f"n = {a.n:,} values over {a.workers} workers, eps = {a.eps}\n")
     print(
         "| distribution | method | max rank error | mean rank error | distinct ranks "

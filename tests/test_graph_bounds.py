@@ -16,8 +16,8 @@ from pipelines.job.launch import build_pipeline, claim_output, plan_job
 
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
-# Combiners whose accumulators are bounded by constants (k rows, 65,536 buckets a pass, one
-# sketch per signal, field kinds) or are numbers.
+# Combiners whose accumulators are bounded by constants (k rows, ranks.budget(eps) sparse
+# counts a pass and signal, one sketch per signal, field kinds) or are numbers.
 BOUNDED_COMBINE_FNS = {
     "BottomKCombineFn",
     "_SumCounts",

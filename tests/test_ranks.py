@@ -1,13 +1,15 @@
 """Rank sketches: every record's percentile rank within eps of its exact mid-rank, whatever
-the distribution, and the same whatever the split and merge order."""
+the distribution, the same whatever the split and merge order, and in memory bounded by eps
+alone (the sketch and every pass's counts), whatever the number of values."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.stats.ranks import LEVEL_BITS, RankSketch, merge_counts
+from pipelines.stats.ranks import RankSketch, budget, merge_counts, passes, sketch_bound
 
 EPS = 0.001
 
@@ -25,10 +27,19 @@ def exact_midranks(v: np.ndarray) -> np.ndarray:
 def build(parts: list[np.ndarray], eps: float = EPS) -> RankSketch:
     """Every pass, as the job runs them (later passes are no-ops once no bucket is heavy)."""
     sketch = RankSketch(eps)
-    for _ in LEVEL_BITS:
+    for _ in range(passes(eps)):
         sketch = sketch.add_level(merge_counts([sketch.level_counts(p) for p in parts]))
     assert sketch.complete
     return sketch
+
+
+def same(a: RankSketch, b: RankSketch) -> bool:
+    return (
+        a.n == b.n
+        and a.passes == b.passes
+        and a.shift == b.shift
+        and all(np.array_equal(x, y) for x, y in ((a.lo, b.lo), (a.hi, b.hi), (a.cum, b.cum)))
+    )
 
 
 def distribution(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -79,7 +90,7 @@ def test_every_rank_is_within_eps_of_the_exact_mid_rank(kind, n, parts, seed):
     got, want = sketch.rank(v), exact_midranks(v)
     assert np.array_equal(np.isnan(got), np.isnan(want))
     assert np.nanmax(np.abs(got - want)) <= EPS + 1e-12
-    assert len(sketch.levels) <= len(LEVEL_BITS)
+    assert sketch.passes <= passes(EPS) and len(sketch.lo) <= sketch_bound(EPS)
 
 
 @settings(max_examples=25, deadline=None)
@@ -102,9 +113,7 @@ def test_the_sketch_does_not_depend_on_the_split_or_merge_order(values, cuts, ep
     a = build(parts, eps)
     b = build(parts[::-1], eps)
     c = build([v], eps)
-    for x, y, z in zip(a.levels, b.levels, c.levels, strict=True):
-        for i in range(3):
-            assert np.array_equal(x[i], y[i]) and np.array_equal(x[i], z[i])
+    assert same(a, b) and same(a, c)
     ranks = a.rank(v)
     assert np.array_equal(ranks, c.rank(v), equal_nan=True)
     if np.isfinite(v).any():
@@ -125,10 +134,136 @@ def test_adding_a_level_never_changes_the_sketch_it_is_added_to():
     bundle retried in the same process would otherwise append a level twice)."""
     values = np.repeat(np.arange(50, dtype=np.float64), 40)
     first = RankSketch(0.001)
-    first_levels = first.levels
+    first_lo, first_cum = first.lo, first.cum
     second = first.add_level(merge_counts([first.level_counts(values)]))
-    assert first.levels is first_levels and first.levels == [] and first.n == 0
+    assert first.lo is first_lo and first.cum is first_cum and first.n == first.passes == 0
+    second_lo, second_cum = second.lo.copy(), second.cum.copy()
     third = second.add_level(merge_counts([second.level_counts(values)]))
-    assert len(second.levels) == 1 and len(third.levels) in (1, 2)
+    assert np.array_equal(second.lo, second_lo) and np.array_equal(second.cum, second_cum)
+    assert second.passes == 1 and third.passes in (1, 2)
     again = second.add_level(merge_counts([second.level_counts(values)]))
-    assert len(again.levels) == len(third.levels)  # a retried pass gives the same sketch
+    assert same(again, third)  # a retried pass gives the same sketch
+
+
+MIXTURE = ["ties", "lognormal", "negative", "narrow", "pareto"]
+
+
+def mixture(n: int, weights: list[float], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    kinds = rng.choice(len(MIXTURE), size=n, p=np.asarray(weights) / np.sum(weights))
+    out = np.empty(n)
+    for k, name in enumerate(MIXTURE):
+        m = int((kinds == k).sum())
+        if name == "ties":  # a few values repeated many times, some of them neighbours
+            grid = rng.normal(0, 3, 4)
+            grid = np.concatenate([grid, np.nextafter(grid, np.inf)])
+            out[kinds == k] = rng.choice(grid, m)
+        elif name == "lognormal":
+            out[kinds == k] = rng.lognormal(rng.normal(0, 3), rng.uniform(0.01, 3), m)
+        elif name == "negative":
+            out[kinds == k] = -rng.lognormal(rng.normal(0, 3), rng.uniform(0.01, 3), m)
+        elif name == "narrow":
+            c = rng.normal(0, 10)
+            out[kinds == k] = c + rng.uniform(0, 1e-9 * max(abs(c), 1), m)
+        else:
+            out[kinds == k] = rng.pareto(rng.uniform(0.5, 3), m)
+    return out
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(min_value=2_000, max_value=200_000),
+    weights=st.lists(st.floats(0.0, 1.0), min_size=len(MIXTURE), max_size=len(MIXTURE)).filter(
+        lambda w: sum(w) > 0.05
+    ),
+    parts=st.integers(min_value=1, max_value=7),
+    eps=st.sampled_from([0.001, 0.004, 0.05]),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_mixtures_of_ties_tails_and_negatives_rank_within_eps_in_any_merge_order(
+    n, weights, parts, eps, seed
+):
+    v = mixture(n, weights, seed)
+    split = np.array_split(v, parts)
+    a, b = build(split, eps), build(split[::-1], eps)
+    assert same(a, b) and same(a, build([v], eps))
+    got = a.rank(v)
+    assert np.abs(got - exact_midranks(v)).max() <= eps + 1e-12
+    order = np.argsort(v, kind="stable")
+    assert np.all(np.diff(got[order]) >= 0)  # monotone in the value
+    assert len(a.lo) <= sketch_bound(eps)
+
+
+def pass_sizes(v: np.ndarray, eps: float, parts: int = 4) -> tuple[int, int, int]:
+    """(most intervals a sketch held after any pass, most entries in one part's counts, most
+    entries in a pass's summed counts) over every pass."""
+    sketch, held, sent, summed = RankSketch(eps), 0, 0, 0
+    for _ in range(passes(eps)):
+        counts = [sketch.level_counts(p) for p in np.array_split(v, parts)]
+        total = merge_counts(counts)
+        sent = max([sent] + [len(k) for k, _ in counts])
+        summed = max(summed, len(total[0]))
+        sketch = sketch.add_level(total)
+        held = max(held, len(sketch.lo))
+    assert sketch.complete
+    return held, sent, summed
+
+
+@pytest.mark.parametrize("eps", [0.001, 0.01])
+def test_the_sketch_and_every_pass_are_bounded_by_eps_alone_at_1e4_and_1e6_values(eps):
+    """The sketch every worker holds has at most 2 / eps + 1 intervals and a pass's counts at
+    most max(65,536, 256 floor(1 / (2 eps))) entries, at 1e4 values as at 1e6."""
+    rng = np.random.default_rng(7)
+    for n in (10_000, 1_000_000):
+        for v in (rng.lognormal(2, 1, n), rng.uniform(0.90, 0.99, n), mixture(n, [1] * 5, n)):
+            held, sent, summed = pass_sizes(v, eps)
+            assert held <= sketch_bound(eps) == 2 * int(np.ceil(1 / eps)) + 1
+            assert sent <= summed <= budget(eps) == max(65_536, 256 * int(1 / (2 * eps)))
+
+
+def test_the_worst_case_needs_every_pass_and_stays_exact():
+    """499 heavy clusters, each two neighbouring floats: every pass has 499 open buckets and
+    refines them by 8 bits only, so it takes all passes(0.001) = 7 passes to separate them."""
+    base = 2.0 ** (np.arange(499) - 250)
+    v = np.repeat(np.concatenate([base, np.nextafter(base, np.inf)]), 3)
+    assert passes(EPS) == 7
+    sketch = RankSketch(EPS)
+    for _ in range(passes(EPS)):
+        assert not sketch.complete
+        counts = merge_counts([sketch.level_counts(p) for p in np.array_split(v, 3)])
+        assert len(counts[0]) <= budget(EPS)
+        sketch = sketch.add_level(counts)
+        assert len(sketch.lo) <= sketch_bound(EPS)
+    assert sketch.complete and sketch.shift == 0
+    assert np.array_equal(sketch.rank(v), exact_midranks(v))
+
+
+def test_the_combiner_accumulator_is_bounded_and_order_free():
+    """_SumCounts holds one histogram per signal, within budget(eps), however many parts it
+    adds or accumulators it merges, and sums to the same counts in any order."""
+    from pipelines.job.signal_stats import _SumCounts
+
+    rng = np.random.default_rng(3)
+    cols = {"wide": rng.lognormal(0, 2, 400_000), "narrow": rng.uniform(0.9, 0.99, 400_000)}
+    fn = _SumCounts(list(cols))
+    sketches = {c: RankSketch(EPS) for c in cols}
+    for _ in range(3):
+        chunks = {c: np.array_split(v, 40) for c, v in cols.items()}
+        inputs = [{c: sketches[c].level_counts(chunks[c][i]) for c in cols} for i in range(40)]
+        accs, biggest = [], 0
+        for group in (inputs[:13], inputs[13:29], inputs[29:]):
+            acc = fn.create_accumulator()
+            for x in group:
+                acc = fn.add_input(acc, x)
+                biggest = max([biggest] + [len(acc[c][0]) for c in cols])
+            accs.append(acc)
+        out = fn.extract_output(fn.merge_accumulators(iter(accs)))
+        back = fn.extract_output(fn.merge_accumulators(iter(accs[::-1])))
+        biggest = max([biggest] + [len(out[c][0]) for c in cols])
+        assert biggest <= budget(EPS)
+        for c in cols:
+            assert np.array_equal(out[c][0], back[c][0]) and np.array_equal(out[c][1], back[c][1])
+            s = sketches[c]  # pass 0 counts every value; a later one those in open buckets
+            want = len(cols[c]) if not s.passes else (s.counts * (s.counts > s.max_bucket)).sum()
+            assert out[c][1].sum() == want
+        sketches = {c: sketches[c].add_level(out[c]) for c in cols}

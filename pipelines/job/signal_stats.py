@@ -1,6 +1,11 @@
 """The signal statistics of the written records: rank sketches (for difficulty) and value
 sketches (the manifest's per-signal statistics). Both are combiners of counts: order-free,
-bounded per worker, the same on any runner."""
+bounded per worker, the same on any runner.
+
+Rank sketch memory per worker and signal (``pipelines/stats/ranks.py``): the side input
+``24 (2 / eps + 1)`` bytes (48 KiB at eps = 0.001); a pass's counts, sent per part and summed
+by :class:`_SumCounts`, at most ``16 max(65,536, 256 floor(1 / (2 eps)))`` bytes (2 MiB),
+whatever the number of records."""
 
 from __future__ import annotations
 
@@ -25,25 +30,28 @@ class _LevelCounts(beam.DoFn):
 
 
 class _SumCounts(beam.CombineFn):
-    """Sum the sparse counts of every part, per column (addition: order-free)."""
+    """Sum the sparse counts of every part, per column (addition: order-free). The accumulator
+    is one histogram per column, of at most ``ranks.budget(eps)`` entries (every part counts
+    the same buckets: those the previous pass left open), and accumulators are folded in one
+    at a time, so a worker that merges holds two of them at most."""
 
     def __init__(self, columns: list[str]) -> None:
         self.columns = list(columns)
 
     def create_accumulator(self):
-        return {c: [] for c in self.columns}
+        return {c: ranks.merge_counts([]) for c in self.columns}
 
     def add_input(self, acc, counts):
-        return {c: [ranks.merge_counts([*acc[c], counts[c]])] for c in self.columns}
+        return {c: ranks.merge_counts([acc[c], counts[c]]) for c in self.columns}
 
     def merge_accumulators(self, accs):
-        accs = list(accs)
-        return {
-            c: [ranks.merge_counts([part for acc in accs for part in acc[c]])] for c in self.columns
-        }
+        out = None
+        for acc in accs:
+            out = acc if out is None else self.add_input(out, acc)
+        return out if out is not None else self.create_accumulator()
 
     def extract_output(self, acc):
-        return {c: ranks.merge_counts(acc[c]) for c in self.columns}
+        return acc
 
 
 def _add_level(counts: dict, sketches: dict | None, eps: float) -> dict:
@@ -54,7 +62,9 @@ def _add_level(counts: dict, sketches: dict | None, eps: float) -> dict:
 
 class RankSketches(beam.PTransform):
     """Per-part signal columns -> ``{column: RankSketch}`` refined until every bucket is
-    small enough (at most ``len(ranks.LEVEL_BITS)`` passes over the columns)."""
+    small enough: ``ranks.passes(eps)`` passes over the columns (7 at eps = 0.001), each a
+    count per part, a global sum and a compression; the sketch each pass hands on (a side
+    input) holds at most ``ranks.sketch_bound(eps)`` intervals per column."""
 
     def __init__(self, columns: list[str], eps: float) -> None:
         super().__init__()
@@ -62,7 +72,7 @@ class RankSketches(beam.PTransform):
 
     def expand(self, parts):
         sketches = None
-        for level in range(len(ranks.LEVEL_BITS)):
+        for level in range(ranks.passes(self.eps)):
             prev = beam.pvalue.AsSingleton(sketches) if sketches is not None else None
             counts = (
                 parts

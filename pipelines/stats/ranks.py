@@ -1,34 +1,75 @@
-"""Percentile ranks with a guarantee on the rank, order-free: a refined radix histogram.
+"""Percentile ranks with a guarantee on the rank, order-free, in memory bounded by eps alone:
+a refined radix histogram, compressed after every pass.
 
 Each finite value becomes a 64-bit key that sorts like the value (the IEEE-754 bits, the sign
-flipped; -0.0 counted as 0.0). Pass 0 counts keys by their top 16 bits. A bucket holding more
-than ``2 eps n`` values is *heavy*; pass ``l`` (l = 1..4) counts the keys of heavy buckets by
-their next 12 bits. After pass 4 a bucket is one exact value. The percentile rank of a value
-is the mid-rank of its finest bucket::
+flipped; -0.0 counted as 0.0). The sketch is a sorted list of disjoint key intervals
+``[lo, hi]`` with the number of values in each. Pass 0 counts keys by their top 16 bits.
+A bucket holding more than ``floor(2 eps n)`` values is *heavy*: unless it is one key (an
+exact value), it stays *open* and the next pass counts the keys inside open buckets by their
+next ``b`` bits, as many as the budget allows (``H`` open buckets x ``2^b`` sub-buckets <=
+``B``; at least 8). After every pass the other intervals are coalesced greedily, left to
+right, into runs of at most ``floor(eps n)`` values (a heavy interval stays alone).
 
-    rank(x) = (number of values in buckets before x's bucket + count(x's bucket) / 2) / n
+The percentile rank of a value in an interval of ``c`` values with ``cum`` values below it is
+``(cum + t) / n``: ``t`` interpolates the key linearly inside ``[lo, hi]``, clamped to
+``[c - eps n, eps n]``; ``t = c / 2`` for an exact value; a value between intervals gets
+``cum / n``. The exact mid-rank lies in ``[cum, cum + c] / n`` and every interval holds at most
+``2 eps n`` values unless it is one exact value (then both are ``(cum + c / 2) / n``): **the
+rank error is at most eps** (default 0.001), for any distribution: narrow ranges, heavy tails,
+ties, negative values. Ranks are monotone in the value. NaN and infinities get NaN.
 
-For a value whose bucket holds ``c`` values the exact mid-rank ``(less + equal / 2) / n`` lies
-within ``c / 2n`` of that, and every finest bucket holds at most ``2 eps n`` values unless
-it is one exact value (then the two agree): **the rank error is at most eps** (default
-0.001), for any distribution: narrow ranges, heavy tails, ties, negative values.
+Counts are integers, merging is addition, and the compression is a function of the summed
+counts only, so the sketch is the same for any bundling, worker count, merge order or runner.
 
-Counts are integers and merging is addition, so the result is the same for any bundling,
-worker count, merge order or runner. Memory per worker and signal: pass 0 at most 65,536
-buckets (1 MiB); a later pass at most 1 / (2 eps) heavy buckets x 4,096 sub-buckets, which
-is 2,048,000 entries (32 MiB) at eps = 0.001 in the worst case and far less in practice
-(buckets are counted sparsely, only where values fall). NaN and infinities get no rank (NaN).
+Memory per signal, whatever the number of values ``n``:
+
+- the sketch (the side input every worker holds): any two neighbouring intervals hold more
+  than ``eps n`` values together, so there are at most ``2 ceil(1 / eps) + 1`` intervals
+  (:func:`sketch_bound`), 24 bytes each (lo, hi, cumulative count): about
+  ``24 (2 / eps + 1)`` bytes, 48 KiB at eps = 0.001;
+- a pass's counts (what a part sends, and the accumulator of the combiner that sums them): at
+  most ``B = max(65,536, 256 floor(1 / (2 eps)))`` sparse entries (:func:`budget`; 128,000 at
+  eps = 0.001), 16 bytes each: ``16 B`` bytes, 2 MiB at eps = 0.001.
+
+There are fewer than ``1 / (2 eps)`` heavy buckets, so every pass refines by at least
+``floor(log2(B / floor(1 / (2 eps))))`` >= 8 bits: :func:`passes` passes (7 at eps = 0.001)
+finish any distribution (499 heavy pairs of neighbouring floats need all 7); once no interval
+is open, a pass is a no-op.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-LEVEL_BITS = (16, 12, 12, 12, 12)
-_SHIFTS = tuple(64 - sum(LEVEL_BITS[: i + 1]) for i in range(len(LEVEL_BITS)))
+KEY_BITS = 64
+FIRST_BITS = 16  # pass 0: sign, exponent and 4 mantissa bits
+MIN_BITS = 8  # the least a later pass refines by (the budget guarantees it)
 _SIGN = np.uint64(1 << 63)
+_EMPTY = (np.empty(0, np.uint64), np.empty(0, np.int64))
+
+
+def max_heavy(eps: float) -> int:
+    """An upper bound on the heavy buckets of a pass: each holds more than 2 eps n values."""
+    return max(1, math.floor(1 / (2 * eps)))
+
+
+def budget(eps: float) -> int:
+    """The most sparse entries one pass's counts may have, per signal."""
+    return max(1 << FIRST_BITS, (1 << MIN_BITS) * max_heavy(eps))
+
+
+def passes(eps: float) -> int:
+    """The passes that finish any distribution (later ones are no-ops once none is heavy)."""
+    bits = min(KEY_BITS - FIRST_BITS, (budget(eps) // max_heavy(eps)).bit_length() - 1)
+    return 1 + math.ceil((KEY_BITS - FIRST_BITS) / bits)
+
+
+def sketch_bound(eps: float) -> int:
+    """The most intervals a sketch holds, whatever n."""
+    return 2 * math.ceil(1 / eps) + 1
 
 
 def order_keys(values: np.ndarray) -> np.ndarray:
@@ -43,102 +84,154 @@ def _count(prefixes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, counts.astype(np.int64)
 
 
-def merge_counts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Sum sparse ``(prefixes, counts)`` histograms: the order of ``parts`` does not matter."""
-    parts = [p for p in parts if len(p[0])]
-    if not parts:
-        return np.empty(0, np.uint64), np.empty(0, np.int64)
-    keys = np.concatenate([p[0] for p in parts])
-    counts = np.concatenate([p[1] for p in parts])
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    return uniq, np.bincount(inverse, weights=counts, minlength=len(uniq)).astype(np.int64)
+def merge_counts(parts) -> tuple[np.ndarray, np.ndarray]:
+    """Sum sparse ``(prefixes, counts)`` histograms: the order of ``parts`` does not matter.
+    Folds one part at a time, so it never holds more than two histograms at once."""
+    keys, counts = _EMPTY
+    for k, c in parts:
+        if not len(k):
+            continue
+        if not len(keys):
+            keys, counts = np.asarray(k, np.uint64), np.asarray(c, np.int64)
+            continue
+        uniq, inverse = np.unique(np.concatenate([keys, k]), return_inverse=True)
+        weights = np.concatenate([counts, c]).astype(np.float64)
+        counts = np.bincount(inverse, weights=weights, minlength=len(uniq)).astype(np.int64)
+        keys = uniq
+    return keys, counts
+
+
+def _coalesce(lo, hi, counts, cap):
+    """Greedy, left to right: consecutive intervals join while their sum stays <= cap; an
+    interval over cap (heavy: open, or one exact value) stays alone."""
+    if not len(counts):
+        return lo, hi, counts
+    cum = np.concatenate([[0], np.cumsum(counts)])
+    starts = []
+    i, m = 0, len(counts)
+    while i < m:
+        starts.append(i)
+        if counts[i] > cap:
+            i += 1
+            continue
+        i = max(i + 1, int(np.searchsorted(cum, cum[i] + cap, "right")) - 1)
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.append(starts[1:], m) - 1
+    return lo[starts], hi[ends], np.add.reduceat(counts, starts)
 
 
 class RankSketch:
-    """The levels counted so far for one signal; :meth:`level_counts` makes the next one."""
+    """The intervals counted so far for one signal; :meth:`level_counts` counts the next pass,
+    :meth:`add_level` makes the next sketch from its summed counts."""
 
     def __init__(self, eps: float = 0.001) -> None:
         if not 0.0 < eps < 0.5:
             raise ValueError("eps must be in (0, 0.5)")
         self.eps = float(eps)
         self.n = 0
-        self.levels: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # keys, counts, cum
+        self.passes = 0
+        self.shift = KEY_BITS  # open intervals are the buckets ``key >> shift``
+        self.lo = np.empty(0, np.uint64)
+        self.hi = np.empty(0, np.uint64)
+        self.cum = np.zeros(1, np.int64)  # values below each interval, then n
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.cum)
 
     @property
     def max_bucket(self) -> int:
-        """The most values a bucket may hold and still not be refined."""
+        """The most values an interval may hold and still not be refined."""
         return int(2 * self.eps * self.n)
+
+    def _open(self) -> np.ndarray:
+        return (self.counts > self.max_bucket) & (self.lo != self.hi)
 
     @property
     def complete(self) -> bool:
-        """Whether no bucket needs another pass."""
-        if not self.levels:
-            return False
-        return len(self.levels) == len(LEVEL_BITS) or not len(self._heavy())
+        """Whether no interval needs another pass."""
+        return self.passes > 0 and not self._open().any()
 
-    def _heavy(self) -> np.ndarray:
-        keys, counts, _ = self.levels[-1]
-        return keys[counts > self.max_bucket]
+    def _next_shift(self) -> int:
+        if not self.passes:
+            return KEY_BITS - FIRST_BITS
+        heavy = int(self._open().sum())
+        bits = (budget(self.eps) // max(heavy, 1)).bit_length() - 1
+        return max(0, self.shift - bits)
 
     def level_counts(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The next level's sparse histogram of one part of the values (finite ones only):
-        pass 0 counts every key; a later pass only the keys inside heavy buckets."""
-        level = len(self.levels)
-        if level and self.complete:
-            return np.empty(0, np.uint64), np.empty(0, np.int64)
+        """The next pass's sparse histogram of one part of the values (finite ones only):
+        pass 0 counts every key; a later pass only the keys inside open intervals. At most
+        :func:`budget` entries."""
+        if self.passes and self.complete:
+            return _EMPTY
         v = np.asarray(values, dtype=np.float64).ravel()
         keys = order_keys(v[np.isfinite(v)])
-        if level == 0:
-            return _count(keys >> np.uint64(_SHIFTS[0]))
-        heavy = self._heavy()
-        parent = keys >> np.uint64(_SHIFTS[level - 1])
-        inside = np.isin(parent, heavy)
-        return _count(keys[inside] >> np.uint64(_SHIFTS[level]))
+        shift = np.uint64(self._next_shift())
+        if self.passes:
+            opened = self.lo[self._open()] >> np.uint64(self.shift)
+            keys = keys[np.isin(keys >> np.uint64(self.shift), opened)]
+        return _count(keys >> shift)
 
     def add_level(self, counts: tuple[np.ndarray, np.ndarray]) -> RankSketch:
-        """A new sketch: this one with a level counted over all values appended (the sum of
-        every part's level_counts). ``self`` is never changed (Beam side inputs are
+        """A new sketch: this one with a pass counted over all values (the sum of every part's
+        level_counts) and compressed. ``self`` is never changed (Beam side inputs are
         immutable); once complete, the same sketch comes back (the job runs every pass)."""
-        if self.levels and self.complete:
+        if self.passes and self.complete:
             return self
-        keys, c = counts
-        out = RankSketch(self.eps)
-        out.n = int(c.sum()) if not self.levels else self.n
-        order = np.argsort(keys)
+        keys, c = np.asarray(counts[0], np.uint64), np.asarray(counts[1], np.int64)
+        order = np.argsort(keys, kind="stable")
         keys, c = keys[order], c[order]
-        out.levels = [*self.levels, (keys, c, np.concatenate([[0], np.cumsum(c)]))]
+        out = RankSketch(self.eps)
+        out.passes, out.shift = self.passes + 1, self._next_shift()
+        out.n = self.n if self.passes else int(c.sum())
+        shift = np.uint64(out.shift)
+        lo = keys << shift
+        hi = lo | np.uint64((1 << out.shift) - 1)
+        if self.passes:
+            opened = self._open()
+            parents = np.unique(lo >> np.uint64(self.shift))
+            want = self.lo[opened] >> np.uint64(self.shift)
+            if int(c.sum()) != int(self.counts[opened].sum()) or not np.isin(parents, want).all():
+                raise ValueError("a pass's counts do not add up to the open intervals' counts")
+            closed = ~opened
+            lo = np.concatenate([self.lo[closed], lo])
+            hi = np.concatenate([self.hi[closed], hi])
+            c = np.concatenate([self.counts[closed], c])
+            order = np.argsort(lo, kind="stable")
+            lo, hi, c = lo[order], hi[order], c[order]
+        lo, hi, c = _coalesce(lo, hi, c, int(self.eps * out.n))
+        out.lo, out.hi = lo, hi
+        out.cum = np.concatenate([[0], np.cumsum(c)]).astype(np.int64)
         return out
 
     def rank(self, values: np.ndarray) -> np.ndarray:
-        """Mid-rank percentile in [0, 1] of each value (NaN for non-finite ones)."""
+        """Percentile rank in [0, 1] of each value (NaN for non-finite ones), within eps of
+        its exact mid-rank among the counted values."""
         v = np.asarray(values, dtype=np.float64)
         out = np.full(v.shape, np.nan)
         finite = np.isfinite(v)
         if self.n == 0 or not finite.any():
             return out
         keys = order_keys(v[finite])
-        below = np.zeros(keys.shape, dtype=np.int64)
-        bucket = np.zeros(keys.shape, dtype=np.int64)  # count of the finest bucket so far
-        active = np.ones(keys.shape, dtype=bool)  # still inside a heavy (refined) bucket
-        for level, (lkeys, counts, cum) in enumerate(self.levels):
-            prefix = keys >> np.uint64(_SHIFTS[level])
-            pos = np.searchsorted(lkeys, prefix)
-            first = 0
-            if level:  # the parent's first child: children before this one count as below
-                bits = np.uint64(LEVEL_BITS[level])
-                first = np.searchsorted(lkeys, prefix >> bits << bits)
-            at = np.minimum(pos, len(lkeys) - 1)
-            found = (pos < len(lkeys)) & (lkeys[at] == prefix)
-            below = np.where(active, below + cum[pos] - cum[first], below)
-            bucket = np.where(active, np.where(found, counts[at], 0), bucket)
-            active &= found & (bucket > self.max_bucket)
-        out[finite] = (below + 0.5 * bucket) / self.n
+        pos = np.searchsorted(self.lo, keys, "right") - 1  # the interval starting at or below
+        at = np.maximum(pos, 0)
+        inside = (pos >= 0) & (keys <= self.hi[at])
+        lo, hi, cum = self.lo[at], self.hi[at], self.cum[at]
+        c = (self.cum[at + 1] - cum).astype(np.float64)
+        width = (hi - lo).astype(np.float64)
+        frac = np.where(width > 0, (keys - lo).astype(np.float64) / np.maximum(width, 1), 0.5)
+        slack = self.eps * self.n
+        t = np.where(lo == hi, c / 2, np.clip(c * frac, c - slack, slack))
+        t = np.minimum(np.maximum(t, 0.0), c)
+        below = np.where(inside, cum + t, self.cum[pos + 1])
+        out[finite] = below / self.n
         return out
 
     def describe(self) -> dict[str, Any]:
         return {
-            "kind": "radix histogram, refined",
+            "kind": "radix histogram, refined and coalesced",
             "max_rank_error": self.eps,
-            "passes": len(self.levels),
-            "buckets": int(sum(len(k) for k, _, _ in self.levels)),
+            "passes": self.passes,
+            "intervals": len(self.lo),
         }
