@@ -254,9 +254,7 @@ class FinishShards(beam.PTransform):
         sketches = Total(
             kept, "ValueSketches", SketchCombineFn(layout.columns, layout.sketch_error)
         )
-        rank_sketches = kept | "RankSketches" >> RankSketches(
-            list(layout.weights), layout.rank_error
-        )
+        rank_sketches = RankSketches(kept, "RankSketches", list(layout.weights), layout.rank_error)
         written = parts | "WriteShards" >> beam.ParDo(
             WriteShard(
                 layout.out_dir,
@@ -266,7 +264,7 @@ class FinishShards(beam.PTransform):
                 n_buckets=layout.n_buckets,
                 keep_embeddings=layout.keep_embeddings,
             ),
-            beam.pvalue.AsSingleton(rank_sketches),
+            rank_sketches.side(),
             meta_types.side(),
             losers=losers,
             model=_side(model),
@@ -386,7 +384,7 @@ def _commit(pipeline, layout, parts, written, fits, commit_args, extra_dead=None
             side.AsList(written.shards),
             side.AsSingleton(checked),
             sketches.side(),
-            side.AsSingleton(rank_sketches),
+            rank_sketches.side(),
             _side(model),
             _side(fitted),
             cleared.side(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from pipelines.job.totals import Total
 from pipelines.stats import ranks
 from pipelines.stats.sketch import QuantileSketch
 
@@ -60,27 +61,42 @@ def _add_level(counts: dict, sketches: dict | None, eps: float) -> dict:
     }
 
 
-class RankSketches(beam.PTransform):
+class RankSketches:
     """Per-part signal columns -> ``{column: RankSketch}`` refined until every bucket is
     small enough: ``ranks.passes(eps)`` passes over the columns (7 at eps = 0.001), each a
     count per part, a global sum and a compression; the sketch each pass hands on (a side
-    input) holds at most ``ranks.sketch_bound(eps)`` intervals per column."""
+    input) holds at most ``ranks.sketch_bound(eps)`` intervals per column. Read it with
+    :meth:`side` (on an empty input: the sketches of no values)."""
 
-    def __init__(self, columns: list[str], eps: float) -> None:
-        super().__init__()
+    def __init__(self, parts, label: str, columns: list[str], eps: float) -> None:
         self.columns, self.eps = list(columns), eps
-
-    def expand(self, parts):
         sketches = None
-        for level in range(ranks.passes(self.eps)):
-            prev = beam.pvalue.AsSingleton(sketches) if sketches is not None else None
-            counts = (
+        for level in range(ranks.passes(eps)):
+            prev = self._side(sketches, level)
+            counts = Total(
                 parts
-                | f"Count{level}" >> beam.ParDo(_LevelCounts(self.columns, self.eps), prev)
-                | f"Sum{level}" >> beam.CombineGlobally(_SumCounts(self.columns))
+                | f"{label}/Count{level}" >> beam.ParDo(_LevelCounts(self.columns, eps), prev),
+                f"{label}/Sum{level}",
+                _SumCounts(self.columns),
             )
-            sketches = counts | f"Level{level}" >> beam.Map(_add_level, prev, self.eps)
+            sketches = counts.pcoll | f"{label}/Level{level}" >> beam.Map(_add_level, prev, eps)
+        self.pcoll, self._levels = sketches, ranks.passes(eps)
+
+    def _empty(self, levels: int) -> dict:
+        """The sketches ``levels`` passes make of no values (what each step emits on an empty
+        input with Beam's default injection)."""
+        sketches = None
+        for _ in range(levels):
+            sketches = _add_level(_SumCounts(self.columns).create_accumulator(), sketches, self.eps)
         return sketches
+
+    def _side(self, sketches, levels: int):
+        if sketches is None:
+            return None
+        return beam.pvalue.AsSingleton(sketches, default_value=self._empty(levels))
+
+    def side(self) -> beam.pvalue.AsSingleton:
+        return self._side(self.pcoll, self._levels)
 
 
 class SketchCombineFn(beam.CombineFn):
