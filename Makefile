@@ -25,8 +25,12 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/gradum demo
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist), one test file per process at a
+# time (module fixtures start servers and run jobs once); TEST_WORKERS=0 runs it in one.
+TEST_WORKERS ?= 2
+
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check .

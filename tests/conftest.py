@@ -14,6 +14,17 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Under pytest-xdist (``make test`` runs TEST_WORKERS processes) the cores are shared: each
+# process's math libraries (torch's OpenMP pool, BLAS) and the jobs' subprocesses get their
+# share, not every core (oversubscribed OpenMP pools spin: a 2-thread torch step ran 2.6x slower
+# than a 1-thread one beside a second test process on 2 cores).
+_TEST_PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _TEST_PROCESSES > 1:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _share = str(max(1, (_cores or 1) // _TEST_PROCESSES))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, _share)
+
 _CACHE_ROOT = tempfile.mkdtemp(prefix="gradum-test-cache-")
 atexit.register(shutil.rmtree, _CACHE_ROOT, ignore_errors=True)
 os.environ["GRADUM_CACHE"] = os.path.join(_CACHE_ROOT, "gradum")

@@ -17,6 +17,14 @@ DASK_REFUSED = (
 )
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or ``taskset``'s
+    share), not every core of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def is_dask(runner: object) -> bool:
     """Whether ``runner`` (a ``--runner`` value or a runner object) is Beam's DaskRunner."""
     name = runner if isinstance(runner, str) else type(runner).__name__
@@ -63,7 +71,7 @@ def beam_options(beam_args: list[str]):
     if "Direct" in standard.runner:
         direct = options.view_as(DirectOptions)
         if "direct_num_workers" not in given:
-            direct.direct_num_workers = min(os.cpu_count() or 1, 8)
+            direct.direct_num_workers = min(available_cores(), 8)
         if "direct_running_mode" not in given:
             direct.direct_running_mode = "multi_processing"
     if "Portable" in standard.runner and "environment_type" not in given:
@@ -100,8 +108,8 @@ def threads_per_worker(options) -> int | None:
     runner = options.view_as(StandardOptions).runner or ""
     if "Direct" not in runner or direct.direct_running_mode == "in_memory":
         return None
-    workers = direct.direct_num_workers or (os.cpu_count() or 1)
-    return max(1, (os.cpu_count() or 1) // workers)
+    workers = direct.direct_num_workers or available_cores()
+    return max(1, available_cores() // workers)
 
 
 def local_workers(options) -> bool:
