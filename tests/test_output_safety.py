@@ -102,14 +102,14 @@ def test_overwrite_deletes_only_what_the_manifest_lists(store, capsys):
     later: refused (the user's file is not gradum's); once the user moves it, --overwrite
     replaces exactly the listed objects, the report included."""
     out = store.url("c")
-    first = ["builtin:graded?n=300", "--output", out, *JOB, "--rows-per-shard", "100",
+    first = ["builtin:graded?n=120", "--output", out, *JOB, "--rows-per-shard", "40",
              "--clusters", "2", *store.beam_args]  # fmt: skip
     from pipelines.config import JobConfig
     from pipelines.job.launch import run_job
 
     cfg = JobConfig(
-        inputs=["builtin:graded?n=300"], output=out, signals=["readability"], clusters=2,
-        rows_per_shard=100, progress=False, extra_outputs=("report.html",),
+        inputs=["builtin:graded?n=120"], output=out, signals=["readability"], clusters=2,
+        rows_per_shard=40, progress=False, extra_outputs=("report.html",),
         embedding_backend="torch",  # no one-time ONNX export inside a test
     )  # fmt: skip
     run_job(cfg, [*IN_MEMORY, *store.beam_args])
@@ -130,7 +130,7 @@ def test_overwrite_deletes_only_what_the_manifest_lists(store, capsys):
     else:
         store.client.bucket(store.bucket).blob("c/shards/extra-notes.txt").delete()
     assert (
-        score("builtin:graded?n=300", "--output", out, *JOB, "--overwrite", *store.beam_args) == 0
+        score("builtin:graded?n=60", "--output", out, *JOB, "--overwrite", *store.beam_args) == 0
     )
     new = store.keys("c/")
     assert "c/report.html" not in new and "c/centroids.npy" not in new

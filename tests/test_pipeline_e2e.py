@@ -262,7 +262,7 @@ def test_reference_lm_is_trained_on_the_input_and_scores_it(tmp_path):
         "--lm",
         "reference",
         "--reference-lm-steps",
-        "60",
+        "30",
         "--signals",
         "length",
         "--no-progress",
