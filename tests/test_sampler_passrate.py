@@ -39,13 +39,14 @@ def _rollouts(ids: torch.Tensor, kind: np.ndarray) -> tuple[torch.Tensor, torch.
     st.one_of(st.none(), st.integers(1, 3)),
     st.integers(0, 2**31 - 1),
     st.integers(0, 8),
+    st.sampled_from([1.0, 0.5, 3.0]),
 )
-def test_probabilities_sum_to_one_and_follow_the_group_weights(n, K, G, ttl, seed, rounds):
+def test_probabilities_sum_to_one_and_follow_the_group_weights(n, K, G, ttl, seed, rounds, a):
     G = min(G, n)
     rs = np.random.default_rng(seed)
     group = rs.integers(0, K, n)
     kind = rs.integers(0, 3, n)
-    f = S.PassRateFilter(ttl=ttl, group="g")
+    f = S.PassRateFilter(ttl=ttl, group="g", power=a)
     s = Sampler({"g": group}, f, G, seed=seed % 1000, device="cpu")
     first: dict[int, bool] = {}
     for _ in range(rounds):
@@ -60,6 +61,9 @@ def test_probabilities_sum_to_one_and_follow_the_group_weights(n, K, G, ttl, see
         mine = [i for i in first if group[i] == lab]
         assert f.disagreed[j] == sum(first[i] for i in mine)
         assert f.agreed[j] == len(mine) - f.disagreed[j]
+    np.testing.assert_allclose(
+        f.prior(), ((1 + f.disagreed) / (2 + f.disagreed + f.agreed)) ** a, rtol=1e-15
+    )
     p = f.probabilities().numpy()
     assert p.shape == (n,) and (p >= 0).all()
     assert p.sum() == pytest.approx(1.0, abs=1e-12)
@@ -210,8 +214,9 @@ def test_group_and_plain_states_do_not_mix_and_bad_counts_are_refused():
     with pytest.raises(ValueError, match="NaN"):
         Sampler({"level": np.array([0.0, np.nan] * 10)}, S.PassRateFilter(group="level"), 2,
                 device="cpu")  # fmt: skip
-    with pytest.raises(ValueError):
-        S.PassRateFilter(group="")
+    for kw in ({"group": ""}, {"group": "level", "power": 0.0}, {"power": float("nan")}):
+        with pytest.raises(ValueError):
+            S.PassRateFilter(**kw)
 
 
 def test_group_prior_serves_everything_when_too_few_are_eligible():

@@ -33,8 +33,14 @@ agreed (A_g), and serves a never-seen prompt of g with the weight of its group's
 of informative prompts under a Beta(1, 1) prior (the posterior mean):
 
     w_i = 1                                  seen and eligible (in band, or re-admitted by ttl)
-    w_i = (1 + D_g) / (2 + D_g + A_g)        never served, g = group(i)
+    w_i = ((1 + D_g) / (2 + D_g + A_g))^a    never served, g = group(i); a = ``power``
     w_i = 0                                  filtered (until ttl)
+
+``power`` a (default 1: the posterior mean itself) sharpens the prior, as PER's alpha does its
+priorities: the draws are proportional to the weights, so with a = 1 a group whose prompts agree
+3 times in 4 still has its unseen prompts drawn at a quarter of the rate of informative ones,
+and over a long run most of them are served anyway; a > 1 holds them back further (at the cost
+of exploration: a group held back is rolled out rarely, so its estimate moves slowly).
 
 Only first rollouts count: they are the unbiased sample of a group's unseen prompts (a prompt
 served again was informative last time, which would bias D_g up), and D_g + A_g is then the
@@ -88,6 +94,7 @@ class PassRateFilter(Strategy):
         threshold: float = 0.5,
         ttl: int | None = None,
         group: str | None = None,
+        power: float = 1.0,
     ) -> None:
         if signal not in ("reward", "correct"):
             raise ValueError(f"PassRateFilter: signal must be reward or correct, got {signal!r}")
@@ -102,7 +109,9 @@ class PassRateFilter(Strategy):
         self.signal, self.low, self.high = signal, float(low), float(high)
         self.threshold = float(threshold)
         self.ttl = None if ttl is None else int(ttl)
-        self.group = group
+        if not (math.isfinite(power) and power > 0):
+            raise ValueError(f"PassRateFilter: power must be > 0, got {power!r}")
+        self.group, self.power = group, float(power)
 
     def bind(self, ctx: Context) -> None:
         super().bind(ctx)
@@ -145,10 +154,15 @@ class PassRateFilter(Strategy):
         return int(self.tree.total) + (int(self.fresh.total) if self.group is not None else 0)
 
     # -- the group prior -------------------------------------------------------------------
-    def prior(self) -> np.ndarray:
-        """Each group's estimated share of informative prompts, (1 + D_g) / (2 + D_g + A_g):
-        the weight of its unseen prompts (host float64)."""
+    def informative_share(self) -> np.ndarray:
+        """Each group's estimated share of informative prompts, (1 + D_g) / (2 + D_g + A_g)
+        (host float64)."""
         return (1.0 + self.disagreed) / (2.0 + self.disagreed + self.agreed)
+
+    def prior(self) -> np.ndarray:
+        """The weight of each group's unseen prompts: the estimated share ^ ``power``."""
+        share = self.informative_share()
+        return share if self.power == 1.0 else share**self.power
 
     def unseen(self) -> np.ndarray:
         """Unseen prompts per group: s_g - D_g - A_g (host int64)."""
@@ -388,6 +402,7 @@ class PassRateFilter(Strategy):
             p = p[p > 0]
             out["entropy"] = float(-(p * torch.log(p)).sum())
             out["group_labels"] = self.labels.clone()
+            out["group_informative_share"] = torch.from_numpy(self.informative_share())
             out["group_prior"] = torch.from_numpy(self.prior())
             out["group_unseen"] = torch.from_numpy(self.unseen())
             out["group_disagreed"] = torch.from_numpy(self.disagreed.copy())
@@ -402,4 +417,4 @@ class PassRateFilter(Strategy):
             "high": self.high,
             "threshold": self.threshold,
             "ttl": self.ttl,
-        } | ({"group": self.group} if self.group is not None else {})
+        } | ({"group": self.group, "power": self.power} if self.group is not None else {})
