@@ -86,7 +86,7 @@ def plot(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, az) = plt.subplots(1, 2, figsize=(12.5, 4.5), dpi=110)
+    fig, (ax, az) = plt.subplots(1, 2, figsize=(12.5, 5.5), dpi=110)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, row in enumerate(res["rows"]):
         runs = [r for r in res["report"] if r["strategy"] == row["strategy"]]
@@ -102,10 +102,12 @@ def plot(res: dict, path: Path) -> None:
     ax.set_xlabel("RL step")
     ax.set_ylabel("test reward (expected exact match, sampled)")
     ax.set_title(f"{res['task']}: {len(uni)} seeds (thin), median (thick)")
-    ax.legend(fontsize=6.5, loc="best")
     az.set_xlabel("RL step")
     az.set_ylabel("zero-variance share of the groups trained on")
     az.set_title("groups with no gradient (all G rollouts agree)")
-    fig.tight_layout()
+    # one legend under both panels (inside a panel it hid the curves)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7.5, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.025 * ((len(labels) + 1) // 2), 1, 1))
     fig.savefig(path)
     plt.close(fig)

@@ -6,7 +6,12 @@ Oriented Reinforcement Learning", arXiv 2504.03380): a prompt whose G sampled an
 no gradient. ``PassRateFilter`` keeps, in the sampler, the pass rate each prompt had the last time
 it was served, from the rewards the trainer feeds back, and draws only prompts that are unseen
 or whose recent pass rate is strictly between 0 and 1; a filtered prompt comes back after
-``ttl`` steps (the policy moves). ``--oversample 2`` adds the paper's online filter in the
+``ttl`` steps (the policy moves). The filter learns a prompt's pass rate only by serving it, so
+it draws the prompts not served yet with the weight of their level's estimated share of
+informative prompts, ((1 + D) / (2 + D + A))^power (D, A: the level's prompts whose first
+rollouts disagreed, agreed; ``--power``, default 4), and holds back the unseen prompts of the
+solved and hopeless levels too (``--prior none``: every unseen prompt is drawn like a known
+informative one). ``--oversample 2`` adds the paper's online filter in the
 trainer: the sampler draws twice the batch, every candidate is rolled out, and only the first
 B prompts whose rollouts disagree are trained on (more rollouts, fewer wasted gradients).
 
@@ -143,6 +148,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--batch-size", type=int, default=16, help="prompts trained on per step")
     ap.add_argument("--samples", type=int, default=8, help="rollouts per prompt (G)")
     ap.add_argument("--ttl", type=int, default=50, help="steps a filtered prompt stays out")
+    ap.add_argument("--prior", choices=["level", "none"], default="level",
+                    help="group prior for unseen prompts (PassRateFilter(group=...))")  # fmt: skip
+    ap.add_argument("--power", type=float, default=4.0, help="the prior's exponent")
     ap.add_argument("--oversample", type=int, default=1, help="candidates per trained prompt")
     ap.add_argument("--strategy", choices=["filter", "uniform"], default="filter")
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -173,7 +181,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     warm, state = _WARM[key]
     policy.load_state_dict(state)
     start = accuracy(policy, held[100:])
-    strategy: Any = PassRateFilter(ttl=args.ttl) if args.strategy == "filter" else Uniform()
+    group = None if args.prior == "none" else args.prior
+    strategy: Any = Uniform()
+    if args.strategy == "filter":
+        strategy = PassRateFilter(ttl=args.ttl, group=group, power=args.power)
     B, G, k = args.batch_size, args.samples, args.oversample
     sampler = Sampler({"level": np.array([r["level"] for r in pool])}, strategy, B * k,
                       seed=args.seed, device="cpu")  # fmt: skip

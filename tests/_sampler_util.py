@@ -31,6 +31,7 @@ def make(name: str):
         "dropout": lambda: S.ProgressiveDropout(revision_step=15),
         "exp3": lambda: S.EXP3(group="cluster"),
         "passrate": lambda: S.PassRateFilter(ttl=4),
+        "passrate_group": lambda: S.PassRateFilter(ttl=4, group="cluster"),
     }[name]()
 
 
@@ -44,6 +45,7 @@ NAMES = [
     "dropout",
     "exp3",
     "passrate",
+    "passrate_group",
 ]
 
 

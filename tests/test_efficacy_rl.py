@@ -80,9 +80,12 @@ def test_angle_concentration_under_the_policy_is_the_scorers_formula():
 def test_rl_protocol_end_to_end_on_a_tiny_budget(tmp_path):
     res = E.main(
         ["--quick", "--seeds", "2", "--work", str(tmp_path), "--png-dir", str(tmp_path),
-         "--json", str(tmp_path / "r.json"), "--strategies", "uniform,angle,filter-online"]
+         "--json", str(tmp_path / "r.json"), "--strategies",
+         "uniform,angle,filter-prior,filter-online"]
     )[0]  # fmt: skip
-    assert [row["strategy"] for row in res["rows"]] == ["uniform", "angle", "filter-online"]
+    assert [row["strategy"] for row in res["rows"]] == [
+        "uniform", "angle", "filter-prior", "filter-online"
+    ]  # fmt: skip
     assert {r["seed"] for r in res["selection"]} == {1000}
     assert {(r["seed"], r["split"]) for r in res["report"]} == {(1, "test"), (2, "test")}
     uni = res["rows"][0]

@@ -126,7 +126,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-SPLIT = ("curriculum", "ucb", "prioritized", "angle", "exp3", "passrate")
+SPLIT = ("curriculum", "ucb", "prioritized", "angle", "exp3", "passrate", "passrate_group")
 
 
 @pytest.mark.timeout(120)

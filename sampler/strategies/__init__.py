@@ -13,6 +13,7 @@ a ``difficulty`` column, 4 B float32 for served-difficulty stats):
 | Prioritized        | float32 leaves + float64 32-ary sums (0.26 B)    | 5 (4.3)    |
 | ProgressiveDropout | int32 leaves + int64 32-ary sums (0.26 B)        | 5 (4.3)    |
 | PassRateFilter     | rate float32 + until int32 + int32 leaves, sums  | 13 (12.3)  |
+| + group=          | + unseen tree, order + position int32, g int16   | 27 (26.6)  |
 
 So with the Sampler's 5 B, Curriculum is 9 B/item and UCB 13 B/item (<= 16).
 """
