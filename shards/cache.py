@@ -19,10 +19,17 @@ Protocol (every step holds the entry's lock):
   (a pinned entry is skipped), entries this process expects to need soon last
   (:meth:`ShardCache.protect`).
 
-So the cache holds at most ``limit`` bytes plus the pinned entries (a take pins one shard at a
-time: limit + one shard), plus the partial files of downloads in flight. Only files with a
-stamp are ever deleted: the limit applies to fetched copies, never to a local dataset's own
-files or to anything else in the directory.
+So the cache holds at most ``limit`` bytes plus the pinned entries, plus the partial files of
+downloads in flight. Only files with a stamp are ever deleted: the limit applies to fetched
+copies, never to a local dataset's own files or to anything else in the directory.
+
+Pins kept between uses (:class:`shards.fetcher.RemoteShards` keeps the shards it uses most
+pinned, so that a take on them needs no system call) stay within the limit: each *holder*
+registers under ``CACHE/.holders/`` (a file it keeps locked while it lives; a dead holder's
+file is unlocked and removed by the next count) and keeps at most ``limit / holders`` bytes
+pinned (:meth:`ShardCache.hold_share`). So the pins kept by all holders fit in the limit
+together, and the cache holds at most ``limit`` bytes plus the shard each take is pinning
+beyond them (one per process taking: limit + one shard for one process).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from .errors import ShardMismatchError
 from .hashing import sha256_file
 from .locks import FileLock
 
+HOLDERS = ".holders"  # under the cache root: one locked file per live holder of kept pins
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
 
@@ -199,6 +207,43 @@ class ShardCache:
             self._count(downloads=1, bytes_downloaded=st.st_size)
         return True
 
+    # -- holders of pins kept between uses ----------------------------------------------
+    def register(self) -> FileLock:
+        """Register a holder of kept pins: a file under ``root/.holders`` locked exclusively
+        for as long as the returned lock is held (release it, or let the process end)."""
+        d = self.root / HOLDERS
+        d.mkdir(parents=True, exist_ok=True)
+        name = unique_suffix()
+        lock = FileLock(d / f".tmp-{name}")
+        lock.acquire(exclusive=True)  # locked before it is visible: never counted as dead
+        os.replace(lock.path, d / name)
+        lock.path = d / name
+        return lock
+
+    def holders(self) -> int:
+        """Live registered holders (at least 1); the files of dead ones are removed."""
+        live = 0
+        for f in _scandir(self.root / HOLDERS):
+            if f.name.startswith("."):
+                continue
+            probe = FileLock(f.path)
+            if probe.acquire(exclusive=True, blocking=False):  # unlocked: its holder is gone
+                try:
+                    os.unlink(f.path)
+                except OSError:
+                    pass
+                probe.release()
+            else:
+                live += 1
+        return max(1, live)
+
+    def hold_share(self) -> int | None:
+        """Bytes one holder may keep pinned between uses: ``limit / holders`` (None: no
+        limit)."""
+        if self.limit is None:
+            return None
+        return self.limit // self.holders()
+
     # -- eviction ----------------------------------------------------------------------
     def protect(self, ranks: dict[Path, int]) -> None:
         """Entries this process will need soon (lower rank: sooner); evicted last."""
@@ -278,9 +323,10 @@ def _verify(tmp: Path, entry: Entry, sha256: str | None, size: int | None) -> No
             )
 
 
-def _touch(path: Path) -> None:
+def _touch(path: Path, ns: int | None = None) -> None:
+    """Set the LRU clock of an entry (its stamp's mtime) to ``ns`` (default: now)."""
     try:
-        now = time.time_ns()
+        now = time.time_ns() if ns is None else ns
         os.utime(path, ns=(now, now))
     except OSError:  # pragma: no cover - evicted between check and touch
         pass

@@ -60,9 +60,10 @@ class ServingMixin:
         return out
 
     def close(self) -> None:
-        """Stop background fetching (a remote set); the set stays usable."""
+        """Stop background fetching and release the shards kept pinned (a remote set); the
+        set stays usable."""
         if self._shards is not None:
-            self._shards.prefetcher.close()
+            self._shards.close()
             self._shards = RemoteShards(
                 self._remote, self.manifest["shards"], self._options["prefetch_threads"]
             )
