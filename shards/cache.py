@@ -14,6 +14,8 @@ Protocol (every step holds the entry's lock):
   check again, download to a unique name ``.part-KEY.arrow.tmp-HOST-PID-RANDOM``, hash that
   file itself (the file that is kept is the file that was verified), check size and sha256
   against the manifest, rename it into place, write the stamp;
+- wait for the exclusive lock: pins this process keeps are let go, and a want marker
+  (``.part-KEY.arrow.want``) tells other processes to let theirs go (:func:`exclusive`);
 - evict: once a download lands, while the cache's completed files exceed ``limit`` bytes,
   delete the least recently used entries whose exclusive lock can be taken without waiting
   (a pinned entry is skipped), entries this process expects to need soon last
@@ -40,6 +42,7 @@ import secrets
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +96,12 @@ class Entry:
     @property
     def lock_path(self) -> Path:
         return self.data.with_name(f".{self.data.name}.lock")
+
+    @property
+    def want_path(self) -> Path:
+        """Touched while a process waits for the entry's exclusive lock: holders of kept pins
+        on it let them go (:func:`wanted`)."""
+        return self.data.with_name(f".{self.data.name}.want")
 
     def valid(self, sha256: str | None, size: int | None) -> bool:
         """The file is there and is the one that was verified (stamp matches it)."""
@@ -190,7 +199,10 @@ class ShardCache:
         if entry.valid(sha256, size):  # no lock needed to see it is there
             return False
         entry.data.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(entry.lock_path):
+        lock = exclusive(entry, lambda: entry.valid(sha256, size))
+        if lock is None:  # another holder made it valid meanwhile
+            return False
+        with lock:
             if entry.valid(sha256, size):
                 return False
             tmp = entry.data.with_name(f".{entry.data.name}.tmp-{unique_suffix()}")
@@ -309,6 +321,56 @@ class ShardCache:
         return True
 
 
+# Holders of kept pins in this process (``let_go(path)`` releases a kept pin on ``path`` as
+# soon as no block uses it): a process waiting for an exclusive lock asks them first.
+_KEEPERS: weakref.WeakSet = weakref.WeakSet()
+WANT_FRESH = 10.0  # seconds: an older want marker was left by a waiter that is gone
+
+
+def add_keeper(keeper: object) -> None:
+    """Register an object with a ``let_go(path)`` method (see :func:`exclusive`)."""
+    _KEEPERS.add(keeper)
+
+
+def exclusive(entry: Entry, done: Callable[[], bool] | None = None) -> FileLock | None:
+    """The entry's lock, taken exclusively (a context manager: released on exit), or None
+    once ``done()`` says it is no longer needed (another holder made the entry valid).
+
+    While a download holds the lock, this waits. While only shared locks (pins) hold it,
+    pins kept by this process are let go at once, and the entry's want marker tells other
+    processes' holders to let theirs go (they look every ``shards.fetcher.REFRESH`` s), so a
+    kept pin never blocks a download or a check for long; a pin in use is waited for."""
+    lock = FileLock(entry.lock_path)
+    pause, asked = 0.002, False
+    try:
+        while not lock.acquire(exclusive=True, blocking=False):
+            if done is not None and done():
+                return None
+            probe = FileLock(entry.lock_path)
+            pinned = probe.acquire(exclusive=False, blocking=False)  # no download holds it
+            probe.release()
+            if pinned:
+                if not asked:
+                    for keeper in list(_KEEPERS):
+                        keeper.let_go(entry.data)
+                    asked = True
+                _touch(entry.want_path, create=True)
+            time.sleep(pause)
+            pause = min(0.05, pause * 2)
+    finally:
+        if asked:
+            entry.want_path.unlink(missing_ok=True)
+    return lock
+
+
+def wanted(entry: Entry) -> bool:
+    """Whether a process is waiting for the entry's exclusive lock (a fresh want marker)."""
+    try:
+        return time.time() - entry.want_path.stat().st_mtime < WANT_FRESH
+    except OSError:
+        return False
+
+
 def _verify(tmp: Path, entry: Entry, sha256: str | None, size: int | None) -> None:
     name = entry.label or str(entry.data)
     got_size = tmp.stat().st_size
@@ -323,9 +385,12 @@ def _verify(tmp: Path, entry: Entry, sha256: str | None, size: int | None) -> No
             )
 
 
-def _touch(path: Path, ns: int | None = None) -> None:
-    """Set the LRU clock of an entry (its stamp's mtime) to ``ns`` (default: now)."""
+def _touch(path: Path, ns: int | None = None, create: bool = False) -> None:
+    """Set the mtime of ``path`` (an entry's stamp: its LRU clock) to ``ns`` (default: now);
+    ``create`` it when missing."""
     try:
+        if create and not path.exists():
+            path.touch()
         now = time.time_ns() if ns is None else ns
         os.utime(path, ns=(now, now))
     except OSError:  # pragma: no cover - evicted between check and touch

@@ -12,7 +12,11 @@ stat, no stamp check; nothing can replace or evict the file while its shared loc
 it is still the verified file. A shard leaves the LRU when the share is exceeded (least
 recently used first) or when a prefetch plan does not list it (the plan's shards get the
 share); once no block uses it, its lock is released and its stamp set to its last use, so
-other processes' LRU sees when it was last needed. :meth:`RemoteShards.plan`
+other processes' LRU sees when it was last needed. A process waiting for a kept shard's
+exclusive lock (a download of another version, ``gradum shards validate``) gets it: kept pins
+of its own process are let go at once, and a background thread of each holder lets go,
+every ``REFRESH`` seconds, the kept shards whose want marker it finds
+(``shards.cache.exclusive``). :meth:`RemoteShards.plan`
 hands the order of the next shards to the background :class:`~shards.prefetch.Prefetcher`.
 """
 
@@ -22,6 +26,7 @@ import contextlib
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,7 +35,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .cache import Entry, Pin, _touch
+from .cache import Entry, Pin, _touch, add_keeper, wanted
 from .errors import ShardMismatchError, ShardsError
 from .prefetch import Prefetcher
 from .remote import RemoteDataset
@@ -89,6 +94,9 @@ class RemoteShards:
         )
         self._by_path = {remote.root / e["path"]: i for i, e in enumerate(entries)}
         self.cache.on_evict = self._evicted
+        self._watching = False  # the thread that lets wanted kept shards go runs
+        self._closed = False
+        add_keeper(self)
 
     def _check(self, i: int) -> tuple[str | None, int | None]:
         e = self.entries[i]
@@ -153,23 +161,57 @@ class RemoteShards:
             raise
         size = int(self.entries[i].get("bytes") or table.nbytes)
         new = _Held(table, size, pin, entry, users=1)
+        keep = not wanted(entry)  # another process waits to replace it: not kept
+        watch = False
         with self._lock:
             self.stats["uses"] += 1
             if not hit:
                 self.stats["stalls"] += 1
                 self.stats["stall_seconds"] += waited
             held = self._held.get(i)
-            if held is None:  # keep it (the LRU may drop it again at once: too big a share)
+            if held is None and (not keep or self._closed):
+                held, new.dropped, release = new, True, []  # released when the block ends
+            elif held is None:  # keep it (the LRU may drop it again at once: too big a share)
                 self._held[i] = held = new
                 self._held_bytes += size
-                release = self._trim(recount=False)
+                release = self._trim(recount=time.monotonic() - self._counted > REFRESH)
+                watch = not self._watching
+                self._watching = True
             else:  # another thread kept it meanwhile: use that one, drop this pin
                 held.users += 1
                 self._held.move_to_end(i)
                 new.dropped, new.users = True, 0
                 release = [new]
         self._unpin(release)
+        if watch:
+            threading.Thread(
+                target=_watch, args=(weakref.ref(self),), name="gradum-keep", daemon=True
+            ).start()
         return held
+
+    def let_go(self, path: Path) -> None:
+        """Release the kept pin on ``path`` (at once, or when the block using it ends)."""
+        i = self._by_path.get(path)
+        with self._lock:
+            release = [self._drop(i)] if i in self._held else []
+        self._unpin([h for h in release if h.users == 0])
+
+    def _let_go_wanted(self) -> bool:
+        """Let go the kept shards another process waits for and refresh the share; False
+        once nothing is kept (the watching thread then ends)."""
+        with self._lock:
+            kept = list(self._held.items())
+        gone = [i for i, h in kept if wanted(h.entry)]
+        with self._lock:
+            release = [self._drop(i) for i in gone if i in self._held]
+            release += self._trim(recount=True)
+            if not self._held or self._closed:
+                self._watching = False
+                running = False
+            else:
+                running = True
+        self._unpin([h for h in release if h.users == 0])
+        return running
 
     def _leave(self, held: _Held) -> None:
         with self._lock:
@@ -256,6 +298,7 @@ class RemoteShards:
         ends)."""
         self.prefetcher.close()
         with self._lock:
+            self._closed = True
             dropped = list(self._held.values())
             self._held.clear()
             self._held_bytes = 0
@@ -268,3 +311,14 @@ class RemoteShards:
             with contextlib.suppress(OSError):
                 holder.path.unlink()
             holder.release()
+
+
+def _watch(ref: weakref.ref) -> None:
+    """Every ``REFRESH`` seconds, while the RemoteShards lives and keeps shards: let go those
+    another process waits for (an idle process too: its takes do not look)."""
+    while True:
+        time.sleep(max(REFRESH, 0.05))
+        shards = ref()
+        if shards is None or not shards._let_go_wanted():
+            return
+        del shards

@@ -284,3 +284,49 @@ def test_a_shard_kept_by_another_process_is_not_evicted_until_its_lru_drops_it(r
         other.stdin.close()
         other.wait(60)
     assert other.returncode == 0
+
+
+def test_a_kept_pin_never_blocks_a_replacement_for_long(remote, tmp_path):
+    """A download of another version (here what ``gradum shards validate`` does: a fetch
+    without the sha256) needs the entry's exclusive lock: pins kept by this process go at
+    once, another process's within about a second (its want marker)."""
+    s3, url, local = remote
+    cache = tmp_path / "c"
+    ss = ShardSet.open(url, cache_dir=cache, cache_limit="100MB")
+    rel = ss.manifest["shards"][0]["path"]
+
+    def fetch_within(rel, seconds):
+        th = threading.Thread(target=ss._remote.fetch, args=(rel, None), daemon=True)
+        th.start()
+        th.join(seconds)
+        return not th.is_alive()
+
+    ss.take(_rows_of(ss, 0))
+    assert ss._shards.held() == [0]
+    assert fetch_within(rel, 30) and ss._shards.held() == []
+    assert same_rows(ss.take(_rows_of(ss, 0)), ShardSet.open(local).take(_rows_of(ss, 0)))
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path[:0] = [{ROOT!r}]
+        from shards import ShardSet
+        ss = ShardSet.open({url!r}, cache_dir={str(cache)!r}, cache_limit="100MB")
+        ss.take([int(ss.offsets[3])])
+        print(*ss._shards.held(), flush=True)
+        sys.stdin.read()  # idle, the shard kept, until told to end
+        """
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, **s3.env),
+    )
+    try:
+        assert other.stdout.readline().split() == ["3"]
+        assert fetch_within(ss.manifest["shards"][3]["path"], 30)
+    finally:
+        other.stdin.close()
+        other.wait(60)
+    assert other.returncode == 0
