@@ -69,6 +69,7 @@ class _Held:
     users: int = 0
     used_ns: int = 0
     dropped: bool = False
+    checked: bool = False  # the ShardSet checked its schema
 
 
 class RemoteShards:
@@ -118,13 +119,17 @@ class RemoteShards:
     def use(self, i: int) -> Iterator[pa.Table]:
         """Shard ``i`` as a mapped table, pinned in the cache inside the block (and after it,
         while it stays in this set's LRU of kept pins)."""
-        held = self._reuse(i)
-        if held is None:
-            held = self._acquire(i)
+        held = self.hold(i)
         try:
             yield held.table
         finally:
-            self._leave(held)
+            self.leave(held)
+
+    def hold(self, i: int) -> _Held:
+        """Shard ``i`` pinned and mapped, with one more user: give it back with
+        :meth:`leave` (what :meth:`use` does, without a generator)."""
+        held = self._reuse(i)
+        return held if held is not None else self._acquire(i)
 
     def held(self) -> list[int]:
         """The shards kept pinned, least recently used first."""
@@ -213,7 +218,8 @@ class RemoteShards:
         self._unpin([h for h in release if h.users == 0])
         return running
 
-    def _leave(self, held: _Held) -> None:
+    def leave(self, held: _Held) -> None:
+        """One user less (see :meth:`hold`)."""
         with self._lock:
             held.users -= 1
             held.used_ns = time.time_ns()
