@@ -25,6 +25,7 @@ pure function of (seed, step, m): resume needs nothing more.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -41,6 +42,18 @@ def round_length(w: int, B: int, G: int) -> int:
 
 def block_positions(seed: int, r: int, s: int, m: int, B: int, w: int, G: int) -> np.ndarray:
     """The G distinct positions (int64, in [0, m)) served at step ``s`` of round ``r``."""
+    base, size, a, d, c, i = round_blocks(seed, r, m, B, w, G)
+    x = (s * c + i) % size
+    return base + (a * x + d) % size
+
+
+@functools.lru_cache(maxsize=8)
+def round_blocks(seed: int, r: int, m: int, B: int, w: int, G: int) -> tuple[np.ndarray, ...]:
+    """What round ``r`` serves, per slot of the batch (G entries, read-only): the first
+    position of the slot's block, the block's size, its permutation's multiplier and offset
+    (mod size), the slots its block gets per step and the slot's rank among them. A pure
+    function of its arguments, kept for the last few rounds: the steps of a round (and the
+    prefetch planner's peeks into the next ones) compute it once."""
     nb = -(-m // B)
     wn = min(nb, max(w, -(-G // B) + 1))
     k = np.arange(wn, dtype=np.int64)
@@ -60,15 +73,16 @@ def block_positions(seed: int, r: int, s: int, m: int, B: int, w: int, G: int) -
         c[room[:short]] += 1
     a_bits = rng.bits_np(seed, BLOCK_STREAM + 2, r, k)
     d_bits = rng.bits_np(seed, BLOCK_STREAM + 3, r, k)
-    out = []
-    for q in range(wn):
-        b, cq = int(size[q]), int(c[q])
-        if cq == 0:
-            continue
-        a = _coprime(int(a_bits[q]) % b or 1, b)
-        x = (s * cq + np.arange(cq, dtype=np.int64)) % b
-        out.append(blk[q] * B + (a * x + int(d_bits[q]) % b) % b)
-    return np.concatenate(out)
+    a = np.array(
+        [_coprime(int(a_bits[q]) % int(size[q]) or 1, int(size[q])) for q in range(wn)],
+        dtype=np.int64,
+    )
+    d = d_bits % size
+    out = tuple(np.repeat(v, c) for v in (blk * B, size, a, d, c))  # blocks with c = 0 vanish
+    out += (np.arange(G, dtype=np.int64) - np.repeat(np.cumsum(c) - c, c),)
+    for v in out:
+        v.flags.writeable = False
+    return out
 
 
 def _coprime(a: int, b: int) -> int:

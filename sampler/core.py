@@ -269,7 +269,12 @@ class Sampler(StateMixin):
             return idx[draw.shuffle_order(self.seed, step, self._j)]
 
     def host_rows(self, step: int) -> torch.Tensor:
-        """The rows the ranks of this host will take at ``step`` (their slices of peek)."""
+        """The rows the ranks of this host will take at ``step`` (their slices of peek; when
+        the host holds every rank, the whole global batch in draw order: the same rows,
+        without computing the shuffle that deals them to the ranks)."""
+        if len(self.ranks.host_ranks) == self.world_size and self.ranks.leader:
+            with self._lock:
+                return self._draw(step)[0]
         idx = self.peek(step)
         B = self.batch_size
         return torch.cat([idx[r * B : (r + 1) * B] for r in self.ranks.host_ranks])
@@ -292,7 +297,7 @@ class Sampler(StateMixin):
                 self.last_difficulty = d[0] / d[1] if d[1] else float("nan")
             self.step = t + 1
         if self._planner is not None:
-            self._planner.poke()
+            self._planner.advance(t + 1)
         lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
         return Batch(idx[lo:hi], t, None if w is None else w[lo:hi], idx)
 

@@ -4,9 +4,14 @@ drawn. A background thread redoes the plan after every draw and, for strategies 
 feedback, after every update (the state changed, so the predicted batches did too); the
 ShardSet fetches the planned shards in the background, as far as its cache limit allows.
 
-Plans for strategies whose draws do not depend on feedback (Uniform, Curriculum) are computed
-once per step (the batch of step t + K is new, the others are kept); the others are
-recomputed in full after each update: K peeks, O(K G) work, off the training thread.
+Plans for strategies whose draws do not depend on feedback (Uniform, Curriculum) reach
+K + K // 4 - 1 batches ahead and are redone every K // 4 draws, for the batches that entered
+the window (one peek per step as before, but the planner thread wakes, and competes with the
+training thread, a quarter as often; the plan always covers the next K batches); the others
+are recomputed in full after each update: K peeks, O(K G) work, off the training thread. A
+peek on a host that holds every rank skips the shuffle that deals the batch to the ranks.
+The batch drawn last leads the plan while its plan is still valid (its take may come after
+the plan, and the set keeps the planned shards pinned).
 """
 
 from __future__ import annotations
@@ -32,13 +37,19 @@ class Planner:
         self._cache: dict[int, np.ndarray] = {}
         self._version: int | None = None
         self._last: list[int] | None = None
+        self._due = 0  # the step from which a draw asks for a new plan
         self.plans = 0
         self._thread = threading.Thread(target=self._run, name="gradum-plan", daemon=True)
         self._thread.start()
 
     def poke(self) -> None:
-        """The state moved (a draw or an update): plan again, in the background."""
+        """The state moved (an update, a load): plan again, in the background."""
         self._event.set()
+
+    def advance(self, step: int) -> None:
+        """A draw moved the sampler to ``step``: plan again when the plan is due."""
+        if step >= self._due:
+            self._event.set()
 
     def close(self) -> None:
         self._closed = True
@@ -65,10 +76,15 @@ class Planner:
         if version != self._version:
             self._cache.clear()
             self._version = version
-        for t in [t for t in self._cache if t < step0]:
+        for t in [t for t in self._cache if t < step0 - 1]:
             del self._cache[t]
+        ahead = 1 if s.strategy.adaptive else max(1, self.depth // 4)
+        self._due = step0 + ahead
+        # the batch drawn last, when planned under this state, leads: its take may still be
+        # to come, and the set keeps the planned shards pinned
+        steps = [step0 - 1] if step0 - 1 in self._cache else []
         shards: list[int] = []
-        for t in range(step0, step0 + self.depth):
+        for t in steps + list(range(step0, step0 + self.depth + ahead - 1)):
             if t not in self._cache:
                 self._cache[t] = self.shardset.shards_of(s.host_rows(t))
             shards.extend(self._cache[t].tolist())

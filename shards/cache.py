@@ -14,15 +14,24 @@ Protocol (every step holds the entry's lock):
   check again, download to a unique name ``.part-KEY.arrow.tmp-HOST-PID-RANDOM``, hash that
   file itself (the file that is kept is the file that was verified), check size and sha256
   against the manifest, rename it into place, write the stamp;
+- wait for the exclusive lock: pins this process keeps are let go, and a want marker
+  (``.part-KEY.arrow.want``) tells other processes to let theirs go (:func:`exclusive`);
 - evict: once a download lands, while the cache's completed files exceed ``limit`` bytes,
   delete the least recently used entries whose exclusive lock can be taken without waiting
   (a pinned entry is skipped), entries this process expects to need soon last
   (:meth:`ShardCache.protect`).
 
-So the cache holds at most ``limit`` bytes plus the pinned entries (a take pins one shard at a
-time: limit + one shard), plus the partial files of downloads in flight. Only files with a
-stamp are ever deleted: the limit applies to fetched copies, never to a local dataset's own
-files or to anything else in the directory.
+So the cache holds at most ``limit`` bytes plus the pinned entries, plus the partial files of
+downloads in flight. Only files with a stamp are ever deleted: the limit applies to fetched
+copies, never to a local dataset's own files or to anything else in the directory.
+
+Pins kept between uses (:class:`shards.fetcher.RemoteShards` keeps the shards it uses most
+pinned, so that a take on them needs no system call) stay within the limit: each *holder*
+registers under ``CACHE/.holders/`` (a file it keeps locked while it lives; a dead holder's
+file is unlocked and removed by the next count) and keeps at most ``limit / holders`` bytes
+pinned (:meth:`ShardCache.hold_share`). So the pins kept by all holders fit in the limit
+together, and the cache holds at most ``limit`` bytes plus the shard each take is pinning
+beyond them (one per process taking: limit + one shard for one process).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import secrets
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +51,7 @@ from .errors import ShardMismatchError
 from .hashing import sha256_file
 from .locks import FileLock
 
+HOLDERS = ".holders"  # under the cache root: one locked file per live holder of kept pins
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
 
@@ -85,6 +96,12 @@ class Entry:
     @property
     def lock_path(self) -> Path:
         return self.data.with_name(f".{self.data.name}.lock")
+
+    @property
+    def want_path(self) -> Path:
+        """Touched while a process waits for the entry's exclusive lock: holders of kept pins
+        on it let them go (:func:`wanted`)."""
+        return self.data.with_name(f".{self.data.name}.want")
 
     def valid(self, sha256: str | None, size: int | None) -> bool:
         """The file is there and is the one that was verified (stamp matches it)."""
@@ -182,7 +199,10 @@ class ShardCache:
         if entry.valid(sha256, size):  # no lock needed to see it is there
             return False
         entry.data.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(entry.lock_path):
+        lock = exclusive(entry, lambda: entry.valid(sha256, size))
+        if lock is None:  # another holder made it valid meanwhile
+            return False
+        with lock:
             if entry.valid(sha256, size):
                 return False
             tmp = entry.data.with_name(f".{entry.data.name}.tmp-{unique_suffix()}")
@@ -198,6 +218,43 @@ class ShardCache:
             os.replace(stamp_tmp, entry.stamp)
             self._count(downloads=1, bytes_downloaded=st.st_size)
         return True
+
+    # -- holders of pins kept between uses ----------------------------------------------
+    def register(self) -> FileLock:
+        """Register a holder of kept pins: a file under ``root/.holders`` locked exclusively
+        for as long as the returned lock is held (release it, or let the process end)."""
+        d = self.root / HOLDERS
+        d.mkdir(parents=True, exist_ok=True)
+        name = unique_suffix()
+        lock = FileLock(d / f".tmp-{name}")
+        lock.acquire(exclusive=True)  # locked before it is visible: never counted as dead
+        os.replace(lock.path, d / name)
+        lock.path = d / name
+        return lock
+
+    def holders(self) -> int:
+        """Live registered holders (at least 1); the files of dead ones are removed."""
+        live = 0
+        for f in _scandir(self.root / HOLDERS):
+            if f.name.startswith("."):
+                continue
+            probe = FileLock(f.path)
+            if probe.acquire(exclusive=True, blocking=False):  # unlocked: its holder is gone
+                try:
+                    os.unlink(f.path)
+                except OSError:
+                    pass
+                probe.release()
+            else:
+                live += 1
+        return max(1, live)
+
+    def hold_share(self) -> int | None:
+        """Bytes one holder may keep pinned between uses: ``limit / holders`` (None: no
+        limit)."""
+        if self.limit is None:
+            return None
+        return self.limit // self.holders()
 
     # -- eviction ----------------------------------------------------------------------
     def protect(self, ranks: dict[Path, int]) -> None:
@@ -264,6 +321,56 @@ class ShardCache:
         return True
 
 
+# Holders of kept pins in this process (``let_go(path)`` releases a kept pin on ``path`` as
+# soon as no block uses it): a process waiting for an exclusive lock asks them first.
+_KEEPERS: weakref.WeakSet = weakref.WeakSet()
+WANT_FRESH = 10.0  # seconds: an older want marker was left by a waiter that is gone
+
+
+def add_keeper(keeper: object) -> None:
+    """Register an object with a ``let_go(path)`` method (see :func:`exclusive`)."""
+    _KEEPERS.add(keeper)
+
+
+def exclusive(entry: Entry, done: Callable[[], bool] | None = None) -> FileLock | None:
+    """The entry's lock, taken exclusively (a context manager: released on exit), or None
+    once ``done()`` says it is no longer needed (another holder made the entry valid).
+
+    While a download holds the lock, this waits. While only shared locks (pins) hold it,
+    pins kept by this process are let go at once, and the entry's want marker tells other
+    processes' holders to let theirs go (they look every ``shards.fetcher.REFRESH`` s), so a
+    kept pin never blocks a download or a check for long; a pin in use is waited for."""
+    lock = FileLock(entry.lock_path)
+    pause, asked = 0.002, False
+    try:
+        while not lock.acquire(exclusive=True, blocking=False):
+            if done is not None and done():
+                return None
+            probe = FileLock(entry.lock_path)
+            pinned = probe.acquire(exclusive=False, blocking=False)  # no download holds it
+            probe.release()
+            if pinned:
+                if not asked:
+                    for keeper in list(_KEEPERS):
+                        keeper.let_go(entry.data)
+                    asked = True
+                _touch(entry.want_path, create=True)
+            time.sleep(pause)
+            pause = min(0.05, pause * 2)
+    finally:
+        if asked:
+            entry.want_path.unlink(missing_ok=True)
+    return lock
+
+
+def wanted(entry: Entry) -> bool:
+    """Whether a process is waiting for the entry's exclusive lock (a fresh want marker)."""
+    try:
+        return time.time() - entry.want_path.stat().st_mtime < WANT_FRESH
+    except OSError:
+        return False
+
+
 def _verify(tmp: Path, entry: Entry, sha256: str | None, size: int | None) -> None:
     name = entry.label or str(entry.data)
     got_size = tmp.stat().st_size
@@ -278,9 +385,13 @@ def _verify(tmp: Path, entry: Entry, sha256: str | None, size: int | None) -> No
             )
 
 
-def _touch(path: Path) -> None:
+def _touch(path: Path, ns: int | None = None, create: bool = False) -> None:
+    """Set the mtime of ``path`` (an entry's stamp: its LRU clock) to ``ns`` (default: now);
+    ``create`` it when missing."""
     try:
-        now = time.time_ns()
+        if create and not path.exists():
+            path.touch()
+        now = time.time_ns() if ns is None else ns
         os.utime(path, ns=(now, now))
     except OSError:  # pragma: no cover - evicted between check and touch
         pass

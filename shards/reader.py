@@ -284,7 +284,8 @@ class ShardSet(ServingMixin):
 
         Vectorised: indices are mapped to (shard, local row) with one ``searchsorted``, each
         touched shard is gathered once, and one final ``take`` restores the requested order.
-        A remote shard is pinned in the cache only while its rows are gathered.
+        A remote shard is pinned in the cache while its rows are gathered (and after, while it
+        stays among the shards this set keeps pinned: see :mod:`shards.fetcher`).
 
         Raises:
             IndexError: an index is negative or >= num_rows.

@@ -60,9 +60,10 @@ class ServingMixin:
         return out
 
     def close(self) -> None:
-        """Stop background fetching (a remote set); the set stays usable."""
+        """Stop background fetching and release the shards kept pinned (a remote set); the
+        set stays usable."""
         if self._shards is not None:
-            self._shards.prefetcher.close()
+            self._shards.close()
             self._shards = RemoteShards(
                 self._remote, self.manifest["shards"], self._options["prefetch_threads"]
             )
@@ -82,17 +83,23 @@ class Held:
 
 
 class Checked:
-    """A remote shard pinned for the duration of the block, schema checked."""
+    """A remote shard pinned for the duration of the block, its schema checked once while it
+    stays mapped."""
 
     def __init__(self, ss: Any, i: int) -> None:
         self.ss, self.i = ss, i
-        self._cm: Any = None
+        self._held: Any = None
 
     def __enter__(self) -> pa.Table:
-        self._cm = self.ss._shards.use(self.i)
-        table = self._cm.__enter__()
-        self.ss._check_schema(self.i, table)
-        return table
+        held = self._held = self.ss._shards.hold(self.i)
+        if not held.checked:
+            try:
+                self.ss._check_schema(self.i, held.table)
+            except BaseException:
+                self.ss._shards.leave(held)
+                raise
+            held.checked = True
+        return held.table
 
     def __exit__(self, *exc: object) -> None:
-        self._cm.__exit__(*exc)
+        self.ss._shards.leave(self._held)

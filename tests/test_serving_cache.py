@@ -161,3 +161,172 @@ def test_processes_share_one_cache_directory(remote, tmp_path):
     assert sum(downloads) == 24  # each shard downloaded once, by one of the processes
     assert len(cached_files(tmp_path / "c")) == 24
     assert not [p for p in (tmp_path / "c").rglob("*tmp-*")]
+
+
+def _rows_of(ss, shard, k=3):
+    lo = int(ss.offsets[shard])
+    return list(range(lo, lo + k))
+
+
+def test_a_take_on_a_kept_shard_makes_no_system_call(remote, tmp_path, monkeypatch):
+    import fcntl
+
+    _, url, local = remote
+    ss = ShardSet.open(url, cache_dir=tmp_path / "c", cache_limit="100MB")
+    here = ShardSet.open(local)
+    ss.take(_rows_of(ss, 0) + _rows_of(ss, 1))  # pinned, mapped and kept
+    assert sorted(ss._shards.held()) == [0, 1]
+    calls = []
+    for mod, name in ((os, "open"), (os, "stat"), (os, "utime"), (os, "close"), (fcntl, "flock")):
+        real = getattr(mod, name)
+        monkeypatch.setattr(
+            mod, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k)
+        )
+    idx = _rows_of(ss, 1, 20) + _rows_of(ss, 0, 7)
+    got = ss.take(idx)
+    monkeypatch.undo()
+    assert calls == []
+    assert same_rows(got, here.take(idx))
+    assert ss.stats()["hits"] >= 2
+
+
+def test_a_kept_pin_is_released_when_the_lru_or_the_plan_drops_its_shard(remote, tmp_path):
+    from shards.locks import FileLock
+
+    _, url, _ = remote
+    sizes = [int(s["bytes"]) for s in ShardSet.open(url).manifest["shards"][:3]]
+    limit = sizes[0] + sizes[1] + sizes[2] // 2  # room to keep two shards, not three
+    ss = ShardSet.open(url, cache_dir=tmp_path / "c", cache_limit=limit)
+    entry = ss._remote.entry(ss.manifest["shards"][0]["path"])
+
+    def pinned():
+        probe = FileLock(entry.lock_path)
+        free = probe.acquire(exclusive=True, blocking=False)
+        probe.release()
+        return not free
+
+    ss.take(_rows_of(ss, 0))
+    assert ss._shards.held() == [0] and pinned()  # kept after the take
+    ss.take(_rows_of(ss, 1))
+    assert ss._shards.held() == [0, 1] and pinned()
+    ss.take(_rows_of(ss, 2))  # over the share: the least recently used goes
+    assert ss._shards.held() == [1, 2] and not pinned() and entry.data.exists()
+    ss.take(_rows_of(ss, 0))
+    assert 0 in ss._shards.held() and pinned()
+    ss.prefetch([5, 6])  # a plan without shard 0: its pin goes
+    assert 0 not in ss._shards.held() and not pinned()
+    ss.close()
+    assert ss._shards.held() == []
+
+
+def test_holders_share_the_limit_and_dead_holders_do_not_count(tmp_path):
+    cache = ShardCache(tmp_path, 1000)
+    a, b = cache.register(), cache.register()
+    assert cache.holders() == 2 and cache.hold_share() == 500
+    b.close()  # what its process dying does: the lock goes, the file stays
+    assert cache.holders() == 1 and cache.hold_share() == 1000
+    assert len(os.listdir(tmp_path / ".holders")) == 1  # the dead one's file was removed
+    a.close()
+    assert ShardCache(tmp_path, None).hold_share() is None
+
+
+def test_a_shard_kept_by_another_process_is_not_evicted_until_its_lru_drops_it(remote, tmp_path):
+    s3, url, _ = remote
+    cache = tmp_path / "c"
+    sizes = [int(s["bytes"]) for s in ShardSet.open(url).manifest["shards"]]
+    limit = 4 * max(sizes)  # two holders: each keeps at most two shards
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path[:0] = [{ROOT!r}]
+        import shards.fetcher
+        shards.fetcher.REFRESH = 0  # recount the holders at every use
+        from shards import ShardSet
+        ss = ShardSet.open({url!r}, cache_dir={str(cache)!r}, cache_limit={limit})
+        for line in sys.stdin:
+            i = int(line)
+            ss.take([int(ss.offsets[i])])
+            print(*ss._shards.held(), flush=True)
+        """
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, **s3.env),
+    )
+
+    def tell(i):
+        other.stdin.write(f"{i}\n")
+        other.stdin.flush()
+        return other.stdout.readline().split()
+
+    import shards.fetcher
+
+    old, shards.fetcher.REFRESH = shards.fetcher.REFRESH, 0
+    try:
+        ss = ShardSet.open(url, cache_dir=cache, cache_limit=limit)
+        ss.take([0])  # registers this process too: two holders
+        assert tell(5) == ["5"]
+        kept = ss._remote.entry(ss.manifest["shards"][5]["path"]).data
+        for i in range(8, 20):  # each download evicts what it can: never the other's shard 5
+            ss.take(_rows_of(ss, i))
+            assert kept.exists()
+            used = sum(p.stat().st_size for p in cached_files(cache))
+            assert used <= limit + max(sizes)
+        assert tell(6) == ["5", "6"] and tell(7) == ["6", "7"]  # its LRU dropped shard 5
+        for i in range(20, 24):
+            ss.take(_rows_of(ss, i))
+        assert not kept.exists()
+    finally:
+        shards.fetcher.REFRESH = old
+        other.stdin.close()
+        other.wait(60)
+    assert other.returncode == 0
+
+
+def test_a_kept_pin_never_blocks_a_replacement_for_long(remote, tmp_path):
+    """A download of another version (here what ``gradum shards validate`` does: a fetch
+    without the sha256) needs the entry's exclusive lock: pins kept by this process go at
+    once, another process's within about a second (its want marker)."""
+    s3, url, local = remote
+    cache = tmp_path / "c"
+    ss = ShardSet.open(url, cache_dir=cache, cache_limit="100MB")
+    rel = ss.manifest["shards"][0]["path"]
+
+    def fetch_within(rel, seconds):
+        th = threading.Thread(target=ss._remote.fetch, args=(rel, None), daemon=True)
+        th.start()
+        th.join(seconds)
+        return not th.is_alive()
+
+    ss.take(_rows_of(ss, 0))
+    assert ss._shards.held() == [0]
+    assert fetch_within(rel, 30) and ss._shards.held() == []
+    assert same_rows(ss.take(_rows_of(ss, 0)), ShardSet.open(local).take(_rows_of(ss, 0)))
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path[:0] = [{ROOT!r}]
+        from shards import ShardSet
+        ss = ShardSet.open({url!r}, cache_dir={str(cache)!r}, cache_limit="100MB")
+        ss.take([int(ss.offsets[3])])
+        print(*ss._shards.held(), flush=True)
+        sys.stdin.read()  # idle, the shard kept, until told to end
+        """
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, **s3.env),
+    )
+    try:
+        assert other.stdout.readline().split() == ["3"]
+        assert fetch_within(ss.manifest["shards"][3]["path"], 30)
+    finally:
+        other.stdin.close()
+        other.wait(60)
+    assert other.returncode == 0

@@ -104,6 +104,77 @@ def test_column_from_the_index_equals_the_column_from_the_shards(
         assert got.tolist() == want.tolist()
 
 
+def _whole_part_column(path, name):
+    """The former reader: each part read whole, then pyarrow's conversion to numpy."""
+    import pyarrow.parquet as pq
+
+    parts = []
+    for f in sorted((path / "index").glob("*.parquet")):
+        col = pq.read_table(f, columns=[name]).column(name)
+        values = col.to_numpy()
+        if col.null_count and values.dtype.kind in "iub":
+            values = np.asarray(values, dtype=np.float64)
+        parts.append(values)
+    return np.concatenate(parts) if any(p.dtype.kind == "f" for p in parts) else parts
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8192])
+def test_a_column_read_batch_by_batch_equals_each_part_read_whole(tmp_path, monkeypatch, batch):
+    from shards import columns
+
+    monkeypatch.setattr(columns, "BATCH", batch)
+    monkeypatch.setattr(columns, "BUFFER", 64)  # local parts read in tiny pieces too
+    n = 45
+    rs = np.random.default_rng(3)
+    f32 = rs.random(n).astype(np.float32)
+    i32 = rs.integers(-5, 5, n).astype(np.int32)
+    late = pa.array([None if i in (13, 40) else int(v) for i, v in enumerate(i32)], pa.int32())
+    t = pa.table(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "difficulty": pa.array(f32, mask=rs.random(n) < 0.2),  # float nulls: NaN
+            "cluster": i32,  # no nulls: int32 stays int32
+            "bucket": late,  # integer nulls in a later batch of a part: float64 with NaN
+            "score": pa.array(f32.astype(np.float64)),
+        }
+    )
+    out = tmp_path / "d"
+    write_dataset(out, t, max_rows=20, signals=[{"name": "score"}])  # parts of 20, 20 and 5 rows
+    ss = ShardSet.open(out)
+    assert ss.num_shards == 3 and "score" in ss.index_columns
+    for name in ("difficulty", "cluster", "bucket", "score"):
+        got = ss.column(name)
+        want = _whole_part_column(out, name)
+        if isinstance(want, list):
+            want = np.concatenate(want)
+        assert got.dtype == want.dtype, name
+        assert np.array_equal(got, want, equal_nan=True), name
+    assert ss.column("cluster").dtype == np.int32
+    assert ss.column("bucket").dtype == np.float64 and np.isnan(ss.column("bucket")[[13, 40]]).all()
+    assert ss.column("id").tolist() == t.column("id").to_pylist()
+
+
+def test_a_sampler_build_never_imports_pandas(tmp_path):
+    """pyarrow's numpy conversion imports pandas on first use (about 45 MB resident): the
+    index read and the build go around it."""
+    import subprocess
+    import sys
+
+    out = dataset(tmp_path / "d", n=600, rows=200)
+    code = (
+        "import sys\n"
+        "from sampler import Sampler, pacing\n"
+        "from sampler.strategies import UCB, Curriculum\n"
+        "from shards import ShardSet\n"
+        f"ss = ShardSet.open({str(out)!r})\n"
+        "Sampler(ss, Curriculum(pacing.root(10)), 8, device='cpu', prefetch=0)\n"
+        "Sampler(ss, UCB(group='cluster', reward='loss'), 8, device='cpu', prefetch=0)\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"
+
+
 def test_a_sampler_over_a_bucket_builds_from_the_index_alone(s3, tmp_path):
     local = dataset(tmp_path / "d", n=8000, rows=500)
     url = upload(s3, local, "built")

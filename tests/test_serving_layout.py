@@ -107,6 +107,59 @@ def test_curriculum_blocks_serve_every_eligible_item_alike():
     assert ratio.min() > 0.8 and ratio.max() < 1.2
 
 
+def _block_positions_per_step(seed, r, s, m, B, w, G):
+    """The block draw as first written: everything recomputed at every step, block by block."""
+    import math
+
+    from sampler import rng
+    from sampler.blocks import BLOCK_STREAM, _coprime
+
+    nb = -(-m // B)
+    wn = min(nb, max(w, -(-G // B) + 1))
+    k = np.arange(wn, dtype=np.int64)
+    lo, hi = (k * nb) // wn, ((k + 1) * nb) // wn
+    blk = lo + ((rng.bits_np(seed, BLOCK_STREAM, r, k) * (hi - lo)) >> 32)
+    size = np.minimum(B, m - blk * B)
+    u = float(rng.uniform_np(rng.bits_np(seed, BLOCK_STREAM + 1, r, np.zeros(1, np.int64)))[0])
+    A = np.floor(np.cumsum(size * (G / int(size.sum()))) + u)
+    A[-1] = math.floor(G + u)
+    c = np.minimum(np.diff(A, prepend=math.floor(u)).astype(np.int64), size)
+    short = G - int(c.sum())
+    if short:
+        c[np.flatnonzero(size > c)[:short]] += 1
+    a_bits = rng.bits_np(seed, BLOCK_STREAM + 2, r, k)
+    d_bits = rng.bits_np(seed, BLOCK_STREAM + 3, r, k)
+    out = []
+    for q in range(wn):
+        b, cq = int(size[q]), int(c[q])
+        if cq:
+            a = _coprime(int(a_bits[q]) % b or 1, b)
+            x = (s * cq + np.arange(cq, dtype=np.int64)) % b
+            out.append(blk[q] * B + (a * x + int(d_bits[q]) % b) % b)
+    return np.concatenate(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    B=st.integers(1, 700),
+    G=st.integers(1, 300),
+    w=st.integers(1, 5),
+    extra=st.integers(0, 20000),
+    seed=st.integers(0, 2**40),
+    r=st.integers(0, 10**6),
+    data=st.data(),
+)
+def test_block_positions_kept_per_round_equal_the_per_step_draw(B, G, w, extra, seed, r, data):
+    from sampler.blocks import block_positions, round_length
+
+    m = G + extra
+    s = data.draw(st.integers(0, round_length(w, B, G) - 1))
+    for _ in range(2):  # computed, then from the round's kept arrays
+        got = block_positions(seed, r, s, m, B, w, G)
+        want = _block_positions_per_step(seed, r, s, m, B, w, G)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
 def test_blocks_need_a_block_size():
     with pytest.raises(ValueError, match="block_rows"):
         Sampler(

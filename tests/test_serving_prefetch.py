@@ -60,8 +60,48 @@ def test_the_plan_follows_the_state_after_an_update(remote, tmp_path):
     cluster = ss.column("cluster")[b.indices.numpy()]
     s.update(b.indices, loss=torch.from_numpy((cluster == cluster[0]) * 100.0))
     plan = s._planner.plan_now(s)
-    want = [int(x) for t in range(s.step, s.step + 3) for x in ss.shards_of(s.peek(t))]
-    assert plan == list(dict.fromkeys(want)) and plan != first
+    assert _in_order_of_first_use(
+        plan, [ss.shards_of(s.peek(t)) for t in range(s.step, s.step + 3)]
+    )
+    assert plan != first
+
+
+def _in_order_of_first_use(plan, batches):
+    """``plan`` lists the shards of ``batches`` once each, batch after batch (in any order
+    inside a batch: one take uses them together)."""
+    seen, k = set(), 0
+    for shards in batches:
+        new = {int(x) for x in shards} - seen
+        if set(plan[k : k + len(new)]) != new:
+            return False
+        seen |= new
+        k += len(new)
+    return k == len(plan)
+
+
+def test_a_single_host_plans_from_the_batch_unshuffled_and_a_quarter_window_ahead(remote, tmp_path):
+    url, _ = remote
+    ss = ShardSet.open(url, cache_dir=tmp_path / "c")
+    s = Sampler(ss, Curriculum(pacing.linear(20, c0=0.2)), 16, seed=0, device="cpu", prefetch=8)
+    for t in range(3):  # every rank is on this host: the same rows as the shuffled batch
+        assert sorted(s.host_rows(t).tolist()) == sorted(s.peek(t).tolist())
+    p = s._planner
+    p.close()  # its thread stops: the plan below is the test's alone
+    p._thread.join(30)
+    p._event.clear()
+    plan = p.plan_now(s)
+    assert sorted(p._cache) == list(range(s.step, s.step + 8 + 2 - 1)) and p._due == s.step + 2
+    assert _in_order_of_first_use(plan, [ss.shards_of(s.peek(t)) for t in range(9)])
+    p.advance(1)
+    assert not p._event.is_set()  # the plan still covers 8 batches past step 1
+    p.advance(2)
+    assert p._event.is_set()
+    u = Sampler(ss, UCB(reward="loss"), 16, device="cpu", prefetch=8)  # adaptive: 8 exactly
+    u._planner.close()
+    u._planner._thread.join(30)
+    u._planner.plan_now(u)
+    assert sorted(u._planner._cache) == list(range(8)) and u._planner._due == 1
+    u.close()
 
 
 def test_background_planning_runs_off_the_training_thread(remote, tmp_path):
