@@ -285,6 +285,8 @@ def plan_batches(
     (:func:`scorers.batching.pack_batches`). ``token_budget`` None: batches of
     ``max_batch_size``, still sorted. A model without a Hugging Face tokenizer: sorted by
     characters, batches of ``max_batch_size`` (what sentence-transformers does)."""
+    if token_budget is None and len(texts) <= max_batch_size:
+        return [list(range(len(texts)))]  # one forward pass whatever the order: no lengths
     lengths = token_lengths(st_model, texts)
     if lengths is None or token_budget is None:
         key = (lambda i: len(texts[i])) if lengths is None else lengths.__getitem__

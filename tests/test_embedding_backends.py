@@ -129,6 +129,7 @@ def test_token_budget_batches(texts: list[str], torch_emb: np.ndarray) -> None:
     plan = eb.plan_batches(model, clean, 16, None)
     assert [len(b) for b in plan] == [16, 16, 14]
     assert [lengths[i] for b in plan for i in b] == sorted(lengths, reverse=True)
+    assert eb.plan_batches(model, clean[:16], 16, None) == [list(range(16))]
     assert s.describe()["params"]["token_budget"] == 300
     with pytest.raises(ValueError):
         Embedding(token_budget=-1)
