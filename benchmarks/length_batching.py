@@ -4,25 +4,31 @@ Usage: .venv/bin/python benchmarks/length_batching.py [--n 1500] [--models embed
        [--threads 1] [--out FILE.json]
 
 Records: the first ``n`` of ``builtin:python-docs`` (paragraphs of 200 to 4,000 characters:
-mixed lengths), in corpus order. Three ways to batch them, each scored by the same scorer
-instance (embedding: all-MiniLM-L6-v2 with torch, CPU; lm: a reference LM trained here on
-2,000 records, CPU), timed after a warm-up:
+mixed lengths), in corpus order. Three ways to batch them, each scored by the same model
+(embedding: all-MiniLM-L6-v2 with torch, CPU; lm: a reference LM trained here on 2,000
+records, CPU), timed after a warm-up:
 
-- ``padded``: batches of the model's own batch size (16 / 64) in arrival order, each padded to
-  its longest text: what RunInference does with ``BatchElements`` and no length handling;
+- ``padded``: batches of the model's own batch size in arrival order, each padded to its
+  longest text: what RunInference does with ``BatchElements`` and no length handling.
+  embedding: calls of 16 texts to a scorer with no token budget and ``batch_size=16``, so one
+  forward pass per call, padded to its longest text; lm: calls of 64 texts to a scorer with
+  ``token_budget=8192, max_batch_size=64`` (the LM scorer's defaults when this benchmark was
+  written: a call of 64 sorted and split within itself);
 - ``sorted per batch``: batches of 256 in arrival order, each sorted by length into the
-  model's batches (gradum before this change);
-- ``sorted per part``: the whole part sorted by length first (``pipelines.job.read`` does this
-  when a model scorer runs), then batches of 256 as above.
+  model's batches by the scorer with its defaults (embedding: sorted by word pieces, cut by a
+  budget of 2,048 padded word pieces and 64 texts; lm: by tokens, 8,192 and 64);
+- ``sorted per part``: the whole part sorted by length (characters) first
+  (``pipelines.job.read`` does this when a model scorer runs), then batches of 256 as above.
 
-docs/s and the ratio to ``padded``; outputs are compared with ``padded``'s (max absolute
-difference per column).
+docs/s (wall clock), CPU seconds of the process, and the ratio to ``padded`` (wall); outputs
+are compared with ``padded``'s (max absolute difference per column).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -34,15 +40,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def run(scorer, texts: list[str], order: list[int], batch: int) -> tuple[float, dict]:
-    began = time.perf_counter()
+def run(scorer, texts: list[str], order: list[int], batch: int) -> tuple[float, float, dict]:
+    began, cpu = time.perf_counter(), time.process_time()
     parts: dict[str, list] = {}
     for lo in range(0, len(order), batch):
         idx = order[lo : lo + batch]
         out = scorer.score([texts[i] for i in idx])
         for k, v in out.items():
             parts.setdefault(k, []).append((idx, np.asarray(v)))
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     cols = {}
     for k, chunks in parts.items():
         shape = chunks[0][1].shape[1:]
@@ -50,7 +56,12 @@ def run(scorer, texts: list[str], order: list[int], batch: int) -> tuple[float, 
         for idx, v in chunks:
             col[idx] = v
         cols[k] = col
-    return elapsed, cols
+    return elapsed, cpu, cols
+
+
+def _load() -> float:
+    """The 1-minute load average (the machine may be shared: record it with the figures)."""
+    return round(os.getloadavg()[0], 2)
 
 
 def main() -> None:
@@ -69,10 +80,11 @@ def main() -> None:
     texts = [r["text"] for r in load_builtin(f"builtin:python-docs?limit={args.n}")]
     arrival = list(range(len(texts)))
     by_length = sorted(arrival, key=lambda i: len(texts[i]))
-    results = {"n": len(texts), "threads": args.threads, "models": {}}
+    results = {"n": len(texts), "threads": args.threads, "load_1m_at_start": _load(), "models": {}}
     for name in args.models.split(","):
         if name == "embedding":
             scorer = scorers.get("embedding", backend="torch")
+            padded = scorers.get("embedding", backend="torch", batch_size=16, token_budget=0)
             own = 16
         else:
             from scorers.reference_lm import train_reference_lm
@@ -81,24 +93,27 @@ def main() -> None:
             sample = [r["text"] for r in load_builtin("builtin:python-docs?limit=2000")]
             train_reference_lm(sample, work, steps=100, seed=0, progress=False)
             scorer = scorers.get("lm", model=work)
-            own = scorer.max_batch_size
-        scorer.score(texts[:8])  # load the model, warm up
+            padded = scorers.get("lm", model=work, token_budget=8192, max_batch_size=64)
+            own = 64
+        for s in (padded, scorer):
+            s.score(texts[:8])  # load the model, warm up
         ways = {
-            "padded": (arrival, own),
-            "sorted per batch": (arrival, 256),
-            "sorted per part": (by_length, 256),
+            "padded": (padded, arrival, own),
+            "sorted per batch": (scorer, arrival, 256),
+            "sorted per part": (scorer, by_length, 256),
         }
         row = {}
         base_cols = None
-        for way, (order, batch) in ways.items():
-            elapsed, cols = run(scorer, texts, order, batch)
+        for way, (s, order, batch) in ways.items():
+            elapsed, cpu, cols = run(s, texts, order, batch)
             if base_cols is None:
                 base_cols = cols
             diff = {k: float(np.nanmax(np.abs(cols[k] - base_cols[k]))) for k in cols}
             row[way] = {"seconds": round(elapsed, 2), "docs_s": round(len(texts) / elapsed, 1),
-                        "max_abs_diff": diff}  # fmt: skip
+                        "cpu_s": round(cpu, 2), "max_abs_diff": diff}  # fmt: skip
         for way in ways:
             row[way]["ratio"] = round(row["padded"]["seconds"] / row[way]["seconds"], 2)
+        row["load_1m_at_end"] = _load()
         results["models"][name] = row
         print(json.dumps({name: row}), flush=True)
     if args.out:

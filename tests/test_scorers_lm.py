@@ -9,15 +9,12 @@ import random
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import scorers  # noqa: E402
-from scorers.lm import pack_batches  # noqa: E402
 from scorers.reference_lm import train_reference_lm, train_tokenizer  # noqa: E402
 
 TEXTS = [
@@ -124,18 +121,6 @@ def test_lm_long_text_and_errors(tiny_lm: str) -> None:
     with pytest.raises(scorers.ScoringError) as err:
         s.score(["ok", 3])  # type: ignore[list-item]
     assert err.value.position == 1
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(0, 300), max_size=40), st.integers(1, 400), st.integers(1, 16))
-def test_pack_batches(lengths: list[int], budget: int, max_bs: int) -> None:
-    batches = pack_batches(lengths, budget, max_bs)
-    flat = [i for b in batches for i in b]
-    assert sorted(flat) == list(range(len(lengths)))
-    for b in batches:
-        assert len(b) <= max_bs
-        if len(b) > 1:
-            assert len(b) * max(max(1, lengths[i]) for i in b) <= budget
 
 
 def test_reference_lm_learns(tmp_path) -> None:  # type: ignore[no-untyped-def]
