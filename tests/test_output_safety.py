@@ -129,9 +129,7 @@ def test_overwrite_deletes_only_what_the_manifest_lists(store, capsys):
         store.client.delete_object(Bucket=store.bucket, Key="c/shards/extra-notes.txt")
     else:
         store.client.bucket(store.bucket).blob("c/shards/extra-notes.txt").delete()
-    assert (
-        score("builtin:graded?n=60", "--output", out, *JOB, "--overwrite", *store.beam_args) == 0
-    )
+    assert score("builtin:graded?n=60", "--output", out, *JOB, "--overwrite", *store.beam_args) == 0
     new = store.keys("c/")
     assert "c/report.html" not in new and "c/centroids.npy" not in new
     assert len([k for k in new if k.startswith("c/shards/")]) == 1
