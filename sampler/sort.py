@@ -27,9 +27,10 @@ which orders values exactly as ``sampler.strategies.base.rank_order``'s int32 ke
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+
+from shards.heap import trim_heap
 
 CHUNK = 1 << 18
 _DIGIT = 1 << 16
@@ -85,23 +86,9 @@ def _argsort(
 
 
 def release_heap() -> None:
-    """Give the pages freed by the chunk temporaries back to the system. Their sizes (1-2 MB)
-    sit at glibc's dynamic mmap threshold, so after the first few they come from the heap,
-    and the heap keeps them (about 1.5 B/item at 1e7 items, found resident while the
-    Sampler then read its difficulty column). ``malloc_trim``: a no-op without glibc."""
-    global _TRIM
-    if _TRIM is None:
-        try:
-            import ctypes
-
-            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM: Any = None
+    """Give the pages freed by the chunk temporaries back to the system
+    (:func:`shards.heap.trim_heap`)."""
+    trim_heap()
 
 
 def _sort(

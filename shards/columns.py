@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import ShardMismatchError, ShardsError
+from .heap import trim_heap
 
 Opener = Callable[[], Any]  # returns a path or a file object for pyarrow.parquet
 THREADS = 16
@@ -216,23 +217,7 @@ def release_memory() -> None:
     keeps what the reader's and numpy's short-lived buffers left below its top (a no-op
     where there is no glibc)."""
     pa.default_memory_pool().release_unused()
-    _malloc_trim()
-
-
-def _malloc_trim() -> None:
-    global _TRIM
-    if _TRIM is None:
-        try:
-            import ctypes
-
-            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM: Any = None
+    trim_heap()
 
 
 def _file(src: Any) -> Any:
