@@ -15,11 +15,16 @@ install: $(STAMP)
 
 # torch first, pinned to the CPU build where one is on disk, so the range in
 # pyproject.toml never pulls a multi-GB CUDA build; any torch in >=2.3,<2.15 works.
-$(STAMP): pyproject.toml
+# The rest is constrained to the Dataflow images' pins (infra/dataflow/requirements.txt, less
+# pip-forbidden extras): tests run what the images ship, not whatever was released last night.
+CONSTRAINTS := $(VENV)/constraints.txt
+
+$(STAMP): pyproject.toml infra/dataflow/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q "torch>=2.3,<2.15"
-	$(PY) -m pip install -q -e ".[all]"
+	sed -e 's/\[[^]]*\]//' -e '/^torch==/d' infra/dataflow/requirements.txt > $(CONSTRAINTS)
+	$(PY) -m pip install -q -e ".[all]" -c $(CONSTRAINTS)
 	touch $(STAMP)
 
 demo: install

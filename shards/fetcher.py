@@ -137,17 +137,14 @@ class RemoteShards:
             return list(self._held)
 
     def _reuse(self, i: int) -> _Held | None:
-        """A kept shard, with one more user: no system call."""
-        release: list[_Held] = []
+        """A kept shard, with one more user: no system call (the share is recounted by the
+        watching thread, :func:`_watch`)."""
         with self._lock:
-            if time.monotonic() - self._counted > REFRESH:
-                release = self._trim(recount=True)
             held = self._held.get(i)
             if held is not None:
                 held.users += 1
                 self._held.move_to_end(i)
                 self.stats["uses"] += 1
-        self._unpin(release)
         if held is not None:
             self.cache._count(hits=1)
         return held
