@@ -75,7 +75,7 @@ def rank_sketch(parts: list[np.ndarray], eps: float) -> tuple[np.ndarray, int, i
     worst = 0
     for _ in range(passes(eps)):
         counts = [sketch.level_counts(p) for p in parts]
-        worst = max([worst] + [k.nbytes + c.nbytes for k, c in counts])
+        worst = max([worst] + [sum(x.nbytes for x in c) for c in counts])
         sketch = sketch.add_level(merge_counts(counts))
     return np.concatenate([sketch.rank(p) for p in parts]), worst, sketch.passes
 
@@ -102,7 +102,7 @@ def sizes(ns: list[int], workers: int, eps: float) -> None:
             sketch, held, sent, summed = RankSketch(eps), 0, 0, 0
             for _ in range(passes(eps)):  # a complete sketch's passes are no-ops: not counted
                 counts = [sketch.level_counts(p) for p in np.array_split(v, workers)]
-                sent = max([sent] + [len(k) for k, _ in counts])
+                sent = max([sent] + [len(c[0]) for c in counts])
                 total = merge_counts(counts)
                 summed = max(summed, len(total[0]))
                 sketch = sketch.add_level(total)

@@ -201,7 +201,7 @@ def pass_sizes(v: np.ndarray, eps: float, parts: int = 4) -> tuple[int, int, int
     for _ in range(passes(eps)):
         counts = [sketch.level_counts(p) for p in np.array_split(v, parts)]
         total = merge_counts(counts)
-        sent = max([sent] + [len(k) for k, _ in counts])
+        sent = max([sent] + [len(c[0]) for c in counts])
         summed = max(summed, len(total[0]))
         sketch = sketch.add_level(total)
         held = max(held, len(sketch.lo))
@@ -267,3 +267,83 @@ def test_the_combiner_accumulator_is_bounded_and_order_free():
             want = len(cols[c]) if not s.passes else (s.counts * (s.counts > s.max_bucket)).sum()
             assert out[c][1].sum() == want
         sketches = {c: sketches[c].add_level(out[c]) for c in cols}
+
+
+def _passes_as_the_job_runs(parts: list[np.ndarray], eps: float = EPS):
+    """Every pass as ``pipelines.job.signal_stats`` chains them: pass 0 reads the values, each
+    later pass only the keys the one before counted (those inside its sketch's open
+    intervals). Returns the sketch, how many keys each pass read, and after how many passes
+    the sketch was complete."""
+    from pipelines.stats.ranks import order_keys
+
+    sketch = RankSketch(eps)
+    inputs = [order_keys(p[np.isfinite(p)]) for p in parts]
+    read, done = [], None
+    for level in range(passes(eps)):
+        read.append(sum(len(k) for k in inputs))
+        inputs = [sketch.open_keys(k) for k in inputs]
+        sketch = sketch.add_level(merge_counts([sketch.count_keys(k) for k in inputs]))
+        done = level + 1 if done is None and sketch.complete else done
+    return sketch, read, done
+
+
+@pytest.mark.parametrize("kind", ["narrow", "heavy_tail", "bimodal", "few_values", "nan_1pct"])
+def test_passes_fed_only_the_open_keys_make_the_same_sketch(kind):
+    """Handing each pass only the keys the previous one left open changes nothing: the same
+    sketch as every pass reading every value, and each pass reads no more than the one
+    before."""
+    v = distribution(kind, 60_000, np.random.default_rng(11))
+    parts = np.array_split(v, 7)
+    chained, read, _ = _passes_as_the_job_runs(parts)
+    assert same(chained, build(parts))
+    assert all(a >= b for a, b in zip(read, read[1:], strict=False))
+
+
+def test_integer_values_complete_in_two_passes_and_passes_after_the_third_read_nothing():
+    """Counts of characters or words: a heavy bucket holding one distinct value is exact as
+    soon as it is counted (the interval's least and greatest keys are equal), so the sketch
+    is complete after two passes, and passes 3-6 read no key (pass 2 reads what pass 1
+    counted, to find it closed)."""
+    rng = np.random.default_rng(5)
+    v = np.round(rng.lognormal(6, 0.6, 200_000))
+    sketch, read, done = _passes_as_the_job_runs(np.array_split(v, 5))
+    assert done == 2
+    assert read[:2] == [len(v), len(v)] and read[3:] == [0] * (passes(EPS) - 3)
+    assert np.abs(sketch.rank(v) - exact_midranks(v)).max() <= EPS + 1e-12
+
+
+def test_an_interval_spans_only_the_keys_it_counted():
+    """lo and hi are the least and greatest key counted, so a value's rank interpolates
+    between real values, not a bucket's bounds; every interval holds its own lo and hi."""
+    v = np.random.default_rng(2).uniform(0.90, 0.99, 50_000)
+    sketch = build(np.array_split(v, 4))
+    from pipelines.stats.ranks import order_keys
+
+    keys = np.sort(order_keys(v))
+    assert sketch.lo[0] == keys[0] and sketch.hi[-1] == keys[-1]
+    assert np.all(np.isin(sketch.lo, keys)) and np.all(np.isin(sketch.hi, keys))
+
+
+@pytest.mark.parametrize("kind", ["few_values", "bimodal"])
+def test_the_job_s_passes_make_the_sketch_of_every_pass_over_every_value(kind):
+    """pipelines.job.signal_stats.RankSketches on Beam: passes fed only the open keys (and
+    passes left with nothing to read once the sketch is complete) give the sketch of every
+    pass over every value."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipelines.job.signal_stats import RankSketches
+
+    v = distribution(kind, 6_000, np.random.default_rng(4))
+    parts = np.array_split(v, 5)
+    want = build(parts)
+    with beam.Pipeline() as p:
+        rs = RankSketches(
+            p | beam.Create([{"columns": {"x": part}} for part in parts]), "RS", ["x"], EPS
+        )
+        same_sketch = (
+            p
+            | "One" >> beam.Create([0])
+            | beam.Map(lambda _, s: (s["x"].passes, same(s["x"], want)), rs.side())
+        )
+        assert_that(same_sketch, equal_to([(want.passes, True)]))

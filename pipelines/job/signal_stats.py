@@ -4,12 +4,17 @@ bounded per worker, the same on any runner.
 
 Rank sketch memory per worker and signal (``pipelines/stats/ranks.py``): the side input
 ``24 (2 / eps + 1)`` bytes (48 KiB at eps = 0.001); a pass's counts, sent per part and summed
-by :class:`_SumCounts`, at most ``16 max(65,536, 256 floor(1 / (2 eps)))`` bytes (2 MiB),
-whatever the number of records."""
+by :class:`_SumCounts`, at most ``32 max(65,536, 256 floor(1 / (2 eps)))`` bytes (4 MiB),
+whatever the number of records.
+
+Each pass hands the next one only the keys it found inside open intervals (tag ``rest``): a
+pass reads the signal columns once, later passes what is still unresolved, and a pass after
+the sketch is complete reads nothing."""
 
 from __future__ import annotations
 
 import apache_beam as beam
+import numpy as np
 
 from pipelines.job.totals import Total
 from pipelines.stats import ranks
@@ -17,17 +22,30 @@ from pipelines.stats.sketch import QuantileSketch
 
 
 class _LevelCounts(beam.DoFn):
-    """One part's signal columns -> the next rank level's sparse counts, per column."""
+    """One part's keys -> the next rank level's sparse counts, per column (main), and the keys
+    inside open intervals, which the next pass reads (tag ``rest``, when ``rest`` is set and
+    some are left). Pass 0 reads a part's signal columns (``{"columns": ...}``), later passes
+    the ``{column: keys}`` the pass before left."""
 
-    def __init__(self, columns: list[str], eps: float) -> None:
-        self.columns, self.eps = list(columns), eps
+    def __init__(self, columns: list[str], eps: float, *, first: bool, rest: bool) -> None:
+        self.columns, self.eps, self.first, self.rest = list(columns), eps, first, rest
 
     def process(self, element: dict, sketches: dict | None = None):
-        cols = element["columns"]
-        yield {
-            c: (sketches[c] if sketches else ranks.RankSketch(self.eps)).level_counts(cols[c])
-            for c in self.columns
-        }
+        counts, left = {}, {}
+        for c in self.columns:
+            sketch = sketches[c] if sketches else ranks.RankSketch(self.eps)
+            if self.first:
+                v = np.asarray(element["columns"][c], dtype=np.float64).ravel()
+                keys = ranks.order_keys(v[np.isfinite(v)])
+            else:
+                keys = element.get(c, ranks.order_keys(np.empty(0)))
+            keys = sketch.open_keys(keys)
+            counts[c] = sketch.count_keys(keys)
+            if len(keys):
+                left[c] = keys
+        yield counts
+        if self.rest and left:
+            yield beam.pvalue.TaggedOutput("rest", left)
 
 
 class _SumCounts(beam.CombineFn):
@@ -55,6 +73,10 @@ class _SumCounts(beam.CombineFn):
         return acc
 
 
+def _refine(sketches: dict, counts: dict, eps: float) -> dict:
+    return _add_level(counts, sketches, eps)
+
+
 def _add_level(counts: dict, sketches: dict | None, eps: float) -> dict:
     return {
         c: (sketches[c] if sketches else ranks.RankSketch(eps)).add_level(counts[c]) for c in counts
@@ -70,17 +92,22 @@ class RankSketches:
 
     def __init__(self, parts, label: str, columns: list[str], eps: float) -> None:
         self.columns, self.eps = list(columns), eps
-        sketches = None
-        for level in range(ranks.passes(eps)):
+        sketches, source, levels = None, parts, ranks.passes(eps)
+        for level in range(levels):
             prev = self._side(sketches, level)
-            counts = Total(
-                parts
-                | f"{label}/Count{level}" >> beam.ParDo(_LevelCounts(self.columns, eps), prev),
-                f"{label}/Sum{level}",
-                _SumCounts(self.columns),
+            fn = _LevelCounts(self.columns, eps, first=level == 0, rest=level < levels - 1)
+            out = source | f"{label}/Count{level}" >> beam.ParDo(fn, prev).with_outputs(
+                "rest", main="counts"
             )
-            sketches = counts.pcoll | f"{label}/Level{level}" >> beam.Map(_add_level, prev, eps)
-        self.pcoll, self._levels = sketches, ranks.passes(eps)
+            counts = Total(out.counts, f"{label}/Sum{level}", _SumCounts(self.columns))
+            if sketches is None:
+                sketches = counts.pcoll | f"{label}/Level{level}" >> beam.Map(_add_level, None, eps)
+            else:  # a pass with nothing left to read sums to nothing: the sketch goes on as is
+                sketches = sketches | f"{label}/Level{level}" >> beam.Map(
+                    _refine, counts.side(), eps
+                )
+            source = out.rest
+        self.pcoll, self._levels = sketches, levels
 
     def _empty(self, levels: int) -> dict:
         """The sketches ``levels`` passes make of no values (what each step emits on an empty

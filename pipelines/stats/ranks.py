@@ -3,9 +3,11 @@ a refined radix histogram, compressed after every pass.
 
 Each finite value becomes a 64-bit key that sorts like the value (the IEEE-754 bits, the sign
 flipped; -0.0 counted as 0.0). The sketch is a sorted list of disjoint key intervals
-``[lo, hi]`` with the number of values in each. Pass 0 counts keys by their top 16 bits.
-A bucket holding more than ``floor(2 eps n)`` values is *heavy*: unless it is one key (an
-exact value), it stays *open* and the next pass counts the keys inside open buckets by their
+``[lo, hi]`` with the number of values in each; ``lo`` and ``hi`` are the least and greatest
+key counted in the interval (not its bucket's bounds), so an interval of one distinct value is
+exact however coarse its bucket. Pass 0 counts keys by their top 16 bits.
+A bucket holding more than ``floor(2 eps n)`` values is *heavy*: unless it holds one key (an
+exact value: ties, integers), it stays *open* and the next pass counts the keys inside open buckets by their
 next ``b`` bits, as many as the budget allows (``H`` open buckets x ``2^b`` sub-buckets <=
 ``B``; at least 8). After every pass the other intervals are coalesced greedily, left to
 right, into runs of at most ``floor(eps n)`` values (a heavy interval stays alone).
@@ -29,7 +31,12 @@ Memory per signal, whatever the number of values ``n``:
   ``24 (2 / eps + 1)`` bytes, 48 KiB at eps = 0.001;
 - a pass's counts (what a part sends, and the accumulator of the combiner that sums them): at
   most ``B = max(65,536, 256 floor(1 / (2 eps)))`` sparse entries (:func:`budget`; 128,000 at
-  eps = 0.001), 16 bytes each: ``16 B`` bytes, 2 MiB at eps = 0.001.
+  eps = 0.001), 32 bytes each (bucket, count, least and greatest key): ``32 B`` bytes, 4 MiB at
+  eps = 0.001.
+
+A pass only needs the values inside intervals the previous pass left open:
+:meth:`RankSketch.open_keys` gives them, so the job hands each pass only what the one before
+found still open (most values after one pass, none once complete).
 
 There are fewer than ``1 / (2 eps)`` heavy buckets, so every pass refines by at least
 ``floor(log2(B / floor(1 / (2 eps))))`` >= 8 bits: :func:`passes` passes (7 at eps = 0.001)
@@ -48,7 +55,10 @@ KEY_BITS = 64
 FIRST_BITS = 16  # pass 0: sign, exponent and 4 mantissa bits
 MIN_BITS = 8  # the least a later pass refines by (the budget guarantees it)
 _SIGN = np.uint64(1 << 63)
-_EMPTY = (np.empty(0, np.uint64), np.empty(0, np.int64))
+_NO_KEYS = np.empty(0, np.uint64)
+_EMPTY = (_NO_KEYS, np.empty(0, np.int64), _NO_KEYS, _NO_KEYS)
+_TYPES = (np.uint64, np.int64, np.uint64, np.uint64)
+Counts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # bucket, count, least, greatest
 
 
 def max_heavy(eps: float) -> int:
@@ -79,26 +89,37 @@ def order_keys(values: np.ndarray) -> np.ndarray:
     return np.where(bits & _SIGN, ~bits, bits | _SIGN)
 
 
-def _count(prefixes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniq, counts = np.unique(prefixes, return_counts=True)
-    return uniq, counts.astype(np.int64)
+def _count(keys: np.ndarray, shift: np.uint64) -> Counts:
+    """``keys`` by bucket ``key >> shift``: the buckets, their counts, least and greatest key."""
+    if not len(keys):
+        return _EMPTY
+    keys = np.sort(keys)
+    prefixes = keys >> shift
+    starts = np.flatnonzero(np.r_[True, prefixes[1:] != prefixes[:-1]])
+    ends = np.r_[starts[1:], len(keys)]
+    return prefixes[starts], (ends - starts).astype(np.int64), keys[starts], keys[ends - 1]
 
 
-def merge_counts(parts) -> tuple[np.ndarray, np.ndarray]:
-    """Sum sparse ``(prefixes, counts)`` histograms: the order of ``parts`` does not matter.
-    Folds one part at a time, so it never holds more than two histograms at once."""
-    keys, counts = _EMPTY
-    for k, c in parts:
-        if not len(k):
+def merge_counts(parts) -> Counts:
+    """Sum sparse ``(bucket, count, least, greatest)`` histograms (counts add; the least and
+    greatest keys are the min and max): the order of ``parts`` does not matter. Folds one part
+    at a time, so it never holds more than two histograms at once."""
+    out = _EMPTY
+    for part in parts:
+        if not len(part[0]):
             continue
-        if not len(keys):
-            keys, counts = np.asarray(k, np.uint64), np.asarray(c, np.int64)
+        if not len(out[0]):
+            out = tuple(np.asarray(x, t) for x, t in zip(part, _TYPES, strict=True))
             continue
-        uniq, inverse = np.unique(np.concatenate([keys, k]), return_inverse=True)
-        weights = np.concatenate([counts, c]).astype(np.float64)
+        uniq, inverse = np.unique(np.concatenate([out[0], part[0]]), return_inverse=True)
+        weights = np.concatenate([out[1], part[1]]).astype(np.float64)
         counts = np.bincount(inverse, weights=weights, minlength=len(uniq)).astype(np.int64)
-        keys = uniq
-    return keys, counts
+        least = np.full(len(uniq), np.iinfo(np.uint64).max, np.uint64)
+        np.minimum.at(least, inverse, np.concatenate([out[2], part[2]]))
+        greatest = np.zeros(len(uniq), np.uint64)
+        np.maximum.at(greatest, inverse, np.concatenate([out[3], part[3]]))
+        out = (uniq, counts, least, greatest)
+    return out
 
 
 def _coalesce(lo, hi, counts, cap):
@@ -159,35 +180,46 @@ class RankSketch:
         bits = (budget(self.eps) // max(heavy, 1)).bit_length() - 1
         return max(0, self.shift - bits)
 
-    def level_counts(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The next pass's sparse histogram of one part of the values (finite ones only):
-        pass 0 counts every key; a later pass only the keys inside open intervals. At most
-        :func:`budget` entries."""
+    def open_keys(self, keys: np.ndarray) -> np.ndarray:
+        """The keys (of :func:`order_keys`) the next pass counts: every key before pass 0,
+        then those inside open intervals (none once complete)."""
+        keys = np.asarray(keys, np.uint64)
+        if not self.passes:
+            return keys
+        opened = self._open()
+        if not opened.any():
+            return _NO_KEYS
+        shift = np.uint64(self.shift)
+        return keys[np.isin(keys >> shift, self.lo[opened] >> shift)]
+
+    def count_keys(self, keys: np.ndarray) -> Counts:
+        """The next pass's sparse histogram of keys inside open intervals (what
+        :meth:`open_keys` gives). At most :func:`budget` entries."""
         if self.passes and self.complete:
             return _EMPTY
-        v = np.asarray(values, dtype=np.float64).ravel()
-        keys = order_keys(v[np.isfinite(v)])
-        shift = np.uint64(self._next_shift())
-        if self.passes:
-            opened = self.lo[self._open()] >> np.uint64(self.shift)
-            keys = keys[np.isin(keys >> np.uint64(self.shift), opened)]
-        return _count(keys >> shift)
+        return _count(np.asarray(keys, np.uint64), np.uint64(self._next_shift()))
 
-    def add_level(self, counts: tuple[np.ndarray, np.ndarray]) -> RankSketch:
+    def level_counts(self, values: np.ndarray) -> Counts:
+        """The next pass's sparse histogram of one part of the values (finite ones only):
+        pass 0 counts every key; a later pass only the keys inside open intervals."""
+        v = np.asarray(values, dtype=np.float64).ravel()
+        return self.count_keys(self.open_keys(order_keys(v[np.isfinite(v)])))
+
+    def add_level(self, counts: Counts) -> RankSketch:
         """A new sketch: this one with a pass counted over all values (the sum of every part's
         level_counts) and compressed. ``self`` is never changed (Beam side inputs are
         immutable); once complete, the same sketch comes back (the job runs every pass)."""
         if self.passes and self.complete:
             return self
-        keys, c = np.asarray(counts[0], np.uint64), np.asarray(counts[1], np.int64)
+        keys, c, lo, hi = (np.asarray(x, t) for x, t in zip(counts, _TYPES, strict=True))
         order = np.argsort(keys, kind="stable")
-        keys, c = keys[order], c[order]
+        keys, c, lo, hi = keys[order], c[order], lo[order], hi[order]
         out = RankSketch(self.eps)
         out.passes, out.shift = self.passes + 1, self._next_shift()
         out.n = self.n if self.passes else int(c.sum())
         shift = np.uint64(out.shift)
-        lo = keys << shift
-        hi = lo | np.uint64((1 << out.shift) - 1)
+        if np.any((lo >> shift) != keys) or np.any((hi >> shift) != keys) or np.any(hi < lo):
+            raise ValueError("a pass's least and greatest keys do not lie in their buckets")
         if self.passes:
             opened = self._open()
             parents = np.unique(lo >> np.uint64(self.shift))
