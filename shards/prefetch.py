@@ -6,7 +6,8 @@ cached nor being fetched, as long as the bytes of the plan up to it fit in the b
 cache limit: prefetching further would evict shards needed sooner), and fetch it. A new plan
 replaces the old one at once (strategies driven by feedback correct their plan after each
 update); downloads already running finish. ``urgent`` shards (a take() that found them
-missing) go first.
+missing) go first, until they are cached: then they leave the urgent list (a shard listed both
+as urgent and in the plan counts once against the budget).
 """
 
 from __future__ import annotations
@@ -80,8 +81,11 @@ class Prefetcher:
 
     def _next(self) -> int | None:
         """The next shard to fetch (call with the condition held)."""
+        # urgent shards that are cached are done: left in the list, they would count twice
+        # against the budget (the plan lists them too) and be fetched again once evicted
+        self._urgent = [s for s in self._urgent if s in self._running or not self._is_ready(s)]
         spent = 0
-        for s in self._urgent + self._plan:
+        for s in dict.fromkeys(self._urgent + self._plan):
             spent += self._size(s)
             if self.budget is not None and spent > self.budget:
                 return None

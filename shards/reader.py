@@ -292,17 +292,17 @@ class ShardSet(ServingMixin):
         """
         self._check_columns(columns)
         idx = np.asarray(indices, dtype=np.int64).ravel()
-        schema = (
-            self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
-        )
-        if idx.size == 0:
+        if idx.size == 0:  # (the schema only here: a remote set's first take reads no header)
+            schema = self.schema
+            if columns is not None:
+                schema = pa.schema([schema.field(c) for c in columns])
             return schema.empty_table()
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= self.num_rows:
             bad = lo if lo < 0 else hi
             raise IndexError(f"index {bad} out of range for a set of {self.num_rows} rows")
         combined = self._combined if self._remote is None else None
-        return gather(idx, self._offsets, self._use, columns, combined, self._shards_urgent, schema)
+        return gather(idx, self._offsets, self._use, columns, combined, self._shards_urgent)
 
     def _use(self, i: int) -> Any:
         if self._tables[i] is not None:

@@ -8,7 +8,18 @@ Only pyarrow's own filesystems are used, so reading a remote dataset needs the c
 ``pyarrow.fs.FileSystem``.
 
 Every byte read from the bucket is counted per kind (``manifest``, ``index``, ``shards``) in
-:attr:`RemoteDataset.read`, so a caller can check what a step cost.
+:attr:`RemoteDataset.read`, with the requests that read them, so a caller can check what a step
+cost.
+
+Requests (pyarrow 25, counted in the stores' own logs by ``tests/test_serving_requests.py``):
+pyarrow's S3 filesystem sends a HEAD whenever it opens an object (stream or random access; its
+Python API takes a path only, not a ``FileInfo`` with the size that would let it skip the
+HEAD), and each read of an S3 object is one ranged GET; its GCS stream is one GET however it
+is read. So a whole object (a shard, the manifest) is read from S3 in steps of up to
+``S3_READ`` bytes, sized by the HEAD's length (HEAD + one GET for a shard of at most
+``S3_READ`` bytes, instead of one GET per 8 MiB, or per 256 KiB for ``read()``), and from GCS
+as one stream (one GET); the manifest is read without asking first whether it exists (the
+listing that tells an incomplete dataset from a missing one runs only when it is missing).
 """
 
 from __future__ import annotations
@@ -31,7 +42,8 @@ from .storage_options import SCHEMES, StorageOptions, is_remote
 from .storage_options import filesystem as _filesystem
 
 __all__ = ["SCHEMES", "RemoteDataset", "default_cache_dir", "filesystem", "is_remote"]
-_CHUNK = 8 << 20
+STREAM_READ = 8 << 20  # one read of a streamed object (GCS: one GET whatever the reads)
+S3_READ = 32 << 20  # one read of an S3 object: one ranged GET (and this much memory, at most)
 _EMULATOR_LOCK = threading.RLock()
 
 
@@ -61,6 +73,7 @@ class RemoteDataset:
         self.uri = uri.rstrip("/")
         self.storage = storage
         self.fs = fs if fs is not None else filesystem(self.uri, storage)
+        self._s3 = self.uri.startswith("s3://")
         self._base = self.uri.split("://", 1)[1]
         key = hashlib.sha1(self.uri.encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_dir or default_cache_dir())
@@ -86,12 +99,37 @@ class RemoteDataset:
             self.read[self._kind(rel)] += nbytes
             self.read["requests"] += requests
 
+    def _copy(self, rel: str, write: Callable[[bytes], Any]) -> None:
+        """Object ``rel`` into ``write``, block by block (counted). S3: opened for random
+        access, whose open is the HEAD pyarrow sends anyway and gives the size, then one
+        ranged GET per ``S3_READ`` bytes (a shard up to that size: HEAD + one GET; an S3
+        stream's reads are ranged GETs too, and ``read()`` without a size makes one per
+        256 KiB). GCS: a stream, one GET whatever the reads, read ``STREAM_READ`` at a time."""
+        path = self._path(rel)
+        with self._serial:
+            if self._s3:
+                with self.fs.open_input_file(path) as src:
+                    size, pos = src.size(), 0
+                    while pos < size:
+                        block = src.read_at(min(S3_READ, size - pos), pos)
+                        if not block:  # replaced by a shorter object meanwhile
+                            break
+                        write(block)
+                        pos += len(block)
+                        self.count(rel, len(block))
+                self.count(rel, 0)  # the HEAD
+                return
+            with self.fs.open_input_stream(path) as src:
+                while block := src.read(STREAM_READ):
+                    write(block)
+                    self.count(rel, len(block), 0)
+            self.count(rel, 0)  # the GET
+
     def read_bytes(self, rel: str) -> bytes:
         """A whole object (counted)."""
-        with self._serial, self.fs.open_input_stream(self._path(rel)) as stream:
-            data = stream.read()
-        self.count(rel, len(data))
-        return data
+        parts: list[bytes] = []
+        self._copy(rel, parts.append)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def open_random(self, rel: str) -> io.RawIOBase:
         """A seekable file object over ``rel`` whose reads are ranged requests (counted): what
@@ -101,25 +139,32 @@ class RemoteDataset:
         reads (real GCS serves them)."""
         if self.uri.startswith("gs://") and os.environ.get("STORAGE_EMULATOR_HOST"):
             return io.BytesIO(self.read_bytes(rel))
-        return _CountingFile(self.fs.open_input_file(self._path(rel)), lambda n: self.count(rel, n))
+        native = self.fs.open_input_file(self._path(rel))
+        self.count(rel, 0)  # the open: a HEAD on S3, a metadata GET on GCS
+        return _CountingFile(native, lambda n: self.count(rel, n))
 
     def manifest(self) -> dict[str, Any]:
         """The checked manifest; an incomplete or absent dataset raises as locally."""
         import pyarrow.fs as pafs
 
-        try:
-            info = self.fs.get_file_info(self._path(MANIFEST_NAME))
+        try:  # read at once: no request to ask first whether it exists
+            data = self.read_bytes(MANIFEST_NAME)
+        except FileNotFoundError:
+            data = None
         except OSError as e:
             raise ShardsError(f"{self.uri}: cannot reach the bucket: {e}") from e
-        if info.type != pafs.FileType.File:
-            found = self.fs.get_file_info(pafs.FileSelector(self._base, allow_not_found=True))
+        if data is None:
+            try:
+                found = self.fs.get_file_info(pafs.FileSelector(self._base, allow_not_found=True))
+            except OSError as e:
+                raise ShardsError(f"{self.uri}: cannot reach the bucket: {e}") from e
             if found:
                 raise IncompleteDatasetError(
                     f"{self.uri}: incomplete dataset: {MANIFEST_NAME} is missing (the job that "
                     "wrote it did not finish; the manifest is written last)"
                 )
             raise DatasetNotFoundError(f"{self.uri}: no such dataset")
-        manifest = json.loads(self.read_bytes(MANIFEST_NAME))
+        manifest = json.loads(data)
         check_manifest(manifest, f"{self.uri}/{MANIFEST_NAME}")
         return manifest
 
@@ -134,19 +179,13 @@ class RemoteDataset:
         return Entry(self.root / rel, f"{self.uri}/{rel}")
 
     def downloader(self, rel: str) -> Callable[[Path], None]:
-        """A function that writes object ``rel`` to a local path (counted)."""
+        """A function that writes object ``rel`` to a local path (counted; the cache checks
+        the file's size and sha256 against the manifest after)."""
 
         def download(dest: Path) -> None:
             try:
-                with (
-                    self._serial,
-                    self.fs.open_input_stream(self._path(rel)) as src,
-                    open(dest, "wb") as dst,
-                ):
-                    while block := src.read(_CHUNK):
-                        dst.write(block)
-                        self.count(rel, len(block), 0)
-                self.count(rel, 0, 1)
+                with open(dest, "wb") as dst:
+                    self._copy(rel, dst.write)
             except FileNotFoundError as e:
                 raise ShardsError(
                     f"{self.uri}/{rel}: shard listed in the manifest is missing"

@@ -18,7 +18,6 @@ def gather(
     columns: list[str] | None,
     combined: Callable[[list[str] | None], pa.Table] | None,
     urgent: Callable[[Sequence[int]], None],
-    schema: pa.Schema,
 ) -> pa.Table:
     """Rows ``idx`` (in range, non-empty) in that order. ``use(i)`` is a context manager
     giving shard i's table for the duration of the block; ``combined`` (a local set) is the

@@ -18,6 +18,7 @@ import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 SECRET = "SECRET-gradum-7f3a9c"  # the S3 secret key: must never appear in any output
 
@@ -35,7 +36,19 @@ class Store:
     beam_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     client: object = None
-    requests: list[tuple[str, str, str]] = field(default_factory=list)  # S3: (method, path, query)
+    # (method, path, query) of every request the server answered, in order (S3 and GCS)
+    requests: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def requests_for(self, key: str) -> list[str]:
+        """The methods of the requests on object ``key``, in order (S3: ``GET``, ``HEAD``;
+        GCS: ``GET`` for its metadata, ``GET media`` for its bytes)."""
+        out = []
+        for method, path, query in list(self.requests):
+            if self.scheme == "s3" and path == f"/{self.bucket}/{key}":
+                out.append(method)
+            elif self.scheme == "gs" and unquote(path).endswith(f"/b/{self.bucket}/o/{key}"):
+                out.append(f"{method} media" if "alt=media" in query else method)
+        return out
 
     def objects_written(self, prefix: str) -> set[str]:
         """Keys under ``prefix`` the server completed an upload of (PUT, or a multipart upload
@@ -81,6 +94,10 @@ def gcs_server(bucket: str = "gradum-gcs") -> Iterator[Store]:
     from google.cloud import storage
 
     logging.getLogger("gcp_storage_emulator").setLevel(logging.ERROR)
+    lines = logging.getLogger("gcp_storage_emulator.server")  # its request lines: INFO
+    lines.setLevel(logging.INFO)
+    log = _RequestLog(errors_pass=True)
+    lines.addFilter(log)
     port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)
     server.start()
@@ -89,8 +106,12 @@ def gcs_server(bucket: str = "gradum-gcs") -> Iterator[Store]:
     os.environ.update(env)
     try:
         client = storage.Client(project="test", credentials=AnonymousCredentials())
-        yield Store("gs", bucket, [], env, client)
+        store = Store("gs", bucket, [], env, client)
+        log.target = store.requests
+        yield store
     finally:
+        lines.removeFilter(log)
+        lines.setLevel(logging.NOTSET)
         server.stop()
         _restore(old)
 
@@ -142,20 +163,30 @@ def s3_server(bucket: str = "gradum-s3") -> Iterator[Store]:
 
 
 class _RequestLog(logging.Handler):
-    """The moto server's request lines (werkzeug), parsed into ``(method, path, query)``."""
+    """A server's request lines (moto's werkzeug, gcp-storage-emulator's http.server), parsed
+    into ``(method, path, query)``. As a handler it records every line; as a logger filter
+    (``errors_pass``) it records them and lets only ERROR records through (the emulator's
+    INFO request lines would otherwise reach pytest's log capture)."""
 
-    _LINE = re.compile(r'"(GET|PUT|POST|DELETE|HEAD) (\S+) HTTP')
+    _LINE = re.compile(r'"(GET|PUT|POST|DELETE|HEAD|PATCH) (\S+) HTTP')
     _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours some statuses (206)
 
-    def __init__(self) -> None:
+    def __init__(self, errors_pass: bool = False) -> None:
         super().__init__(logging.INFO)
         self.target: list | None = None
+        self.errors_pass = errors_pass
 
     def emit(self, record: logging.LogRecord) -> None:
         m = self._LINE.search(self._ANSI.sub("", record.getMessage()))
         if m and self.target is not None:
             path, _, query = m.group(2).partition("?")
             self.target.append((m.group(1), path, query))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.errors_pass:
+            return super().filter(record)
+        self.emit(record)
+        return record.levelno >= logging.ERROR
 
 
 def _restore(old: dict[str, str | None]) -> None:

@@ -137,6 +137,28 @@ def test_the_prefetcher_keeps_to_its_budget_and_replaces_its_plan():
     p.close()
 
 
+def test_urgent_shards_count_once_and_leave_the_list_once_cached():
+    """A take's urgent shards are in the plan too: counted twice, they kept the next shards
+    of a plan out of a small budget (every block round of a 10 % cache stalled), and a stale
+    urgent shard was fetched again after its eviction."""
+    fetched, cached = [], set()
+
+    def fetch(i):
+        fetched.append(i)
+        cached.add(i)
+
+    p = Prefetcher(fetch, lambda i: i in cached, lambda i: 100, budget=400, threads=1)
+    p.urgent([0, 1])  # a take found 0 and 1 missing
+    assert p.wait_idle(10) and fetched == [0, 1]
+    p.plan([0, 1, 2, 3])  # 400 planned bytes: all fit
+    assert p.wait_idle(10) and fetched == [0, 1, 2, 3]
+    cached.discard(0)  # evicted
+    p.forget(0)
+    p.plan([2, 3, 4])
+    assert p.wait_idle(10) and fetched == [0, 1, 2, 3, 4]  # not 0 again: no take wants it
+    p.close()
+
+
 def test_shards_of_lists_each_shard_once_in_order_of_first_use(remote):
     _, local = remote
     ss = ShardSet.open(local)
