@@ -185,7 +185,7 @@ def test_failing_batch_is_halved_with_a_warning(
     want = as_rows(s.score(TEXTS))
     real = s._forward
 
-    def oom_above_two(seqs: list[list[int]]) -> list[tuple[float, float, float]]:
+    def oom_above_two(seqs: list[list[int]]) -> np.ndarray:
         if len(seqs) > 2:
             raise RuntimeError("CUDA out of memory. Tried to allocate 10.00 GiB")
         return real(seqs)
@@ -197,7 +197,7 @@ def test_failing_batch_is_halved_with_a_warning(
     msgs = [r.getMessage() for r in caplog.records if r.name == "scorers.lm"]
     assert msgs and all("retrying in halves" in m and "out of memory" in m for m in msgs)
 
-    def bad_text(seqs: list[list[int]]) -> list[tuple[float, float, float]]:
+    def bad_text(seqs: list[list[int]]) -> np.ndarray:
         if any(len(x) == max(map(len, s.encode(TEXTS))) for x in seqs):
             raise ValueError("boom")
         return real(seqs)
