@@ -16,7 +16,8 @@ records, CPU), timed after a warm-up:
   written: a call of 64 sorted and split within itself);
 - ``sorted per batch``: batches of 256 in arrival order, each sorted by length into the
   model's batches by the scorer with its defaults (embedding: sorted by word pieces, cut by a
-  budget of 2,048 padded word pieces and 64 texts; lm: by tokens, 8,192 and 64);
+  budget of 2,048 padded word pieces and 64 texts; lm: by tokens, 2,048 padded tokens and
+  64 texts on CPU, its default since 2026-12-03, 8,192 before);
 - ``sorted per part``: the whole part sorted by length (characters) first
   (``pipelines.job.read`` does this when a model scorer runs), then batches of 256 as above.
 

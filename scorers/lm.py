@@ -20,8 +20,12 @@ Policies (recorded in ``describe()``):
   never tokenized whole), then to the first ``max_tokens`` tokens (BOS included); no stride.
 - lone surrogates are replaced with U+FFFD before tokenization.
 - batching: texts are sorted by token length, packed so that
-  ``batch_size * longest <= token_budget``, right-padded (padding never influences real
-  positions of a causal LM), and the outputs are put back in input order.
+  ``batch_size * longest <= token_budget`` and ``batch_size <= max_batch_size``,
+  right-padded (padding never influences real positions of a causal LM), and the outputs
+  are put back in input order. ``token_budget`` None: 2,048 padded tokens on CPU (short
+  batches waste little on padding, and a CPU forward pass costs about the same per token
+  from 2k to 8k tokens: benchmarks/length_batching.py), 8,192 on GPU; never below
+  ``max_tokens``.
 - device: CUDA when available (bf16 there), else CPU float32.
 - memory: ln p(t_i | t_<i) = z_t - logsumexp(z) is computed in float32 on chunks of
   real positions (``chunk_elements`` logits per chunk, default 4M = 16 MiB), applying the
@@ -45,8 +49,8 @@ BOS (version 1 included it); other values unchanged (relative difference < 1e-4)
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -66,6 +70,9 @@ from scorers.lm_forward import (
 log = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN_CAP = 32
+#: Padded tokens per forward pass with ``token_budget`` None, by device.
+CPU_TOKEN_BUDGET = 2048
+GPU_TOKEN_BUDGET = 8192
 
 
 def _identity(x: Any) -> Any:
@@ -85,7 +92,7 @@ class LanguageModelScorer(Scorer):
         device: str | None = None,
         dtype: str | None = None,
         max_tokens: int = 512,
-        token_budget: int = 8192,
+        token_budget: int | None = None,
         max_batch_size: int = 64,
         layer: int = -1,
         prepend_bos: bool = True,
@@ -95,7 +102,8 @@ class LanguageModelScorer(Scorer):
         self.model_name = str(model)
         self.revision = revision
         self.max_tokens = int(max_tokens)
-        self.token_budget = max(int(token_budget), self.max_tokens)
+        self.token_budget = None if token_budget is None else int(token_budget)
+        self._budget = 0  # resolved on load: the device's default, at least max_tokens
         self.max_batch_size = int(max_batch_size)
         self.layer = int(layer)
         self.prepend_bos = bool(prepend_bos)
@@ -145,6 +153,10 @@ class LanguageModelScorer(Scorer):
         self._separable = head_is_separable(model, probe_ids.to(device))
         vocab = vocab or int((cfg or model.config).vocab_size)
         self._chunk = chunk_positions(vocab, self.chunk_elements)
+        budget = self.token_budget
+        if budget is None:
+            budget = GPU_TOKEN_BUDGET if self._device.type == "cuda" else CPU_TOKEN_BUDGET
+        self._budget = max(budget, self.max_tokens)
 
     @property
     def model(self) -> Any:
@@ -164,7 +176,9 @@ class LanguageModelScorer(Scorer):
         clean = [replace_surrogates(t[:cap]) for t in texts]
         limit = self.max_tokens - (1 if self._bos is not None else 0)
         try:
-            ids = self._tok(clean, add_special_tokens=True)["input_ids"]
+            ids = self._tok(clean, add_special_tokens=True, return_attention_mask=False)[
+                "input_ids"
+            ]
         except Exception:  # noqa: BLE001 - find the offending text
             ids = []
             for i, t in enumerate(clean):
@@ -175,12 +189,6 @@ class LanguageModelScorer(Scorer):
         pre = [self._bos] if self._bos is not None else []
         return [pre + list(x[:limit]) for x in ids]
 
-    def _starts_with_bos(self, seq: Sequence[int]) -> bool:
-        """Whether position 0 is a BOS that the scorer or the tokenizer added."""
-        if self._bos is not None:
-            return True
-        return self._tok_bos and len(seq) > 0 and seq[0] == self._bos_id
-
     # -- scoring ---------------------------------------------------------------------------
     def score(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         texts = check_texts(texts)
@@ -189,24 +197,21 @@ class LanguageModelScorer(Scorer):
         if n == 0:
             return out
         ids = self.encode(texts)
-        for batch in pack_batches([len(x) for x in ids], self.token_budget, self.max_batch_size):
+        for batch in pack_batches([len(x) for x in ids], self._budget, self.max_batch_size):
             rows = self._score_batch(batch, ids, texts)
-            for i, (ppl, conf, ang) in zip(batch, rows, strict=True):
-                out["perplexity"][i] = ppl
-                out["confidence"][i] = conf
-                out["angle_concentration"][i] = ang
+            for j, k in enumerate(self.outputs):
+                out[k][batch] = rows[:, j]
         return out
 
-    def _score_batch(
-        self, batch: list[int], ids: list[list[int]], texts: list[str]
-    ) -> list[tuple[float, float, float]]:
+    def _score_batch(self, batch: list[int], ids: list[list[int]], texts: list[str]) -> np.ndarray:
         """Forward ``batch``; on failure retry it in halves (logged), down to the failing text.
 
         Halving both survives an out-of-memory batch (each half needs about half the
-        memory) and isolates a text that cannot be scored in log2(batch) steps.
+        memory) and isolates a text that cannot be scored in log2(batch) steps. Returns one
+        row (perplexity, confidence, angle) per text of ``batch``.
         """
         try:
-            return self._forward([ids[i] for i in batch])
+            return np.asarray(self._forward([ids[i] for i in batch]), dtype=np.float64)
         except Exception as exc:  # noqa: BLE001 - isolate the failing text
             if len(batch) == 1:
                 raise ScoringError(batch[0], preview(texts[batch[0]]), exc) from exc
@@ -221,23 +226,28 @@ class LanguageModelScorer(Scorer):
             if self._device.type == "cuda":
                 self._torch.cuda.empty_cache()
             half = len(batch) // 2
-            return self._score_batch(batch[:half], ids, texts) + self._score_batch(
-                batch[half:], ids, texts
+            return np.concatenate(
+                [
+                    self._score_batch(batch[:half], ids, texts),
+                    self._score_batch(batch[half:], ids, texts),
+                ]
             )
 
-    def _forward(self, seqs: list[list[int]]) -> list[tuple[float, float, float]]:
+    def _forward(self, seqs: list[list[int]]) -> np.ndarray:
+        """(perplexity, confidence, angle) per sequence, as a (len(seqs), 3) float64 array."""
         torch = self._torch
-        lengths = [len(s) for s in seqs]
-        width = max(lengths)
-        if width == 0:
-            return [(math.nan, math.nan, math.nan)] * len(seqs)
         b = len(seqs)
-        input_ids = torch.zeros((b, width), dtype=torch.long)
-        mask = torch.zeros((b, width), dtype=torch.bool)
-        for r, s in enumerate(seqs):
-            input_ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[r, : len(s)] = True
-        input_ids, mask = input_ids.to(self._device), mask.to(self._device)
+        lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=b)
+        width = int(lengths.max())
+        if width == 0:
+            return np.full((b, 3), np.nan)
+        # right-padded ids and mask, built in numpy at once (no per-row tensors)
+        mask_np = np.arange(width)[None, :] < lengths[:, None]
+        ids_np = np.zeros((b, width), dtype=np.int64)
+        ids_np[mask_np] = np.fromiter(chain.from_iterable(seqs), dtype=np.int64)
+        dev = self._device
+        input_ids = torch.from_numpy(ids_np).to(dev)
+        mask = torch.from_numpy(mask_np).to(dev)
         with torch.inference_mode():
             with LayerCapture(self._base, self._layer_k, self._n_layers) as cap:
                 if self._separable:
@@ -252,7 +262,6 @@ class LanguageModelScorer(Scorer):
                     rows_src, project = res.logits, _identity
             # predicting positions: position j predicts token j + 1, both real
             pred = mask[:, 1:]
-            dev = self._device
             row_of = torch.arange(b, device=dev)[:, None].expand(b, width - 1)[pred]
             col = torch.arange(width - 1, device=dev)[None, :].expand(b, width - 1)[pred]
             tgt_logp = gather_logprobs(
@@ -264,28 +273,27 @@ class LanguageModelScorer(Scorer):
             )
             del rows_src, res
             npred = pred.sum(1).float()
-            sum_logp = torch.zeros(b, device=self._device).index_add_(0, row_of, tgt_logp)
-            sum_p = torch.zeros(b, device=self._device).index_add_(0, row_of, tgt_logp.exp())
+            sum_logp = torch.zeros(b, device=dev).index_add_(0, row_of, tgt_logp)
+            sum_p = torch.zeros(b, device=dev).index_add_(0, row_of, tgt_logp.exp())
             mean_nll = -sum_logp / npred.clamp(min=1)
             mean_p = sum_p / npred.clamp(min=1)
             # angle concentration on the text's own tokens (padding and any BOS excluded)
             own = mask.clone()
-            for r, s in enumerate(seqs):
-                if self._starts_with_bos(s):
-                    own[r, 0] = False
+            if self._bos is not None:
+                own[:, 0] = False
+            elif self._tok_bos:
+                own[:, 0] &= input_ids[:, 0] != self._bos_id
             unit = torch.nn.functional.normalize(cap.value.float(), dim=-1)
             ssum = torch.where(own[..., None], unit, 0.0).sum(1)
             del unit
             nown = own.sum(1).float()
             sq = (ssum * ssum).sum(-1)
             ang = (sq - nown) / (nown * (nown - 1)).clamp(min=1)
-        rows = []
-        for r in range(b):
-            k, m = int(npred[r].item()), int(nown[r].item())
-            ppl = math.exp(mean_nll[r].item()) if k > 0 else math.nan
-            conf = mean_p[r].item() if k > 0 else math.nan
-            a = ang[r].item() if m >= 2 else math.nan
-            rows.append((ppl, conf, a))
+            cols = torch.stack([mean_nll, mean_p, ang, npred, nown], 1).cpu().numpy()
+        rows = cols[:, :3].astype(np.float64)
+        rows[:, 0] = np.exp(rows[:, 0])
+        rows[cols[:, 3] < 1, :2] = np.nan
+        rows[cols[:, 4] < 2, 2] = np.nan
         return rows
 
     def runtime(self) -> dict[str, Any]:
@@ -304,6 +312,10 @@ class LanguageModelScorer(Scorer):
             "hidden_state_layer": self.layer,
             "bos_in_angle": "excluded (prepended by the scorer or added by the tokenizer)",
             "token_budget": self.token_budget,
+            "max_batch_size": self.max_batch_size,
+            "batching": "sorted by tokens; at most max_batch_size texts and token_budget padded "
+            f"tokens per forward pass (None: {CPU_TOKEN_BUDGET} on CPU, {GPU_TOKEN_BUDGET} on "
+            "GPU; never below max_tokens)",
             "trust_remote_code": self.trust_remote_code,
             "surrogates": "replaced with U+FFFD",
         }
@@ -312,6 +324,7 @@ class LanguageModelScorer(Scorer):
             p["dtype"] = str(self._dtype).removeprefix("torch.")
             p["resolved_revision"] = getattr(self._model.config, "_commit_hash", None)
             p["bos_prepended"] = self._bos is not None
+            p["token_budget_used"] = self._budget
             p["tokenizer_adds_bos"] = self._tok_bos
             p["logprobs"] = (
                 f"lm_head on the last hidden state, {self._chunk} positions per chunk"

@@ -114,6 +114,40 @@ def test_lm_batch_invariance(tiny_lm: str) -> None:
                 assert_close(float(out[k][pos]), float(alone[i][k][0]), 1e-5)
 
 
+def test_lm_cpu_batches_match_per_text(tiny_lm: str) -> None:
+    """The CPU default batching (sorted, token-budget batches, right-padded, ids and
+    outputs built per batch at once) gives the values of a plain per-text transformers
+    computation: mixed lengths, a one-token text, empty-ish texts, and texts longer than
+    the model's context (128 positions), cut to its first 128 tokens."""
+    texts = [
+        "x",
+        "",
+        "   ",
+        "\n",
+        "the cat sat on the mat. " * 40,
+        "import os; " * 60,
+        "import os; print(os.getcwd())",
+    ] + ["a dog ran in the park! " * k for k in (1, 2, 3, 5, 8, 13)]
+    random.Random(3).shuffle(texts)
+    want = [reference(tiny_lm, t) for t in texts]
+    s = scorers.get("lm", model=tiny_lm, device="cpu")
+    lengths = [len(x) for x in s.encode(texts)]
+    longest = [texts.index("the cat sat on the mat. " * 40), texts.index("import os; " * 60)]
+    assert max(lengths) == 128 and all(lengths[i] == 128 for i in longest)  # cut to 128
+    assert min(lengths) == 1 and s.describe()["params"]["token_budget_used"] == 2048
+    forced = scorers.get("lm", model=tiny_lm, device="cpu", token_budget=200, max_batch_size=3)
+    for scorer in (s, forced):
+        out = scorer.score(texts)
+        for i, (ppl, conf, ang) in enumerate(want):
+            assert_close(float(out["perplexity"][i]), ppl, 1e-4)
+            assert_close(float(out["confidence"][i]), conf, 1e-4)
+            assert_close(float(out["angle_concentration"][i]), ang, 1e-4)
+    assert forced.describe()["params"]["token_budget_used"] == 200
+    one = texts.index("x")
+    assert np.isfinite(out["perplexity"][one]) and np.isnan(out["angle_concentration"][one])
+    assert np.isnan(out["perplexity"][texts.index("")])
+
+
 def test_lm_long_text_and_errors(tiny_lm: str) -> None:
     s = scorers.get("lm", model=tiny_lm, device="cpu", max_tokens=64)
     out = s.score(["word " * 2_000_000, "short"])

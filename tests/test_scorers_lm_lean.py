@@ -17,7 +17,7 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 import scorers  # noqa: E402
-from scorers.lm_forward import chunk_positions, resolve_layer  # noqa: E402
+from scorers.lm_forward import chunk_positions, gather_logprobs, resolve_layer  # noqa: E402
 from scorers.reference_lm import SPECIAL, train_tokenizer  # noqa: E402
 
 TEXTS = [
@@ -185,7 +185,7 @@ def test_failing_batch_is_halved_with_a_warning(
     want = as_rows(s.score(TEXTS))
     real = s._forward
 
-    def oom_above_two(seqs: list[list[int]]) -> list[tuple[float, float, float]]:
+    def oom_above_two(seqs: list[list[int]]) -> np.ndarray:
         if len(seqs) > 2:
             raise RuntimeError("CUDA out of memory. Tried to allocate 10.00 GiB")
         return real(seqs)
@@ -197,7 +197,7 @@ def test_failing_batch_is_halved_with_a_warning(
     msgs = [r.getMessage() for r in caplog.records if r.name == "scorers.lm"]
     assert msgs and all("retrying in halves" in m and "out of memory" in m for m in msgs)
 
-    def bad_text(seqs: list[list[int]]) -> list[tuple[float, float, float]]:
+    def bad_text(seqs: list[list[int]]) -> np.ndarray:
         if any(len(x) == max(map(len, s.encode(TEXTS))) for x in seqs):
             raise ValueError("boom")
         return real(seqs)
@@ -214,3 +214,22 @@ def test_helpers() -> None:
     assert resolve_layer(-1, 4) == 4 and resolve_layer(0, 4) == 0 and resolve_layer(-5, 4) == 0
     with pytest.raises(ValueError):
         resolve_layer(5, 4)
+
+
+def test_gather_logprobs_unshifted_sum_and_its_fallback() -> None:
+    """log(sum(exp(z))) without the max shift where it is safe, logsumexp where it is not
+    (a logit above the float32 exp range, all logits far below 0): both equal log-softmax."""
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(9, 50, generator=gen) * 4
+    z[1, 7] = 200.0  # exp overflows
+    z[2] -= 300.0  # exp underflows: the sum is 0
+    z[3] = -30.0 + torch.randn(50, generator=gen)  # sum ~1e-12: below the unshifted range
+    z[4, :] = 95.0  # every term overflows
+    z[5, 3] = float("-inf")  # a masked logit
+    targets = torch.randint(0, 50, (9,), generator=gen)
+    targets[5] = 4
+    want = torch.log_softmax(z.double(), -1).gather(-1, targets[:, None]).squeeze(-1)
+    for chunk in (1, 4, 9):
+        got = gather_logprobs(z, torch.arange(9), targets, lambda x: x, chunk)
+        assert got.dtype == torch.float32 and z[1, 7] == 200.0  # the input is left as it was
+        torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-5)
