@@ -164,6 +164,17 @@ def test_processes_share_one_cache_directory(remote, tmp_path):
     assert not [p for p in (tmp_path / "c").rglob("*tmp-*")]
 
 
+def _python(script: str, env: dict) -> subprocess.Popen:
+    """``script`` in another Python process, spoken to on stdin / stdout (text)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, **env),
+    )
+
+
 def _rows_of(ss, shard, k=3):
     lo = int(ss.offsets[shard])
     return list(range(lo, lo + k))
@@ -254,13 +265,7 @@ def test_a_shard_kept_by_another_process_is_not_evicted_until_its_lru_drops_it(r
             print(*ss._shards.held(), flush=True)
         """
     )
-    other = subprocess.Popen(
-        [sys.executable, "-c", script],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, **s3.env),
-    )
+    other = _python(script, s3.env)
 
     def tell(i):
         other.stdin.write(f"{i}\n")
@@ -321,13 +326,7 @@ def test_a_kept_pin_never_blocks_a_replacement_for_long(remote, tmp_path):
         sys.stdin.read()  # idle, the shard kept, until told to end
         """
     )
-    other = subprocess.Popen(
-        [sys.executable, "-c", script],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, **s3.env),
-    )
+    other = _python(script, s3.env)
     try:
         assert other.stdout.readline().split() == ["3"]
         assert fetch_within(ss.manifest["shards"][3]["path"], 30)

@@ -38,7 +38,7 @@ class _LevelCounts(beam.DoFn):
                 v = np.asarray(element["columns"][c], dtype=np.float64).ravel()
                 keys = ranks.order_keys(v[np.isfinite(v)])
             else:
-                keys = element.get(c, ranks.order_keys(np.empty(0)))
+                keys = element.get(c, ())  # no key of this column left open in this part
             keys = sketch.open_keys(keys)
             counts[c] = sketch.count_keys(keys)
             if len(keys):
