@@ -349,6 +349,10 @@ def exclusive(entry: Entry, done: Callable[[], bool] | None = None) -> FileLock 
             probe = FileLock(entry.lock_path)
             pinned = probe.acquire(exclusive=False, blocking=False)  # no download holds it
             probe.release()
+            # a download may have ended and its pin begun between done() and the probe: a pin
+            # on a valid entry is no reason to ask anyone to let go
+            if pinned and done is not None and done():
+                return None
             if pinned:
                 if not asked:
                     for keeper in list(_KEEPERS):

@@ -206,6 +206,34 @@ def test_a_take_on_a_kept_shard_makes_no_system_call(remote, tmp_path, monkeypat
     assert ss.stats()["hits"] >= 2
 
 
+def test_a_download_that_ends_while_another_waits_does_not_drop_its_kept_pin(tmp_path):
+    """The waiter sees "not done" while the download runs, then the shard valid and pinned
+    (kept by the thread that downloaded it): it must stop waiting, not ask the keeper to let
+    go (a race that dropped a just-kept shard under load)."""
+    from shards.cache import add_keeper, exclusive
+    from shards.locks import FileLock
+
+    entry = Entry(tmp_path / "part-00000.arrow")
+    entry.data.write_bytes(b"x" * 10)
+    st = entry.data.stat()
+    entry.stamp.write_text(f"None {st.st_size} {st.st_mtime_ns}")
+    pin = FileLock(entry.lock_path)
+    assert pin.acquire(exclusive=False)  # the downloader's pin, kept after its download
+
+    class Keeper:
+        asked: list = []
+
+        def let_go(self, path):
+            self.asked.append(path)
+
+    keeper = Keeper()
+    add_keeper(keeper)
+    answers = iter([False])  # "not done" once: the download had not ended at the first look
+    got = exclusive(entry, lambda: next(answers, True))
+    pin.release()
+    assert got is None and keeper.asked == [] and not entry.want_path.exists()
+
+
 def test_a_kept_pin_is_released_when_the_lru_or_the_plan_drops_its_shard(remote, tmp_path):
     from shards.locks import FileLock
 
