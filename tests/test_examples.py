@@ -91,21 +91,28 @@ def test_rl_ucb_follows_the_learnable_frontier():
 
 def test_rl_filter_keeps_zero_variance_groups_out_of_training():
     mod = _load("rl_filter")
-    kw = ["--seed", "0", "--steps", "24", "--prompts", "120", "--levels", "2", "--batch-size", "8",
-          "--log-every", "24"]  # fmt: skip
-    uni = mod.main([*kw, "--strategy", "uniform"])  # the warm start is made once, then reused
-    filt = mod.main([*kw, "--ttl", "20"])
-    online = mod.main([*kw, "--ttl", "20", "--oversample", "2"])
-    for r in (uni, filt, online):
-        assert len(r["zero_variance_trained"]) == 24 and 0 <= r["accuracy_final"] <= 1
-    # the warm start leaves work for RL: some groups agree, some do not
-    assert 0.05 < np.mean(uni["zero_variance_rolled"]) < 0.9
-    # the sampler-side filter holds back prompts whose last pass rate was 0 or 1 ...
-    st = filt["stats"]
-    assert st["filtered_low"] + st["filtered_high"] > 0 and st["eligible"] < 120
-    # ... and so rolls out fewer zero-variance groups than uniform in the last half
     half = slice(12, 24)
-    assert np.mean(filt["zero_variance_rolled"][half]) < np.mean(uni["zero_variance_rolled"][half])
+    uni_half, filt_half = [], []
+    # four seeds pooled: one 24-step run is too short for the claim (seed 0 alone goes either
+    # way depending on the CPU's float kernels)
+    for seed in range(4):
+        kw = ["--seed", str(seed), "--steps", "24", "--prompts", "120", "--levels", "2",
+              "--batch-size", "8", "--log-every", "24"]  # fmt: skip
+        uni = mod.main([*kw, "--strategy", "uniform"])  # the warm start is made once, then reused
+        filt = mod.main([*kw, "--ttl", "20"])
+        for r in (uni, filt):
+            assert len(r["zero_variance_trained"]) == 24 and 0 <= r["accuracy_final"] <= 1
+        # the warm start leaves work for RL: some groups agree, some do not
+        assert 0.05 < np.mean(uni["zero_variance_rolled"]) < 0.9
+        # the sampler-side filter holds back prompts whose last pass rate was 0 or 1 ...
+        st = filt["stats"]
+        assert st["filtered_low"] + st["filtered_high"] > 0 and st["eligible"] < 120
+        uni_half += uni["zero_variance_rolled"][half]
+        filt_half += filt["zero_variance_rolled"][half]
+        if seed == 0:
+            online = mod.main([*kw, "--ttl", "20", "--oversample", "2"])
+    # ... and so rolls out fewer zero-variance groups than uniform in the last half, on average
+    assert np.mean(filt_half) < np.mean(uni_half)
     # the online filter trains on groups that disagree only (when enough candidates do)
     assert np.mean(online["zero_variance_trained"]) < 0.1
     assert np.mean(online["zero_variance_rolled"]) > np.mean(online["zero_variance_trained"])
