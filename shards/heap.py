@@ -1,25 +1,69 @@
-"""Give freed heap pages back to the system (glibc's ``malloc_trim``; a no-op without glibc).
+"""glibc heap settings for long-running processes (no-ops without glibc).
 
-glibc keeps the pages of short-lived buffers of 1-2 MB (at its dynamic mmap threshold) in
-its heap: the index reader's and the build sorts' temporaries stayed resident (about
-1.5 B/item at 1e7 items) until trimmed."""
+``trim_heap``: give freed heap pages back to the system (``malloc_trim``). glibc keeps the
+pages of short-lived buffers of 1-2 MB (at its dynamic mmap threshold) in its heap: the index
+reader's and the build sorts' temporaries stayed resident (about 1.5 B/item at 1e7 items)
+until trimmed.
+
+``tune_heap``: fixed limits instead of glibc's adaptive ones, for worker processes that pass
+many short-lived buffers of every size (Beam's data plane, Arrow and numpy temporaries).
+By default glibc raises its mmap threshold to the largest block freed so far (up to 32 MiB)
+and keeps up to 8 arenas per core, so after the first large buffer every later one is carved
+from a heap that fragments and is seldom given back: a job's worker grew with the records it
+had processed (the same 1e6 job peaked at 563-574 MiB per worker against 401-414 MiB with the
+limits below; benchmarks/README.md, "pipeline at scale"). The limits are those Dask and
+others recommend through ``MALLOC_*`` variables; a variable the user set wins, and
+``GRADUM_TUNE_HEAP=0`` leaves glibc's defaults alone.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-_TRIM: Any = None
+_LIBC: Any = None
+_TUNED = False
+
+# mallopt parameters (malloc.h) -> (environment variable that overrides, value)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+HEAP_LIMITS = {
+    _M_MMAP_THRESHOLD: ("MALLOC_MMAP_THRESHOLD_", 128 << 10),  # blocks over 128 KiB: own mmap
+    _M_TRIM_THRESHOLD: ("MALLOC_TRIM_THRESHOLD_", 128 << 10),  # give back free tops over 128 KiB
+    _M_ARENA_MAX: ("MALLOC_ARENA_MAX", 2),
+}
+
+
+def _libc() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim, _LIBC.mallopt  # noqa: B018  (both exist: glibc)
+        except (OSError, AttributeError):
+            _LIBC = False
+    return _LIBC
 
 
 def trim_heap() -> None:
     """``malloc_trim(0)`` where glibc is loaded."""
-    global _TRIM
-    if _TRIM is None:
-        try:
-            import ctypes
+    libc = _libc()
+    if libc:
+        libc.malloc_trim(0)
 
-            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
+
+def tune_heap() -> dict[str, int]:
+    """Set glibc's fixed heap limits (:data:`HEAP_LIMITS`) once per process, except those the
+    environment sets (none with ``GRADUM_TUNE_HEAP=0``). Returns what was set, by variable
+    name ({} without glibc)."""
+    global _TUNED
+    libc = _libc()
+    if not libc or _TUNED or os.environ.get("GRADUM_TUNE_HEAP") == "0":
+        return {}
+    _TUNED = True
+    done = {}
+    for param, (env, value) in HEAP_LIMITS.items():
+        if env not in os.environ and libc.mallopt(param, value) == 1:
+            done[env] = value
+    return done

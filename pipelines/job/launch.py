@@ -30,6 +30,7 @@ from pipelines.model.signals import (
     scorer_specs,
     signal_set,
 )
+from shards.heap import tune_heap
 
 __all__ = [
     "DEFAULT_SIGNALS",
@@ -253,6 +254,7 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) ->
     the summary; without one the summary goes to stderr and there is no bar."""
     from pipelines.job import runner
 
+    tune_heap()  # the local runner's launcher holds every shuffle (shards.heap)
     job = plan_job(cfg, beam_args, console)
     marker, resumed = claim_output(job)
     show_bar = console is not None and cfg.progress and runner.local_workers(job.options)

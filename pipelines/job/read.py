@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 
-import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.console.progress import PROGRESS
@@ -23,11 +22,12 @@ from pipelines.io.records import make_record
 from pipelines.job.dead_letters import dead_letter
 from pipelines.job.failfast import BUDGET
 from pipelines.job.summary import load_summary
+from pipelines.job.worker_fn import WorkerFn
 
 _LOG = logging.getLogger("gradum.read")
 
 
-class ReadPart(beam.DoFn):
+class ReadPart(WorkerFn):
     """A read unit -> batch elements (see the module docstring)."""
 
     def __init__(
@@ -52,6 +52,7 @@ class ReadPart(beam.DoFn):
         self.reused = Metrics.counter("gradum", "reused_parts")
 
     def setup(self) -> None:
+        super().setup()
         BUDGET.configure(*self.budget)
 
     def process(self, unit: tuple):

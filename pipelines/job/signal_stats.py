@@ -17,11 +17,12 @@ import apache_beam as beam
 import numpy as np
 
 from pipelines.job.totals import Total
+from pipelines.job.worker_fn import WorkerFn
 from pipelines.stats import ranks
 from pipelines.stats.sketch import QuantileSketch
 
 
-class _LevelCounts(beam.DoFn):
+class _LevelCounts(WorkerFn):
     """One part's keys -> the next rank level's sparse counts, per column (main), and the keys
     inside open intervals, which the next pass reads (tag ``rest``, when ``rest`` is set and
     some are left). Pass 0 reads a part's signal columns (``{"columns": ...}``), later passes

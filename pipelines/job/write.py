@@ -27,6 +27,7 @@ from pipelines.io import storage as fs
 from pipelines.io.row_schema import meta_columns, row_schema
 from pipelines.io.staged import meta_column, read_ipc_file
 from pipelines.job.dead_letters import record_dead_letter, write_part_dead_letters
+from pipelines.job.worker_fn import WorkerFn
 from pipelines.model import clustering
 from pipelines.model import proxy as proxy_model
 from pipelines.stats import difficulty
@@ -87,7 +88,7 @@ def derived_columns(table: pa.Table, model: dict | None, proxy: dict | None) -> 
     return out
 
 
-class KeptColumns(beam.DoFn):
+class KeptColumns(WorkerFn):
     """``{"key", "staging", "columns"}`` -> ``{"columns"}`` of the rows that will be written."""
 
     def __init__(self, columns: list[str], needs_rows: bool) -> None:
@@ -104,7 +105,7 @@ class KeptColumns(beam.DoFn):
         yield {"columns": {c: np.asarray(cols[c])[keep] for c in self.columns}}
 
 
-class WriteShard(beam.DoFn):
+class WriteShard(WorkerFn):
     """A part's info -> its shard and index, uploaded once (main: the manifest's shard entry)
     and the dead-letter files of its repeated ids (tag ``dead``)."""
 
