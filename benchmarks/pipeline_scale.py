@@ -193,6 +193,12 @@ def main() -> None:
     ap.add_argument("--rows-per-shard", type=int, default=5_000)
     ap.add_argument("--workdir", default=None)
     ap.add_argument(
+        "--records-per-worker",
+        type=int,
+        default=0,
+        help="scale the workers with the size (n / this, at least 2) instead of --workers",
+    )
+    ap.add_argument(
         "--heap-defaults",
         action="store_true",
         help="also run each local size with glibc's default heap (GRADUM_TUNE_HEAP=0)",

@@ -247,6 +247,12 @@ def build_pipeline(job: PreparedJob, marker: Any, resumed: bool):
     return pipeline
 
 
+def _multi_process(options) -> bool:
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    return options.view_as(DirectOptions).direct_running_mode == "multi_processing"
+
+
 def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) -> dict[str, Any]:
     """Run the job; return the manifest. Raises :class:`JobError` for user errors.
 
@@ -254,8 +260,9 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) ->
     the summary; without one the summary goes to stderr and there is no bar."""
     from pipelines.job import runner
 
-    tune_heap()  # the local runner's launcher holds every shuffle (shards.heap)
     job = plan_job(cfg, beam_args, console)
+    if runner.local_workers(job.options) and _multi_process(job.options):
+        tune_heap()  # this launcher holds every shuffle and scores nothing (shards.heap)
     marker, resumed = claim_output(job)
     show_bar = console is not None and cfg.progress and runner.local_workers(job.options)
     job.progress_dir = tempfile.mkdtemp(prefix="gradum-progress-") if show_bar else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.console.progress import PROGRESS
@@ -22,12 +23,11 @@ from pipelines.io.records import make_record
 from pipelines.job.dead_letters import dead_letter
 from pipelines.job.failfast import BUDGET
 from pipelines.job.summary import load_summary
-from pipelines.job.worker_fn import WorkerFn
 
 _LOG = logging.getLogger("gradum.read")
 
 
-class ReadPart(WorkerFn):
+class ReadPart(beam.DoFn):
     """A read unit -> batch elements (see the module docstring)."""
 
     def __init__(
@@ -52,7 +52,6 @@ class ReadPart(WorkerFn):
         self.reused = Metrics.counter("gradum", "reused_parts")
 
     def setup(self) -> None:
-        super().setup()
         BUDGET.configure(*self.budget)
 
     def process(self, unit: tuple):

@@ -33,14 +33,13 @@ from pipelines.job.summary import (
     save_summary,
     staging_path,
 )
-from pipelines.job.worker_fn import WorkerFn
 from pipelines.model.inference import scorer_cpu_line
 
 _LOG = logging.getLogger("gradum.stage")
 TAGS = ("columns", "ids", "kmeans", "proxy", "proxy_count", "meta", "runtime")
 
 
-class StagePart(WorkerFn):
+class StagePart(beam.DoFn):
     """Scored batch elements -> part infos (main) and the summary's pieces (tagged):
     ``columns`` ``{"key", "staging", "columns"}``, ``ids`` ``(bucket, (key, ids, rows))``,
     ``kmeans`` / ``proxy`` lists of sample rows, ``proxy_count`` ints, ``meta`` field kinds."""

@@ -15,12 +15,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
 from pipelines.io.models import local_model_params
 from pipelines.job.failfast import SCORERS
-from pipelines.job.worker_fn import WorkerFn
 
 ScorerSpec = tuple[str, dict[str, Any]]
 _LOG = logging.getLogger("gradum.scoring")
@@ -166,7 +166,7 @@ def score_elements(batch: Sequence[dict], model: ScorerSet, job: str, failed=Non
     return out
 
 
-class ScoreSignals(WorkerFn):
+class ScoreSignals(beam.DoFn):
     """The CPU signals of each batch element: a plain DoFn (these scorers load nothing, so
     RunInference, which imports torch in every worker, would only add start-up time)."""
 
@@ -176,7 +176,6 @@ class ScoreSignals(WorkerFn):
         self.failed = Metrics.counter("gradum", "scorer_dead_letter")
 
     def setup(self) -> None:
-        super().setup()
         self.model = load_scorers(self.specs, job_token=self.job_token, sampled=self.sampled)
 
     def process(self, element: dict):
