@@ -269,8 +269,7 @@ def main() -> None:
                 workers = max(2, round(n / args.records_per_worker))
             results["runs"].append(job(n, store, workers, f"{store}-{n}"))
             if args.heap_defaults and store == "local":
-                results["heap_defaults"] = results.get("heap_defaults", [])
-                results["heap_defaults"].append(
+                results.setdefault("heap_defaults", []).append(
                     job(n, store, workers, f"{store}-{n}-glibc", heap="glibc defaults")
                 )
     compare = []

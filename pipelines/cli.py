@@ -212,7 +212,11 @@ def run_score_command(argv: list[str], prog: str = "gradum score") -> int:
 
         return print_plan(args, beam_args, prog)
     from pipelines.job.launch import run_from_args
+    from pipelines.job.runner import beam_options, workers_in_subprocesses
+    from shards.heap import tune_heap
 
+    if workers_in_subprocesses(beam_options(beam_args)):
+        tune_heap()  # this process ends with the command and scores nothing (shards.heap)
     return run_from_args(args, beam_args)
 
 

@@ -10,8 +10,10 @@ many short-lived buffers of every size (Beam's data plane, Arrow and numpy tempo
 By default glibc raises its mmap threshold to the largest block freed so far (up to 32 MiB)
 and keeps up to 8 arenas per core, so after the first large buffer every later one is carved
 from a heap that fragments and is seldom given back: a job's worker grew with the records it
-had processed (the same 1e6 job peaked at 563-574 MiB per worker against 401-414 MiB with the
-limits below; benchmarks/README.md, "pipeline at scale"). The limits are those Dask and
+had processed (a 1e6 job: 555-573 MiB per worker, 443-463 MiB with the limits below set
+after scoring, 401-414 MiB with them set throughout; benchmarks/README.md, "pipeline at
+scale"). They cost torch: LM scoring ran 40-70 % slower under them, so gradum sets them only
+where no model runs (pipelines/job/worker_fn.py). The limits are those Dask and
 others recommend through ``MALLOC_*`` variables; a variable the user set wins, and
 ``GRADUM_TUNE_HEAP=0`` leaves glibc's defaults alone.
 """

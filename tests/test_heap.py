@@ -53,3 +53,42 @@ def test_a_variable_the_user_set_wins():
 def test_gradum_tune_heap_0_leaves_the_defaults():
     first, second = _tune({"GRADUM_TUNE_HEAP": "0"})
     assert first == {} and second == {}
+
+
+def _worker_fn_tunes(as_sdk_worker: bool) -> bool:
+    """Whether a WorkerFn's setup tuned the heap of a fresh interpreter, started as Beam's SDK
+    worker or as anything else (a job run in memory runs its DoFns in the caller's process)."""
+    fake = (
+        "import sys, types; sys.modules['__main__'].__spec__ = "
+        "types.SimpleNamespace(name='apache_beam.runners.worker.sdk_worker_main'); "
+        if as_sdk_worker
+        else ""
+    )
+    code = fake + (
+        "from pipelines.job.worker_fn import WorkerFn; import shards.heap as h; "
+        "WorkerFn().setup(); print(h._TUNED)"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GRADUM_TUNE"))}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1] == "True"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_only_a_beam_worker_process_is_tuned_by_the_finishing_steps():
+    assert _worker_fn_tunes(as_sdk_worker=True)
+    assert not _worker_fn_tunes(as_sdk_worker=False)
+
+
+def test_the_launcher_is_tuned_only_when_the_workers_are_other_processes():
+    from pipelines.job.runner import beam_options, workers_in_subprocesses
+
+    assert workers_in_subprocesses(beam_options([]))  # gradum's local default
+    assert not workers_in_subprocesses(beam_options(["--direct_running_mode=in_memory"]))
+    assert not workers_in_subprocesses(beam_options(["--direct_running_mode=multi_threading"]))
+    assert not workers_in_subprocesses(beam_options(["--runner=DataflowRunner"]))

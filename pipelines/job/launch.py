@@ -30,7 +30,6 @@ from pipelines.model.signals import (
     scorer_specs,
     signal_set,
 )
-from shards.heap import tune_heap
 
 __all__ = [
     "DEFAULT_SIGNALS",
@@ -247,12 +246,6 @@ def build_pipeline(job: PreparedJob, marker: Any, resumed: bool):
     return pipeline
 
 
-def _multi_process(options) -> bool:
-    from apache_beam.options.pipeline_options import DirectOptions
-
-    return options.view_as(DirectOptions).direct_running_mode == "multi_processing"
-
-
 def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) -> dict[str, Any]:
     """Run the job; return the manifest. Raises :class:`JobError` for user errors.
 
@@ -261,8 +254,6 @@ def run_job(cfg: JobConfig, beam_args: list[str] | None = None, console=None) ->
     from pipelines.job import runner
 
     job = plan_job(cfg, beam_args, console)
-    if runner.local_workers(job.options) and _multi_process(job.options):
-        tune_heap()  # this launcher holds every shuffle and scores nothing (shards.heap)
     marker, resumed = claim_output(job)
     show_bar = console is not None and cfg.progress and runner.local_workers(job.options)
     job.progress_dir = tempfile.mkdtemp(prefix="gradum-progress-") if show_bar else None

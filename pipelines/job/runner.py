@@ -112,6 +112,16 @@ def threads_per_worker(options) -> int | None:
     return max(1, available_cores() // workers)
 
 
+def workers_in_subprocesses(options) -> bool:
+    """Whether the DirectRunner runs the job's workers as separate processes (this process then
+    plans and holds the local runner's shuffles, and scores nothing)."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    runner = options.view_as(StandardOptions).runner or ""
+    mode = options.view_as(DirectOptions).direct_running_mode
+    return "Direct" in runner and mode == "multi_processing"
+
+
 def local_workers(options) -> bool:
     """Whether the job's workers run on this machine (and can feed the progress bar)."""
     from apache_beam.options.pipeline_options import PortableOptions, StandardOptions

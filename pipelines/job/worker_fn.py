@@ -6,17 +6,32 @@ it has passed (glibc's adaptive thresholds made it grow with them).
 The scoring DoFns do not derive from it: with a fixed 128 KiB mmap threshold every large
 torch activation is a fresh mapping, and LM scoring ran 40-70 % slower (benchmarks/README.md,
 "pipeline at scale"). On a batch runner the finishing stages start after scoring has ended
-(they read the output of a shuffle), so the limits never apply while a model runs."""
+(they read the output of a shuffle), so the limits never apply while a model runs. Only a
+process that Beam started as an SDK worker (``python -m ...sdk_worker_main``: the local
+runner's subprocesses, a worker pool's, Dataflow's) is tuned: a job run in memory or on
+threads runs its DoFns in the caller's own process, whose later work the limits would slow."""
 
 from __future__ import annotations
+
+import sys
 
 import apache_beam as beam
 
 from shards.heap import tune_heap
 
+SDK_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
+
+
+def in_sdk_worker_process() -> bool:
+    """Whether this process was started as Beam's SDK worker (``python -m`` that module)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == SDK_WORKER_MAIN
+
 
 class WorkerFn(beam.DoFn):
-    """A DoFn whose ``setup`` tunes the worker's heap; a subclass's ``setup`` calls super."""
+    """A DoFn whose ``setup`` tunes the worker's heap (in an SDK worker process only); a
+    subclass's ``setup`` calls super."""
 
     def setup(self) -> None:
-        tune_heap()
+        if in_sdk_worker_process():
+            tune_heap()
