@@ -212,7 +212,10 @@ def main() -> None:
     results: dict = {"runs": [], "machine": os.uname().nodename, "cpus": os.cpu_count()}
     recorder = Requests()
     server = None
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
     s3_args: list[str] = []
     if "s3" in stores or args.compare_workers:
         import boto3

@@ -56,9 +56,15 @@ def index_table(shard: pa.Table, signal_columns: list[str]) -> pa.Table:
     return shard.select(index_columns(shard.schema, signal_columns))
 
 
+# Columns worth a Parquet dictionary: few distinct values. Ids are unique and signals mostly
+# distinct, so a dictionary there is built, overflows its page and is thrown away: at 1.4e5
+# rows that made the index 7x slower to write and 1.5x larger.
+_DICTIONARY_COLUMNS = ("bucket", "cluster")
+
+
 def index_bytes(table: pa.Table) -> bytes:
-    """``table`` as one Parquet file (zstd, one row group, statistics on): what the job
-    uploads as ``index/part-KEY.parquet``."""
+    """``table`` as one Parquet file (zstd, one row group, statistics on, a dictionary only for
+    ``bucket`` and ``cluster``): what the job uploads as ``index/part-KEY.parquet``."""
     import pyarrow.parquet as pq
 
     sink = io.BytesIO()
@@ -68,6 +74,7 @@ def index_bytes(table: pa.Table) -> bytes:
         compression="zstd",
         row_group_size=max(1, table.num_rows),
         write_statistics=True,
+        use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in table.column_names],
     )
     return sink.getvalue()
 
