@@ -2,17 +2,29 @@
 efficiency figures of issue 21 (2 workers >= 1.5x the bare loop; 1 -> 2 workers >= 1.8x).
 
 Usage: .venv/bin/python benchmarks/pipeline_efficiency.py [--n 1000000] [--workers 2,1]
-       [--workdir DIR]
+       [--rounds 1] [--no-ceiling] [--workdir DIR]
 
 The bare loop and the job are those of ``benchmarks/pipeline.py`` (same JSONL, same five CPU
-scorers), run one after the other; prints one JSON line per run and the ratios.
+scorers), run one after the other; prints one JSON line per run and the ratios. Each round
+runs every side once, in the same order, so a slow spell of a shared machine falls on all of
+them; with ``--rounds`` above 1 the median of each ratio is printed too.
+
+The *ceiling* (on unless ``--no-ceiling``): the bare loop split over as many concurrent
+processes as the job has workers, each on its share of the lines (line i goes to process
+i mod w), started together once their scorers are built; its wall is the slowest process's
+loop. It is what w processes of this machine can do with no framework at all (cores that
+share caches or a host core run each process slower than one alone), so job / ceiling is the
+part of the gap that is the job's own.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -20,24 +32,94 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline as P  # noqa: E402
 
 
+def bare_share(n: int, work: Path, k: int, of: int) -> dict:
+    """One process's share of the bare loop (lines k, k + of, ...), timed from a start signal
+    on stdin (so every share starts together once its scorers are built)."""
+    import scorers
+
+    instances = [scorers.get(name) for name in P.CPU_SIGNALS.split(",")]
+    for s in instances:
+        s.score(["warm up", "the scorers"])
+    print("ready", flush=True)
+    sys.stdin.readline()
+    t0 = time.perf_counter()
+    with open(P.corpus_file(n, work), encoding="utf-8") as fh:
+        texts = [json.loads(line)["text"] for i, line in enumerate(fh) if i % of == k]
+    for i in range(0, len(texts), P.BATCH):
+        batch = texts[i : i + P.BATCH]
+        for s in instances:
+            s.score(batch)
+    return {"share": k, "rows": len(texts), "wall": time.perf_counter() - t0}
+
+
+def ceiling(n: int, work: Path, procs: int) -> dict:
+    """The bare loop over ``procs`` concurrent processes (see the module docstring)."""
+    cmd = [sys.executable, __file__, "--n", str(n), "--workdir", str(work), "--share"]
+    children = [
+        subprocess.Popen(
+            [*cmd, f"{k}/{procs}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for k in range(procs)
+    ]
+    for c in children:
+        if c.stdout.readline().strip() != "ready":
+            raise SystemExit("a share of the bare loop failed to start")
+    for c in children:
+        c.stdin.write("go\n")
+        c.stdin.flush()
+    shares = [json.loads(c.communicate()[0].strip().splitlines()[-1]) for c in children]
+    wall = max(s["wall"] for s in shares)
+    return {"procs": procs, "wall": wall, "shares": [round(s["wall"], 2) for s in shares]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--workers", default="2,1")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--no-ceiling", action="store_true")
     ap.add_argument("--workdir", default="/tmp/gradum-efficiency")
+    ap.add_argument("--share", default=None, help=argparse.SUPPRESS)  # K/OF: one ceiling share
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    bare = P.bare_loop(args.n, P.CPU_SIGNALS.split(","), work)
-    print("bare", json.dumps(bare), flush=True)
-    walls = {}
-    for w in (int(x) for x in args.workers.split(",") if x):
-        r = P.job(args.n, w, work, [f"--signals={P.CPU_SIGNALS}", "--no-progress"])
-        walls[w] = r["wall"]
-        shown = {k: r[k] for k in ("wall", "inner", "cpu", "docs_s", "load")}
-        print("job", w, json.dumps(shown), "x bare", round(r["docs_s"] / bare["docs_s"], 3))
-    if 1 in walls and 2 in walls:
-        print("2 workers / 1 worker:", round(walls[1] / walls[2], 3))
+    if args.share:
+        k, of = (int(x) for x in args.share.split("/"))
+        print(json.dumps(bare_share(args.n, work, k, of)), flush=True)
+        return
+    workers = [int(x) for x in args.workers.split(",") if x]
+    ratios: dict[str, list[float]] = {}
+
+    def note(name: str, value: float) -> None:
+        ratios.setdefault(name, []).append(value)
+        print(f"  {name}: {value:.3f}", flush=True)
+
+    for r in range(args.rounds):
+        print(f"round {r + 1}", flush=True)
+        bare = P.bare_loop(args.n, P.CPU_SIGNALS.split(","), work)
+        print("bare", json.dumps(bare), flush=True)
+        top = None
+        if not args.no_ceiling and max(workers, default=1) > 1:
+            top = ceiling(args.n, work, max(workers))
+            print("ceiling", json.dumps(top), flush=True)
+            note(f"ceiling ({top['procs']} processes) x bare", bare["wall"] / top["wall"])
+        walls = {}
+        for w in workers:
+            run = P.job(args.n, w, work, [f"--signals={P.CPU_SIGNALS}", "--no-progress"])
+            walls[w] = run["wall"]
+            shown = {k: run[k] for k in ("wall", "inner", "cpu", "docs_s", "load")}
+            print("job", w, json.dumps(shown), flush=True)
+            note(f"job {w} worker(s) x bare", bare["wall"] / run["wall"])
+            if top is not None and w == top["procs"]:
+                note(f"job {w} workers / ceiling", top["wall"] / run["wall"])
+        if 1 in walls and 2 in walls:
+            note("2 workers / 1 worker", walls[1] / walls[2])
+    if args.rounds > 1:
+        print("medians over", args.rounds, "rounds:")
+        for name, values in ratios.items():
+            print(
+                f"  {name}: {statistics.median(values):.3f}  ({', '.join(f'{v:.3f}' for v in values)})"
+            )
 
 
 if __name__ == "__main__":

@@ -107,9 +107,13 @@ def score_batch(
                 cpu_seconds.get(scorer.name, 0.0) + time.thread_time() - began
             )
         for c in getattr(scorer, "outputs", {}):
+            dtype = np.float32 if c == "embedding" else np.float64
             values = np.asarray(cols[c]) if c in cols else None
+            if values is not None and len(live) == len(records) == len(values):  # none failed
+                columns[c] = values.astype(dtype, copy=False)
+                continue
             shape = (len(records), *(values.shape[1:] if values is not None else ()))
-            full = np.full(shape, np.nan, dtype=np.float32 if c == "embedding" else np.float64)
+            full = np.full(shape, np.nan, dtype=dtype)
             if values is not None and len(live):
                 full[live] = values
             columns[c] = full
