@@ -7,7 +7,9 @@ Usage: .venv/bin/python benchmarks/pipeline_efficiency.py [--n 1000000] [--worke
 The bare loop and the job are those of ``benchmarks/pipeline.py`` (same JSONL, same five CPU
 scorers), run one after the other; prints one JSON line per run and the ratios. Each round
 runs every side once, in the same order, so a slow spell of a shared machine falls on all of
-them; with ``--rounds`` above 1 the median of each ratio is printed too.
+them; with ``--rounds`` above 1 the median of each ratio is printed too. Before each side the
+corpus is read once, untimed, so every side starts with it in the page cache (a job writes
+about twice the corpus, which can push it out; a cold read cost the bare loop 15 s once).
 
 The *ceiling* (on unless ``--no-ceiling``): the bare loop split over as many concurrent
 processes as the job has workers, each on its share of the lines (line i goes to process
@@ -30,6 +32,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pipeline as P  # noqa: E402
+
+
+def warm(path: Path) -> None:
+    """Read ``path`` once (untimed) so the next side finds it in the page cache."""
+    with open(path, "rb") as fh:
+        while fh.read(16 << 20):
+            pass
 
 
 def bare_share(n: int, work: Path, k: int, of: int) -> dict:
@@ -96,15 +105,19 @@ def main() -> None:
 
     for r in range(args.rounds):
         print(f"round {r + 1}", flush=True)
+        src = P.corpus_file(args.n, work)
+        warm(src)
         bare = P.bare_loop(args.n, P.CPU_SIGNALS.split(","), work)
         print("bare", json.dumps(bare), flush=True)
         top = None
         if not args.no_ceiling and max(workers, default=1) > 1:
+            warm(src)
             top = ceiling(args.n, work, max(workers))
             print("ceiling", json.dumps(top), flush=True)
             note(f"ceiling ({top['procs']} processes) x bare", bare["wall"] / top["wall"])
         walls = {}
         for w in workers:
+            warm(src)
             run = P.job(args.n, w, work, [f"--signals={P.CPU_SIGNALS}", "--no-progress"])
             walls[w] = run["wall"]
             shown = {k: run[k] for k in ("wall", "inner", "cpu", "docs_s", "load")}
