@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.io.records import make_record, record_id
-from pipelines.model.inference import score_one
+from pipelines.model.inference import score_batch, score_one
 from pipelines.stats.difficulty import buckets, combine, parse_weights
 from pipelines.stats.sketch import QuantileSketch
 
@@ -72,6 +72,40 @@ def test_one_bad_text_is_isolated_and_the_rest_of_its_batch_is_scored():
     ok = [i for i, err in enumerate(errors) if not err]
     assert np.array_equal(columns["explode"][ok], [len(texts[i]) for i in ok])
     assert np.isnan(columns["explode"][[5, 30]]).all()
+
+
+class _Short:
+    """A broken scorer: one value short of its batch."""
+
+    name, version, outputs = "short", "1", {"short": 1}
+
+    def score(self, texts):
+        return {"short": np.ones(len(texts) - 1)}
+
+
+def _batch(texts, errors=None):
+    return {"records": [{"text": t} for t in texts], "errors": errors}
+
+
+def test_a_batch_column_is_the_scorers_values_and_a_failed_record_stays_nan():
+    texts = ["a", "bb", "BOOM", "dddd"]
+    clean = score_batch([_Explode()], _batch(["a", "bb", "ccc"]))
+    assert clean["columns"]["explode"].dtype == np.float64
+    assert clean["columns"]["explode"].tolist() == [1.0, 2.0, 3.0]
+    assert clean["errors"] == [None, None, None]
+    scored = score_batch([_Explode()], _batch(texts))
+    assert scored["columns"]["explode"][[0, 1, 3]].tolist() == [1.0, 2.0, 4.0]
+    assert np.isnan(scored["columns"]["explode"][2]) and "BOOM" in scored["errors"][2]
+    # a record that failed in an earlier step is not scored again and stays NaN
+    earlier = score_batch([_Explode()], _batch(["a", "bb", "ccc"], [None, "lm failed", None]))
+    assert earlier["errors"][1] == "lm failed"
+    assert earlier["columns"]["explode"][[0, 2]].tolist() == [1.0, 3.0]
+    assert np.isnan(earlier["columns"]["explode"][1])
+
+
+def test_a_scorer_that_returns_the_wrong_number_of_values_is_not_taken_as_scores():
+    with pytest.raises(ValueError):
+        score_batch([_Short()], _batch(["a", "bb", "ccc"]))
 
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
