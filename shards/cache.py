@@ -15,7 +15,8 @@ Protocol (every step holds the entry's lock):
   file itself (the file that is kept is the file that was verified), check size and sha256
   against the manifest, rename it into place, write the stamp;
 - wait for the exclusive lock: pins this process keeps are let go, and a want marker
-  (``.part-KEY.arrow.want``) tells other processes to let theirs go (:func:`exclusive`);
+  (``.part-KEY.arrow.want/HOST-PID``, one per waiting process) tells other processes to let
+  theirs go (:func:`exclusive`); a process's keepers never read its own markers;
 - evict: once a download lands, while the cache's completed files exceed ``limit`` bytes,
   delete the least recently used entries whose exclusive lock can be taken without waiting
   (a pinned entry is skipped), entries this process expects to need soon last
@@ -36,6 +37,7 @@ beyond them (one per process taking: limit + one shard for one process).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -98,10 +100,15 @@ class Entry:
         return self.data.with_name(f".{self.data.name}.lock")
 
     @property
-    def want_path(self) -> Path:
-        """Touched while a process waits for the entry's exclusive lock: holders of kept pins
-        on it let them go (:func:`wanted`)."""
+    def want_dir(self) -> Path:
+        """Where waiting processes leave their want markers (:func:`exclusive`)."""
         return self.data.with_name(f".{self.data.name}.want")
+
+    @property
+    def want_path(self) -> Path:
+        """This process's want marker, touched while it waits for the entry's exclusive lock:
+        other processes' holders of kept pins on it let them go (:func:`wanted`)."""
+        return self.want_dir / _process_name()
 
     def valid(self, sha256: str | None, size: int | None) -> bool:
         """The file is there and is the one that was verified (stamp matches it)."""
@@ -131,10 +138,15 @@ class Pin:
         self.release()
 
 
+def _process_name() -> str:
+    """``HOST-PID``: this process among the hosts sharing a cache directory."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
 def unique_suffix() -> str:
     """``HOST-PID-RANDOM``: unique across the hosts sharing a cache directory."""
-    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
+    return f"{_process_name()}-{secrets.token_hex(4)}"
 
 
 class ShardCache:
@@ -339,7 +351,12 @@ def exclusive(entry: Entry, done: Callable[[], bool] | None = None) -> FileLock 
     While a download holds the lock, this waits. While only shared locks (pins) hold it,
     pins kept by this process are let go at once, and the entry's want marker tells other
     processes' holders to let theirs go (they look every ``shards.fetcher.REFRESH`` s), so a
-    kept pin never blocks a download or a check for long; a pin in use is waited for."""
+    kept pin never blocks a download or a check for long; a pin in use is waited for.
+
+    The marker is this process's own (:attr:`Entry.want_path`): its keepers are asked
+    directly, on every look, and never read it. A marker shared by the process's threads made
+    a keeper drop a shard it had just downloaded itself, when a prefetch thread waiting for
+    the same shard had seen the keeper's own check of the entry as a pin."""
     lock = FileLock(entry.lock_path)
     pause, asked = 0.002, False
     try:
@@ -354,25 +371,42 @@ def exclusive(entry: Entry, done: Callable[[], bool] | None = None) -> FileLock 
             if pinned and done is not None and done():
                 return None
             if pinned:
-                if not asked:
-                    for keeper in list(_KEEPERS):
-                        keeper.let_go(entry.data)
-                    asked = True
-                _touch(entry.want_path, create=True)
+                for keeper in list(_KEEPERS):
+                    keeper.let_go(entry.data)
+                asked = True
+                _touch_marker(entry)
             time.sleep(pause)
             pause = min(0.05, pause * 2)
     finally:
         if asked:
             entry.want_path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # another process's marker is still there
+                entry.want_dir.rmdir()
     return lock
 
 
-def wanted(entry: Entry) -> bool:
-    """Whether a process is waiting for the entry's exclusive lock (a fresh want marker)."""
+def _touch_marker(entry: Entry) -> None:
+    """Create or refresh this process's want marker on ``entry``."""
     try:
-        return time.time() - entry.want_path.stat().st_mtime < WANT_FRESH
-    except OSError:
-        return False
+        entry.want_dir.mkdir(exist_ok=True)
+    except OSError:  # pragma: no cover - the cache directory went away
+        return
+    _touch(entry.want_path, create=True)
+
+
+def wanted(entry: Entry) -> bool:
+    """Whether another process is waiting for the entry's exclusive lock (a fresh want marker
+    that is not this process's own)."""
+    mine, now = _process_name(), time.time()
+    for marker in _scandir(entry.want_dir):
+        if marker.name == mine:
+            continue
+        try:
+            if now - marker.stat().st_mtime < WANT_FRESH:
+                return True
+        except OSError:  # its waiter is done
+            continue
+    return False
 
 
 def _verify(tmp: Path, entry: Entry, sha256: str | None, size: int | None) -> None:

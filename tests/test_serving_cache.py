@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -232,6 +233,39 @@ def test_a_download_that_ends_while_another_waits_does_not_drop_its_kept_pin(tmp
     got = exclusive(entry, lambda: next(answers, True))
     pin.release()
     assert got is None and keeper.asked == [] and not entry.want_path.exists()
+
+
+def test_want_markers_are_per_process_and_a_process_ignores_its_own(tmp_path):
+    """Another process's fresh marker asks keepers to let go; this process's own marker (a
+    sibling thread waiting for the same shard) and a stale one do not."""
+    from shards.cache import WANT_FRESH, Entry, _touch_marker, wanted
+
+    entry = Entry(tmp_path / "part-00000.arrow")
+    assert not wanted(entry)
+    _touch_marker(entry)  # this process waits: its own keepers are asked directly instead
+    assert entry.want_path.exists() and not wanted(entry)
+    other = entry.want_dir / "otherhost-1"
+    other.touch()
+    assert wanted(entry)
+    old = time.time() - WANT_FRESH - 5
+    os.utime(other, (old, old))
+    assert not wanted(entry)  # left by a waiter that is gone
+
+
+def test_a_shard_this_process_downloads_is_kept_while_its_own_prefetch_waits(remote, tmp_path):
+    """The race behind a flaky CI run: a prefetch thread of this process, waiting for the
+    shard the take is downloading, had left a want marker; the take then did not keep the
+    shard it had just pinned."""
+    from shards.cache import _touch_marker
+
+    _, url, _ = remote
+    ss = ShardSet.open(url, cache_dir=tmp_path / "c", cache_limit="100MB")
+    entry = ss._shards.remote.entry(ss._shards.entries[0]["path"])
+    entry.data.parent.mkdir(parents=True, exist_ok=True)
+    _touch_marker(entry)  # what the waiting prefetch thread leaves, for the whole take
+    ss.take(_rows_of(ss, 0) + _rows_of(ss, 1))
+    assert sorted(ss._shards.held()) == [0, 1]
+    entry.want_path.unlink()
 
 
 def test_a_kept_pin_is_released_when_the_lru_or_the_plan_drops_its_shard(remote, tmp_path):
