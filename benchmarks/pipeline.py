@@ -80,9 +80,13 @@ def corpus_file(n: int, work: Path) -> Path:
     return path
 
 
-def bare_loop(n: int, names: list, work: Path) -> dict[str, float]:
+def bare_loop(
+    n: int, names: list, work: Path, share: tuple[int, int] = (0, 1), ready=None
+) -> dict[str, float]:
     """Read the JSONL and score it in one process, batches of 256 (scorers built untimed).
-    ``names``: scorer names, or ``(name, params)`` pairs."""
+    ``names``: scorer names, or ``(name, params)`` pairs. ``share=(k, of)``: only lines k,
+    k + of, ...; ``ready``: called once the scorers are built, before the clock starts (a
+    start signal for shares run side by side)."""
     import json
 
     import scorers
@@ -92,10 +96,13 @@ def bare_loop(n: int, names: list, work: Path) -> dict[str, float]:
     instances = [scorers.get(name, **params) for name, params in specs]
     for s in instances:  # load models / tables outside the timed loop
         s.score(["warm up", "the scorers"])
+    if ready is not None:
+        ready()
+    k, of = share
     c0 = time.process_time()
     t0 = time.perf_counter()
     with open(path, encoding="utf-8") as fh:
-        texts = [json.loads(line)["text"] for line in fh]
+        texts = [json.loads(line)["text"] for i, line in enumerate(fh) if i % of == k]
     gen = time.perf_counter() - t0
     for i in range(0, len(texts), BATCH):
         batch = texts[i : i + BATCH]
@@ -104,10 +111,11 @@ def bare_loop(n: int, names: list, work: Path) -> dict[str, float]:
     wall = time.perf_counter() - t0
     return {
         "n": n,
+        "rows": len(texts),
         "wall": wall,
         "cpu": time.process_time() - c0,
         "gen": gen,
-        "docs_s": n / wall,
+        "docs_s": len(texts) / wall,
     }
 
 

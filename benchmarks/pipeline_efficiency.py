@@ -26,7 +26,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,21 +43,13 @@ def warm(path: Path) -> None:
 def bare_share(n: int, work: Path, k: int, of: int) -> dict:
     """One process's share of the bare loop (lines k, k + of, ...), timed from a start signal
     on stdin (so every share starts together once its scorers are built)."""
-    import scorers
 
-    instances = [scorers.get(name) for name in P.CPU_SIGNALS.split(",")]
-    for s in instances:
-        s.score(["warm up", "the scorers"])
-    print("ready", flush=True)
-    sys.stdin.readline()
-    t0 = time.perf_counter()
-    with open(P.corpus_file(n, work), encoding="utf-8") as fh:
-        texts = [json.loads(line)["text"] for i, line in enumerate(fh) if i % of == k]
-    for i in range(0, len(texts), P.BATCH):
-        batch = texts[i : i + P.BATCH]
-        for s in instances:
-            s.score(batch)
-    return {"share": k, "rows": len(texts), "wall": time.perf_counter() - t0}
+    def ready() -> None:
+        print("ready", flush=True)
+        sys.stdin.readline()
+
+    run = P.bare_loop(n, P.CPU_SIGNALS.split(","), work, share=(k, of), ready=ready)
+    return {"share": k, "rows": run["rows"], "wall": run["wall"]}
 
 
 def ceiling(n: int, work: Path, procs: int) -> dict:

@@ -380,9 +380,20 @@ def exclusive(entry: Entry, done: Callable[[], bool] | None = None) -> FileLock 
     finally:
         if asked:
             entry.want_path.unlink(missing_ok=True)
+            _clear_stale_markers(entry)
             with contextlib.suppress(OSError):  # another process's marker is still there
                 entry.want_dir.rmdir()
     return lock
+
+
+def _clear_stale_markers(entry: Entry) -> None:
+    """Remove markers older than ``WANT_FRESH``: left by waiters that were killed (a live
+    waiter refreshes its own on every look), so they do not pile up beside the shard."""
+    now = time.time()
+    for marker in _scandir(entry.want_dir):
+        with contextlib.suppress(OSError):
+            if now - marker.stat().st_mtime >= WANT_FRESH:
+                os.unlink(marker.path)
 
 
 def _touch_marker(entry: Entry) -> None:

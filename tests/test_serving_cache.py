@@ -252,6 +252,32 @@ def test_want_markers_are_per_process_and_a_process_ignores_its_own(tmp_path):
     assert not wanted(entry)  # left by a waiter that is gone
 
 
+def test_a_waiter_clears_the_stale_markers_of_killed_waiters_and_keeps_fresh_ones(tmp_path):
+    from shards.cache import WANT_FRESH, Entry, exclusive
+    from shards.locks import FileLock
+
+    entry = Entry(tmp_path / "part-00000.arrow")
+    entry.data.write_bytes(b"x")
+    pin = FileLock(entry.lock_path)
+    assert pin.acquire(exclusive=False)  # a pin in use: the waiter asks, then is told done
+    entry.want_dir.mkdir()
+    dead, alive = entry.want_dir / "gone-1", entry.want_dir / "otherhost-2"
+    dead.touch()
+    alive.touch()
+    old = time.time() - WANT_FRESH - 5
+    os.utime(dead, (old, old))
+    answers = iter([False, False])  # not done for the first look: the waiter leaves a marker
+    assert exclusive(entry, lambda: next(answers, True)) is None
+    pin.release()
+    assert sorted(p.name for p in entry.want_dir.iterdir()) == ["otherhost-2"]
+    alive.unlink()
+    answers = iter([False, False])
+    assert pin.acquire(exclusive=False)
+    assert exclusive(entry, lambda: next(answers, True)) is None
+    pin.release()
+    assert not entry.want_dir.exists()  # the last waiter removes the directory
+
+
 def test_a_shard_this_process_downloads_is_kept_while_its_own_prefetch_waits(remote, tmp_path):
     """The race behind a flaky CI run: a prefetch thread of this process, waiting for the
     shard the take is downloading, had left a want marker; the take then did not keep the
