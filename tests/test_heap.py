@@ -92,3 +92,36 @@ def test_the_launcher_is_tuned_only_when_the_workers_are_other_processes():
     assert not workers_in_subprocesses(beam_options(["--direct_running_mode=in_memory"]))
     assert not workers_in_subprocesses(beam_options(["--direct_running_mode=multi_threading"]))
     assert not workers_in_subprocesses(beam_options(["--runner=DataflowRunner"]))
+
+
+def _frozen_after(code: str, as_sdk_worker: bool) -> list[int]:
+    """``gc.get_freeze_count()`` printed by ``code`` in a fresh interpreter, started as Beam's
+    SDK worker or as anything else."""
+    fake = (
+        "import sys, types; sys.modules['__main__'].__spec__ = "
+        "types.SimpleNamespace(name='apache_beam.runners.worker.sdk_worker_main'); "
+        if as_sdk_worker
+        else ""
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", fake + code],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [int(x) for x in out.stdout.split()]
+
+
+def test_a_beam_worker_freezes_its_set_up_objects_once_and_no_other_process_does():
+    code = (
+        "import gc; from pipelines.job.worker_fn import WorkerFn; "
+        "from pipelines.job.stage import StagePart; "
+        "s = StagePart(out_dir='o', staging='s', columns=[], dedupe_buckets=0, kmeans=None, "
+        "proxy=None); s.start_bundle(); a = gc.get_freeze_count(); junk = [[] for _ in range(999)]; "
+        "WorkerFn().setup(); s.start_bundle(); print(a, gc.get_freeze_count())"
+    )
+    first, later = _frozen_after(code, as_sdk_worker=True)
+    assert first > 10_000  # Beam, numpy and pyarrow at least, out of the collector's walks
+    assert later == first  # once per process: objects made since are collected as usual
+    assert _frozen_after(code, as_sdk_worker=False) == [0, 0]  # a caller's process: untouched

@@ -59,12 +59,13 @@ def beam_options(beam_args: list[str]):
     Options the user gave are kept as given."""
     from apache_beam.options.pipeline_options import (
         DirectOptions,
-        PipelineOptions,
         PortableOptions,
         StandardOptions,
     )
 
-    options = PipelineOptions(list(beam_args))
+    from pipelines.job.options_views import CachedViews
+
+    options = CachedViews(list(beam_args))
     given = {a[2:].split("=", 1)[0] for a in beam_args if a.startswith("--")}
     standard = options.view_as(StandardOptions)
     standard.runner = standard.runner or "DirectRunner"

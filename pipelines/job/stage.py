@@ -33,6 +33,7 @@ from pipelines.job.summary import (
     save_summary,
     staging_path,
 )
+from pipelines.job.worker_fn import freeze_setup_objects
 from pipelines.model.inference import scorer_cpu_line
 
 _LOG = logging.getLogger("gradum.stage")
@@ -66,6 +67,7 @@ class StagePart(beam.DoFn):
         self.staged = Metrics.counter("gradum", "staged_parts")
 
     def start_bundle(self) -> None:
+        freeze_setup_objects()  # after every DoFn of this stage is set up, scorers included
         self._parts: dict[str, dict[int, dict]] = {}
 
     def process(self, element: dict, claimed=None):  # claimed: a gate (see StageParts)
