@@ -167,3 +167,68 @@ def test_the_finishing_steps_tune_the_heap_and_scoring_does_not(tmp_path):
     untuned = {type(fn).__name__ for _, fn in ours if not isinstance(fn, WorkerFn)}
     assert tuned == {"KeptColumns", "_LevelCounts", "WriteShard"}
     assert untuned == {"ReadPart", "ScoreSignals", "StagePart"}  # nothing after scoring
+
+
+class _Acc(list):
+    """A list accumulator that can be weak-referenced."""
+
+
+class _DictAcc(dict):
+    """A dict accumulator that can be weak-referenced."""
+
+
+def _peak_alive(fn, accs: list) -> int:
+    """The most accumulators alive at once while ``fn`` merges a one-pass stream of them (a
+    runner that streams a group's values, as Dataflow does, hands them over like this)."""
+    import weakref
+
+    refs, peak = [], 0
+
+    def stream():
+        nonlocal peak
+        while accs:
+            acc = accs.pop(0)
+            refs.append(weakref.ref(acc))  # freed by reference counting once dropped
+            peak = max(peak, sum(r() is not None for r in refs))
+            yield acc
+            del acc
+
+    fn.merge_accumulators(stream())
+    return peak
+
+
+def test_every_bounded_combiner_merges_one_accumulator_at_a_time():
+    """The merging worker holds a bounded number of accumulators whatever the workers: 20
+    accumulators merged, at most 3 alive (the result, the one before, the one coming)."""
+    import numpy as np
+
+    from pipelines.io.row_schema import MetaSchemaCombineFn
+    from pipelines.job.graph import RuntimeCombineFn, SumFields
+    from pipelines.job.samples import BottomKCombineFn
+    from pipelines.job.signal_stats import SketchCombineFn, _SumCounts
+
+    cols = ["a", "b"]
+    rng = np.random.default_rng(0)
+
+    def sketch_acc():
+        fn = SketchCombineFn(cols, 0.01)
+        acc = fn.add_input(fn.create_accumulator(), {"columns": {c: rng.random(50) for c in cols}})
+        return _DictAcc(acc)
+
+    def counts_acc():
+        from pipelines.stats import ranks
+
+        sketch = ranks.RankSketch(0.01)
+        return _DictAcc({c: sketch.level_counts(rng.random(50)) for c in cols})
+
+    cases = [
+        (BottomKCombineFn(5), lambda: _Acc((float(x), str(x)) for x in rng.random(5))),
+        (SketchCombineFn(cols, 0.01), sketch_acc),
+        (_SumCounts(cols), counts_acc),
+        (MetaSchemaCombineFn(), lambda: _DictAcc({"f": {"int"}})),
+        (RuntimeCombineFn(), lambda: _DictAcc({("lm", ()): 3})),
+    ]
+    for fn, make in cases:
+        assert _peak_alive(fn, [make() for _ in range(20)]) <= 3, type(fn).__name__
+    assert SumFields(2).merge_accumulators(iter([(1, 2)] * 20)) == (20, 40)  # numbers: no list
+    assert len(BOUNDED_COMBINE_FNS) == len(cases) + 1  # each bounded combiner is checked here

@@ -11,7 +11,9 @@ sample is the ``k`` smallest by ``(key, id)``, a pure function of the input. Thr
    seen (:class:`RunningBottom`): a row of the global sample always is, so nothing it needs
    is lost, and a process offers about ``k ln(parts)`` rows over a whole job;
 3. :class:`BottomKCombineFn` keeps ``k`` rows per accumulator (combiner lifting: every worker
-   pre-combines), so the one worker that merges holds ``k`` rows per accumulator merged.
+   pre-combines) and merges accumulators one at a time, so the worker that merges holds at
+   most ``2k`` rows beside the accumulators its runner hands it (Dataflow streams a group's
+   values; the local runner decodes them all, one per worker).
 """
 
 from __future__ import annotations
@@ -81,7 +83,10 @@ class BottomKCombineFn(beam.CombineFn):
         return smallest([*acc, *rows], self.k)
 
     def merge_accumulators(self, accs: Iterable[list[tuple]]) -> list[tuple]:
-        return smallest([r for acc in accs for r in acc], self.k)
+        out: list[tuple] = []
+        for acc in accs:  # one at a time: at most 2k rows held, whatever the accumulators
+            out = smallest([*out, *acc], self.k)
+        return out
 
     def extract_output(self, acc: list[tuple]) -> list[tuple]:
         return smallest(acc, self.k)

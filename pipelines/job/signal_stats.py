@@ -142,12 +142,16 @@ class SketchCombineFn(beam.CombineFn):
         return acc
 
     def merge_accumulators(self, accs):
-        accs = list(accs)
-        out = accs[0]
-        for acc in accs[1:]:
+        """Folded in one at a time (a runner that streams a group's values, as Dataflow does,
+        never has more than two in memory here)."""
+        out = None
+        for acc in accs:
+            if out is None:
+                out = acc
+                continue
             for c in self.columns:
                 out[c].merge(acc[c])
-        return out
+        return out if out is not None else self.create_accumulator()
 
     def extract_output(self, acc):
         return acc
