@@ -81,7 +81,8 @@ def beam_options(beam_args: list[str]):
 
 
 def direct_runner(options):
-    """The DirectRunner's FnApiRunner, built as the DirectRunner builds it, minus its first try:
+    """The DirectRunner's FnApiRunner (with bounded bundles: :mod:`pipelines.job.local_bundles`),
+    built as the DirectRunner builds it, minus its first try:
     since Beam 2.6x the DirectRunner first tries the PrismRunner, which downloads a Go binary
     from GitHub at run time (DESIGN §6: nothing downloads) and, offline, fails and falls back
     after a network attempt. gradum's jobs are batch jobs the FnApiRunner runs, with
@@ -96,9 +97,11 @@ def direct_runner(options):
         from apache_beam.runners.portability.portable_runner import JobServiceHandle
     except ImportError:  # another Beam layout: the DirectRunner decides
         return None
+    from pipelines.job.local_bundles import runner_class
+
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
-    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+    return runner_class()(provision_info=fn_runner.ExtendedProvisionInfo(info))
 
 
 def threads_per_worker(options) -> int | None:

@@ -1,0 +1,133 @@
+"""The local runner (Beam's FnApiRunner) with bundles of bounded size.
+
+Beam's local runner cuts each stage's input into exactly one bundle per worker
+(``ParallelBundleManager``) and sends each bundle to its worker as one message, so what a
+worker holds in the finishing stages (the signal columns, the rank passes' keys, a bucket of
+ids) grew as N / workers: 250 -> 720 MiB per worker from 1e4 to 3e6 records at 2 workers
+(benchmarks/README.md, "What holds a worker's memory, found"). A runner that streams its
+shuffle (Dataflow) hands a worker small bundles whatever N.
+
+:class:`BoundedBundleRunner` runs a stage whose input is larger than ``workers x max_bytes``
+as *waves*: the input is cut into ``waves x workers`` bundles of at most about ``max_bytes``
+each (a group of a GroupByKey is never cut), and each wave runs one bundle per worker, as the
+stock runner runs its one wave. A stage with a small input (the scoring stage, whose input is
+read units) runs exactly as before. Outputs do not change: the job's results do not depend
+on bundling (tests/test_local_bundles.py).
+
+It leans on internals of Beam's runner (``FnApiRunner._get_bundle_manager``, the buffers'
+``partition``); :func:`runner_class` falls back to the stock runner where they differ.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import pickle
+from typing import Any
+
+from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+MAX_BUNDLE_BYTES = 16 << 20  # encoded input per bundle (Beam's data plane flushes at 10 MB)
+_SAMPLED_GROUPS = 4
+
+
+def input_bytes(buffer: Any) -> int:
+    """About how many encoded bytes ``buffer`` (a stage input not yet partitioned) holds: the
+    sum of its chunks for a list buffer; for a GroupByKey's buffer, the pickled size of a few of
+    its groups times the groups (0 when it cannot be cut: one group per worker or fewer)."""
+    table = getattr(buffer, "_table", None)
+    if table is None:
+        return sum(len(chunk) for chunk in buffer)
+    if len(table) <= 1:
+        return 0
+    sample = list(itertools.islice(table.values(), _SAMPLED_GROUPS))
+    try:
+        per_group = sum(len(pickle.dumps(list(v), protocol=5)) for v in sample) / len(sample)
+    except Exception:  # noqa: BLE001 - a value pickle cannot size: leave the stage whole
+        return 0
+    return int(per_group * len(table))
+
+
+def waves(total_bytes: int, workers: int, max_bytes: int) -> int:
+    """Rounds of one bundle per worker so that a bundle holds at most about ``max_bytes``."""
+    return max(1, math.ceil(total_bytes / (max(workers, 1) * max(max_bytes, 1))))
+
+
+class _Pieces:
+    """One wave's share of a stage input: ``partition(workers)`` gives its bundles."""
+
+    def __init__(self, pieces: list) -> None:
+        self._pieces = pieces
+
+    def partition(self, n: int) -> list:
+        if n != len(self._pieces):
+            raise RuntimeError(f"a wave of {len(self._pieces)} bundles was asked for {n}")
+        return self._pieces
+
+
+class BoundedBundleManager(fn_runner.ParallelBundleManager):
+    """Runs a stage as waves of one bundle per worker, each of bounded input."""
+
+    max_bytes = MAX_BUNDLE_BYTES
+
+    def process_bundle(
+        self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run=False
+    ):
+        workers = self._num_workers
+        rounds = waves(sum(input_bytes(b) for b in inputs.values()), workers, self.max_bytes)
+        if rounds == 1 or dry_run or any(fired_timers.values()):
+            return super().process_bundle(
+                inputs, expected_outputs, fired_timers, expected_output_timers, dry_run
+            )
+        cut = {name: buffer.partition(rounds * workers) for name, buffer in inputs.items()}
+        merged, splits = None, []
+        for k in range(rounds):
+            wave = {name: _Pieces(p[k * workers : (k + 1) * workers]) for name, p in cut.items()}
+            result, split = super().process_bundle(
+                wave, expected_outputs, fired_timers, expected_output_timers, dry_run
+            )
+            splits += split
+            merged = result if merged is None else _merged(merged, result)
+        return merged, splits
+
+
+def _merged(a, b):
+    """Two bundle responses as one: their metrics summed, the first error kept (as Beam's
+    ParallelBundleManager merges its bundles)."""
+    from apache_beam.metrics import monitoring_infos
+    from apache_beam.portability.api import beam_fn_api_pb2
+
+    infos = itertools.chain(a.process_bundle.monitoring_infos, b.process_bundle.monitoring_infos)
+    return beam_fn_api_pb2.InstructionResponse(
+        process_bundle=beam_fn_api_pb2.ProcessBundleResponse(
+            monitoring_infos=monitoring_infos.consolidate(infos)
+        ),
+        error=a.error or b.error,
+    )
+
+
+class BoundedBundleRunner(fn_runner.FnApiRunner):
+    """Beam's FnApiRunner whose parallel stages run as waves of bounded bundles."""
+
+    def _get_bundle_manager(self, bundle_context_manager):
+        manager = super()._get_bundle_manager(bundle_context_manager)
+        if type(manager) is not fn_runner.ParallelBundleManager:
+            return manager  # one worker, or a stateful stage: one bundle at a time already
+        return BoundedBundleManager(
+            bundle_context_manager,
+            self._progress_frequency,
+            cache_token_generator=fn_runner.FnApiRunner.get_cache_token_generator(static=False),
+        )
+
+
+def runner_class() -> type:
+    """:class:`BoundedBundleRunner` where this Beam has the internals it relies on, else
+    Beam's own FnApiRunner."""
+    base = fn_runner.FnApiRunner
+    if not (
+        hasattr(base, "_get_bundle_manager")
+        and hasattr(base, "get_cache_token_generator")
+        and hasattr(fn_runner, "ParallelBundleManager")
+    ):
+        return base
+    return BoundedBundleRunner
