@@ -3,7 +3,8 @@ asked), locally and against an S3 server (moto, on loopback), fitted and extrapo
 
 Usage: .venv/bin/python benchmarks/pipeline_scale.py [--sizes 10000,100000,1000000]
        [--stores local,s3] [--workers 2] [--compare-workers 2,8] [--rows-per-shard 5000]
-       [--workdir DIR] [--out FILE.json] [--heap-defaults] [--records-per-worker R]
+       [--workdir DIR] [--out FILE.json] [--heap-defaults] [--stock-bundles]
+       [--records-per-worker R]
 
 Per run (the job as a subprocess: ``python -m pipelines.score``, five CPU signals,
 multi-process DirectRunner): wall seconds; on S3, objects written, objects read, requests
@@ -12,7 +13,9 @@ proto the launcher would submit, built in this process); the peak RSS (VmHWM) of
 launcher process and of every worker process. ``--rows-per-shard`` (default 5,000) makes
 the shard count grow with the corpus. Each figure's growth exponent b in figure ~ n^b is
 fitted by least squares on log-log; ``--compare-workers`` runs one size at two worker counts
-(objects must agree within 10 %); ``--heap-defaults`` runs each local size a second time with
+(objects must agree within 10 %); ``--stock-bundles`` runs each local size a second time on
+Beam's own local runner (one bundle per worker and stage) beside gradum's bounded bundles
+(``pipelines/job/local_bundles.py``); ``--heap-defaults`` runs each local size a second time with
 glibc's adaptive heap (``GRADUM_TUNE_HEAP=0``, see ``shards/heap.py``) beside gradum's fixed
 limits; ``--records-per-worker R`` runs n records on n / R workers (the local runner hands
 each worker one bundle of n / workers records per stage, so this holds a worker's bundle
@@ -203,6 +206,12 @@ def main() -> None:
         action="store_true",
         help="also run each local size with glibc's default heap (GRADUM_TUNE_HEAP=0)",
     )
+    ap.add_argument(
+        "--stock-bundles",
+        action="store_true",
+        help="also run each local size with Beam's one bundle per worker and stage "
+        "(GRADUM_BOUNDED_BUNDLES=0, see pipelines/job/local_bundles.py)",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="gradum-scale-"))
@@ -237,7 +246,9 @@ def main() -> None:
                    "--s3_secret_access_key=s", "--s3_region_name=us-east-1"]  # fmt: skip
         env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="k", AWS_SECRET_ACCESS_KEY="s")
 
-    def job(n: int, store: str, workers: int, tag: str, heap: str = "tuned") -> dict:
+    def job(
+        n: int, store: str, workers: int, tag: str, heap: str = "tuned", bundles: str = "bounded"
+    ) -> dict:
         src = corpus(n, work)
         if store == "s3":
             key = f"in/graded-{n}.jsonl"
@@ -250,8 +261,11 @@ def main() -> None:
                "--no-progress", "--overwrite", "--direct_running_mode=multi_processing",
                f"--direct_num_workers={workers}", *extra]  # fmt: skip
         recorder.take()
-        row = {"n": n, "store": store, "workers": workers, "heap": heap}
-        row.update(run(cmd, env if heap == "tuned" else dict(env, GRADUM_TUNE_HEAP="0")))
+        row = {"n": n, "store": store, "workers": workers, "heap": heap, "bundles": bundles}
+        overlay = {} if heap == "tuned" else {"GRADUM_TUNE_HEAP": "0"}
+        if bundles != "bounded":
+            overlay["GRADUM_BOUNDED_BUNDLES"] = "0"
+        row.update(run(cmd, dict(env, **overlay)))
         if store == "s3":
             row.update(classify(recorder.take(), f"/gradum-bench/{tag}/"))
             manifest = json.loads(
@@ -275,6 +289,10 @@ def main() -> None:
                 results.setdefault("heap_defaults", []).append(
                     job(n, store, workers, f"{store}-{n}-glibc", heap="glibc defaults")
                 )
+            if args.stock_bundles and store == "local":
+                results.setdefault("stock_bundles", []).append(
+                    job(n, store, workers, f"{store}-{n}-stock", bundles="Beam's")
+                )
     compare = []
     if args.compare_workers:
         for w in (int(x) for x in args.compare_workers.split(",")):
@@ -290,13 +308,14 @@ def main() -> None:
         fit = {m: growth(ns, [float(r[m]) for r in rows]) for m in metrics}
         fit["worker_peak_mib"] = growth(ns, [max(r["worker_peak_mib"] or [0]) for r in rows])
         fits[store] = fit
-    if results.get("heap_defaults"):
-        rows = results["heap_defaults"]
-        fits["local, glibc defaults"] = {
-            "worker_peak_mib": growth(
-                [r["n"] for r in rows], [max(r["worker_peak_mib"] or [0]) for r in rows]
-            )
-        }
+    for key, label in (("heap_defaults", "glibc defaults"), ("stock_bundles", "Beam's bundles")):
+        rows = results.get(key) or []
+        if rows:
+            fits[f"local, {label}"] = {
+                "worker_peak_mib": growth(
+                    [r["n"] for r in rows], [max(r["worker_peak_mib"] or [0]) for r in rows]
+                )
+            }
     results["growth_exponents"] = fits
     print(json.dumps({"growth_exponents": fits, "compare_workers": compare}, indent=2))
     if args.out:

@@ -68,7 +68,11 @@ def _run(max_bytes: int, monkeypatch) -> int:
 
 
 def test_a_large_input_runs_as_waves_with_the_same_result(monkeypatch):
+    monkeypatch.delenv("GRADUM_BOUNDED_BUNDLES", raising=False)
     assert L.runner_class() is L.BoundedBundleRunner  # this Beam has what it relies on
+    monkeypatch.setenv("GRADUM_BOUNDED_BUNDLES", "0")
+    assert L.runner_class() is beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner
+    monkeypatch.delenv("GRADUM_BOUNDED_BUNDLES")
     assert _run(L.MAX_BUNDLE_BYTES, monkeypatch) == 2  # small input: one bundle per worker
     assert _run(2_000, monkeypatch) > 10  # ~50 KB cut into bundles of ~2 KB, metrics summed
 
