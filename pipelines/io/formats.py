@@ -98,13 +98,13 @@ def _read_lines(path: str, start: int, end: int) -> Iterator[Item]:
 
 def _split_lines(data: bytes, skip: int, base: int, end: int) -> Iterator[tuple[int, bytes]]:
     """``(byte offset, raw line)`` of the lines of ``data[skip:]`` (``data`` starts at byte
-    ``base`` of the file) that start before ``end``; a raw line lacks its final newline."""
-    pos = base + skip
-    for raw in data[skip:].split(b"\n"):
-        if pos >= end:
-            return
-        yield pos, raw
-        pos += len(raw) + 1
+    ``base`` of the file) that start before ``end``."""
+    pos = skip
+    while pos < len(data) and base + pos < end:
+        newline = data.find(b"\n", pos)
+        stop = len(data) if newline < 0 else newline + 1
+        yield base + pos, data[pos:stop]
+        pos = stop
 
 
 def _offsets(fh, offset: int, end: int | None) -> Iterator[tuple[int, bytes]]:
@@ -120,11 +120,10 @@ def _offsets(fh, offset: int, end: int | None) -> Iterator[tuple[int, bytes]]:
 def _parse_lines(path: str, raws: Iterator[tuple[int, bytes]]) -> Iterator[Item]:
     """Items of JSONL / text lines; ``position`` is the line's byte offset in the file.
     Blank lines are not records."""
-    text_only = strip_compression(path).endswith(TEXT)
-    loads = json.loads
+    base = strip_compression(path)
     for position, raw in raws:
         line = raw.rstrip(b"\r\n")
-        if not line or line.isspace():  # as ``not line.strip()``, without the copy
+        if not line.strip():
             continue
         try:
             text = line.decode("utf-8")
@@ -137,11 +136,11 @@ def _parse_lines(path: str, raws: Iterator[tuple[int, bytes]]) -> Iterator[Item]
                 line.decode("utf-8", "backslashreplace"),
             )
             continue
-        if text_only:
+        if base.endswith(TEXT):
             yield ("ok", path, position, {"text": text})
             continue
         try:
-            payload = loads(text)
+            payload = json.loads(text)
         except json.JSONDecodeError as exc:
             yield (
                 "dead",

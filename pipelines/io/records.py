@@ -60,15 +60,12 @@ def make_record(
     text = payload[text_field]
     if not isinstance(text, str):
         return None, f"text field {text_field!r} is a {type(text).__name__}, not a string"
-    if not text or text.isspace():  # as ``not text.strip()``, without the copy
+    if not text.strip():
         return None, "empty text"
-    if text.isascii():  # O(1) in CPython: one byte per character, no surrogate
-        size = len(text)
-    else:
-        try:
-            size = len(text.encode("utf-8"))
-        except UnicodeEncodeError:
-            return None, "text is not valid Unicode (lone surrogate)"
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None, "text is not valid Unicode (lone surrogate)"
     if size > max_text_bytes:
         return None, f"text is {size} bytes, over the cap of {max_text_bytes}"
     if id_field == "none":  # always hashed; a field named "id" stays metadata
