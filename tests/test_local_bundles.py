@@ -98,3 +98,30 @@ def test_the_job_writes_the_same_bytes_whatever_the_bundles(tmp_path, monkeypatc
     assert max(rounds) > 5
     assert cut == whole
     assert whole[0]["written"] == 900 and len(whole[1]) == 6
+
+
+def test_spread_deals_every_piece_once_and_evenly():
+    pieces = [bytes([i]) * (1 + (i * 37) % 50) for i in range(40)]
+    out = L.spread(pieces, 6)
+    assert sorted(p for bundle in out for p in bundle) == sorted(pieces)
+    loads = [sum(map(len, b)) for b in out]
+    assert max(loads) - min(loads) <= max(map(len, pieces))
+    assert L.spread([], 3) == [[], [], []]
+
+
+def test_chunks_of_a_buffer_already_cut_are_all_of_its_pieces():
+    """A GroupByKey's buffer caches its first cut whatever n a later reader asks for; every
+    piece of that cut is read, none left behind, and the stock path is not taken for it."""
+
+    class Cut:
+        _table: dict = {}
+        _grouped_output = [[b"a"], [b"b", b"c"], [b"d"], [b"e"], [b"f"]]
+
+        def partition(self, n):
+            return self._grouped_output
+
+    assert L.chunks(Cut(), 4) == [b"a", b"b", b"c", b"d", b"e", b"f"]
+    assert L._cut_otherwise(Cut(), 2)
+    assert not L._cut_otherwise(Cut(), 5)
+    assert not L._cut_otherwise([b"x"], 2)  # a list buffer not cut yet
+    assert L.chunks([b"x", b"yz"], 4) == [b"x", b"yz"]  # a list buffer: its own chunks

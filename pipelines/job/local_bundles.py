@@ -21,6 +21,7 @@ It leans on internals of Beam's runner (``FnApiRunner._get_bundle_manager``, the
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import os
@@ -67,6 +68,35 @@ class _Pieces:
         return self._pieces
 
 
+def chunks(buffer: Any, groups: int) -> list[bytes]:
+    """Every encoded chunk of a stage input, each holding whole elements: a list buffer's own
+    chunks (its ``partition`` is not called: it caches its first answer whatever ``n`` a later
+    reader asks for); a GroupByKey's buffer's groups, encoded into ``groups`` streams, or the
+    streams it was already cut into (all of them: nothing is left behind)."""
+    if getattr(buffer, "_table", None) is None:
+        return list(buffer)
+    return [chunk for piece in buffer.partition(groups) for chunk in piece]
+
+
+def spread(pieces: list[bytes], bundles: int) -> list[list[bytes]]:
+    """``pieces`` dealt into ``bundles`` lists of about equal bytes (largest first, each to the
+    lightest list so far); every piece lands in exactly one list."""
+    out: list[list[bytes]] = [[] for _ in range(bundles)]
+    load = [(0, i) for i in range(bundles)]
+    for piece in sorted(pieces, key=len, reverse=True):
+        size, i = heapq.heappop(load)
+        out[i].append(piece)
+        heapq.heappush(load, (size + len(piece), i))
+    return out
+
+
+def _cut_otherwise(buffer: Any, workers: int) -> bool:
+    """Whether ``buffer`` already answers ``partition`` with other than ``workers`` pieces (a
+    reader of ours cut it first): Beam's one-wave path would then misread it."""
+    cached = getattr(buffer, "_grouped_output", None)
+    return bool(cached) and len(cached) != workers
+
+
 class BoundedBundleManager(fn_runner.ParallelBundleManager):
     """Runs a stage as waves of one bundle per worker, each of bounded input."""
 
@@ -77,11 +107,13 @@ class BoundedBundleManager(fn_runner.ParallelBundleManager):
     ):
         workers = self._num_workers
         rounds = waves(sum(input_bytes(b) for b in inputs.values()), workers, self.max_bytes)
-        if rounds == 1 or dry_run or any(fired_timers.values()):
+        ours = rounds > 1 or any(_cut_otherwise(b, workers) for b in inputs.values())
+        if not ours or dry_run or any(fired_timers.values()):
             return super().process_bundle(
                 inputs, expected_outputs, fired_timers, expected_output_timers, dry_run
             )
-        cut = {name: buffer.partition(rounds * workers) for name, buffer in inputs.items()}
+        n = rounds * workers
+        cut = {name: spread(chunks(b, n), n) for name, b in inputs.items()}
         merged, splits = None, []
         for k in range(rounds):
             wave = {name: _Pieces(p[k * workers : (k + 1) * workers]) for name, p in cut.items()}
