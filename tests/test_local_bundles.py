@@ -19,7 +19,8 @@ def test_waves_bound_the_bytes_of_each_bundle():
     assert L.waves(0, 2, 16) == 1
     assert L.waves(32, 2, 16) == 1  # one bundle per worker, each at the bound
     assert L.waves(33, 2, 16) == 2
-    assert L.waves(10_000, 4, 100) == 25
+    assert L.waves(1_000, 4, 100) == 3
+    assert L.waves(10**9, 2, 16) == L.MAX_WAVES  # the combines' partial accumulators stay bounded
 
 
 def test_input_bytes_of_a_list_and_of_a_grouped_buffer():

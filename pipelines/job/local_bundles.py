@@ -31,6 +31,9 @@ from typing import Any
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
 MAX_BUNDLE_BYTES = 16 << 20  # encoded input per bundle (Beam's data plane flushes at 10 MB)
+# Each bundle of a stage before a global combine sends the merging worker one partial
+# accumulator (the local runner hands it all at once): at most MAX_WAVES x workers of them.
+MAX_WAVES = 16
 _SAMPLED_GROUPS = 4
 
 
@@ -52,8 +55,11 @@ def input_bytes(buffer: Any) -> int:
 
 
 def waves(total_bytes: int, workers: int, max_bytes: int) -> int:
-    """Rounds of one bundle per worker so that a bundle holds at most about ``max_bytes``."""
-    return max(1, math.ceil(total_bytes / (max(workers, 1) * max(max_bytes, 1))))
+    """Rounds of one bundle per worker so that a bundle holds at most about ``max_bytes``, up
+    to :data:`MAX_WAVES` (beyond ``MAX_WAVES x workers x max_bytes`` of input, 512 MiB at 2
+    workers, bundles grow again, and the partial accumulators a global combine merges do not)."""
+    need = math.ceil(total_bytes / (max(workers, 1) * max(max_bytes, 1)))
+    return max(1, min(MAX_WAVES, need))
 
 
 class _Pieces:
