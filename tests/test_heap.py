@@ -55,16 +55,17 @@ def test_gradum_tune_heap_0_leaves_the_defaults():
     assert first == {} and second == {}
 
 
+# Code that makes a fresh interpreter look like Beam's SDK worker (``python -m`` its module).
+_AS_SDK_WORKER = (
+    "import sys, types; sys.modules['__main__'].__spec__ = "
+    "types.SimpleNamespace(name='apache_beam.runners.worker.sdk_worker_main'); "
+)
+
+
 def _worker_fn_tunes(as_sdk_worker: bool) -> bool:
     """Whether a WorkerFn's setup tuned the heap of a fresh interpreter, started as Beam's SDK
     worker or as anything else (a job run in memory runs its DoFns in the caller's process)."""
-    fake = (
-        "import sys, types; sys.modules['__main__'].__spec__ = "
-        "types.SimpleNamespace(name='apache_beam.runners.worker.sdk_worker_main'); "
-        if as_sdk_worker
-        else ""
-    )
-    code = fake + (
+    code = (_AS_SDK_WORKER if as_sdk_worker else "") + (
         "from pipelines.job.worker_fn import WorkerFn; import shards.heap as h; "
         "WorkerFn().setup(); print(h._TUNED)"
     )
@@ -97,14 +98,8 @@ def test_the_launcher_is_tuned_only_when_the_workers_are_other_processes():
 def _frozen_after(code: str, as_sdk_worker: bool) -> list[int]:
     """``gc.get_freeze_count()`` printed by ``code`` in a fresh interpreter, started as Beam's
     SDK worker or as anything else."""
-    fake = (
-        "import sys, types; sys.modules['__main__'].__spec__ = "
-        "types.SimpleNamespace(name='apache_beam.runners.worker.sdk_worker_main'); "
-        if as_sdk_worker
-        else ""
-    )
     out = subprocess.run(
-        [sys.executable, "-c", fake + code],
+        [sys.executable, "-c", (_AS_SDK_WORKER if as_sdk_worker else "") + code],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,

@@ -114,7 +114,7 @@ class BoundedBundleManager(fn_runner.ParallelBundleManager):
         workers = self._num_workers
         rounds = waves(sum(input_bytes(b) for b in inputs.values()), workers, self.max_bytes)
         ours = rounds > 1 or any(_cut_otherwise(b, workers) for b in inputs.values())
-        if not ours or dry_run or any(fired_timers.values()):
+        if not ours or dry_run or fired_timers:  # timers: Beam's path, on the first worker
             return super().process_bundle(
                 inputs, expected_outputs, fired_timers, expected_output_timers, dry_run
             )
