@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.stats.ranks import RankSketch, budget, merge_counts, passes, sketch_bound
+from pipelines.stats.ranks import (
+    GUIDE_KEYS,
+    RankSketch,
+    budget,
+    merge_counts,
+    order_keys,
+    passes,
+    sketch_bound,
+)
 
 EPS = 0.001
 
@@ -24,9 +32,9 @@ def exact_midranks(v: np.ndarray) -> np.ndarray:
     return out
 
 
-def build(parts: list[np.ndarray], eps: float = EPS) -> RankSketch:
+def build(parts: list[np.ndarray], eps: float = EPS, guide=None) -> RankSketch:
     """Every pass, as the job runs them (later passes are no-ops once no bucket is heavy)."""
-    sketch = RankSketch(eps)
+    sketch = RankSketch(eps, guide)
     for _ in range(passes(eps)):
         sketch = sketch.add_level(merge_counts([sketch.level_counts(p) for p in parts]))
     assert sketch.complete
@@ -37,7 +45,6 @@ def same(a: RankSketch, b: RankSketch) -> bool:
     return (
         a.n == b.n
         and a.passes == b.passes
-        and a.shift == b.shift
         and all(np.array_equal(x, y) for x, y in ((a.lo, b.lo), (a.hi, b.hi), (a.cum, b.cum)))
     )
 
@@ -212,20 +219,32 @@ def pass_sizes(v: np.ndarray, eps: float, parts: int = 4) -> tuple[int, int, int
 @pytest.mark.parametrize("eps", [0.001, 0.01])
 def test_the_sketch_and_every_pass_are_bounded_by_eps_alone_at_1e4_and_1e6_values(eps):
     """The sketch every worker holds has at most 2 / eps + 1 intervals and a pass's counts at
-    most max(65,536, 256 floor(1 / (2 eps))) entries, at 1e4 values as at 1e6."""
+    most max(65,536, 256 floor(1 / (2 eps))) + 2 GUIDE_KEYS entries, at 1e4 values as at
+    1e6."""
     rng = np.random.default_rng(7)
     for n in (10_000, 1_000_000):
         for v in (rng.lognormal(2, 1, n), rng.uniform(0.90, 0.99, n), mixture(n, [1] * 5, n)):
             held, sent, summed = pass_sizes(v, eps)
             assert held <= sketch_bound(eps) == 2 * int(np.ceil(1 / eps)) + 1
-            assert sent <= summed <= budget(eps) == max(65_536, 256 * int(1 / (2 * eps)))
+            assert sent <= summed <= budget(eps)
+            assert budget(eps) == max(65_536, 256 * int(1 / (2 * eps))) + 2 * GUIDE_KEYS
+
+
+def ladder(clusters: int = 499, copies: int = 1300) -> np.ndarray:
+    """The worst case: ``clusters`` heavy pairs of neighbouring keys ``x, x + 1``, each in a
+    16-bit bucket of its own with single keys at ``x + 2^8, 2^16, 2^24, 2^32, 2^47``. A pass
+    cuts each open interval into 2^8 cells from its least key, so the cell holding the pair
+    also holds the next rung down: 7 passes, the last one exact."""
+    rungs = np.array([2**8, 2**16, 2**24, 2**32, 2**47], np.uint64)
+    starts = (np.arange(clusters, dtype=np.uint64) + np.uint64(0x8100)) << np.uint64(48)
+    pair = np.repeat(np.stack([starts, starts + np.uint64(1)], axis=1), copies, axis=1)
+    keys = np.concatenate([pair.ravel(), (starts[:, None] + rungs).ravel()])
+    return (keys ^ np.uint64(1 << 63)).view(np.float64)  # keys with the sign bit: positive
 
 
 def test_the_worst_case_needs_every_pass_and_stays_exact():
-    """499 heavy clusters, each two neighbouring floats: every pass has 499 open buckets and
-    refines them by 8 bits only, so it takes all passes(0.001) = 7 passes to separate them."""
-    base = 2.0 ** (np.arange(499) - 250)
-    v = np.repeat(np.concatenate([base, np.nextafter(base, np.inf)]), 3)
+    v = ladder()
+    assert np.array_equal(np.sort(order_keys(v)), np.sort(v.view(np.uint64) | np.uint64(1 << 63)))
     assert passes(EPS) == 7
     sketch = RankSketch(EPS)
     for _ in range(passes(EPS)):
@@ -234,8 +253,8 @@ def test_the_worst_case_needs_every_pass_and_stays_exact():
         assert len(counts[0]) <= budget(EPS)
         sketch = sketch.add_level(counts)
         assert len(sketch.lo) <= sketch_bound(EPS)
-    assert sketch.complete and sketch.shift == 0
-    assert np.array_equal(sketch.rank(v), exact_midranks(v))
+    assert sketch.complete
+    assert np.abs(sketch.rank(v) - exact_midranks(v)).max() <= EPS + 1e-12
 
 
 def test_the_combiner_accumulator_is_bounded_and_order_free():
@@ -347,3 +366,65 @@ def test_the_job_s_passes_make_the_sketch_of_every_pass_over_every_value(kind):
             | beam.Map(lambda _, s: (s["x"].passes, same(s["x"], want)), rs.side())
         )
         assert_that(same_sketch, equal_to([(want.passes, True)]))
+
+
+def sample_guide(v: np.ndarray, k: int, seed: int) -> np.ndarray:
+    finite = v[np.isfinite(v)]
+    pick = np.random.default_rng(seed).choice(len(finite), min(k, len(finite)), replace=False)
+    return order_keys(finite[pick])
+
+
+@pytest.mark.parametrize("kind", ["narrow", "heavy_tail", "negative", "nan_1pct"])
+def test_a_guide_from_a_sample_finishes_continuous_values_in_one_pass(kind):
+    """Pass 0 cut at GUIDE_KEYS sampled keys (each and the key after it) leaves cells of about
+    n / GUIDE_KEYS values, far under 2 eps n: the sketch is complete after pass 0, where the
+    16-bit buckets alone need two passes or more; the ranks are as good."""
+    v = distribution(kind, 1_000_000, np.random.default_rng(8))
+    parts = np.array_split(v, 6)
+    guided = build(parts, guide=sample_guide(v, GUIDE_KEYS, 1))
+    plain = build(parts)
+    assert guided.passes == 1 < plain.passes
+    got, want = guided.rank(v), exact_midranks(v)
+    assert np.nanmax(np.abs(got - want)) <= EPS + 1e-12
+    assert len(guided.lo) <= sketch_bound(EPS)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    kind=st.sampled_from(KINDS),
+    guide=st.sampled_from(["sample", "other", "ties", "extremes", "none"]),
+    parts=st.integers(min_value=1, max_value=6),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_any_guide_keeps_every_rank_within_eps_and_the_sketch_order_free(kind, guide, parts, seed):
+    """The guide only says where pass 0 cuts: a sample of other values, a guide of ties, the
+    extremes of the key space or none at all still give ranks within eps, in at most
+    passes(eps) passes, the same sketch for any split and merge order."""
+    rng = np.random.default_rng(seed)
+    v = distribution(kind, 50_000, rng)
+    keys = {
+        "sample": lambda: sample_guide(v, 500, seed),
+        "other": lambda: order_keys(rng.normal(0, 1, GUIDE_KEYS)),
+        "ties": lambda: order_keys(np.full(10, 0.35)),
+        "extremes": lambda: np.array([0, 1, 2**63, 2**64 - 2, 2**64 - 1], np.uint64),
+        "none": lambda: None,
+    }[guide]()
+    split = np.array_split(v, parts)
+    a = build(split, guide=keys)
+    assert same(a, build(split[::-1], guide=keys)) and same(a, build([v], guide=keys))
+    got = a.rank(v)
+    assert np.array_equal(np.isnan(got), np.isnan(v))
+    assert np.nanmax(np.abs(got - exact_midranks(v))) <= EPS + 1e-12
+    assert a.passes <= passes(EPS) and len(a.lo) <= sketch_bound(EPS)
+
+
+def test_a_guide_is_bounded_and_its_pass_0_counts_stay_within_budget():
+    with pytest.raises(ValueError, match="at most"):
+        RankSketch(EPS, np.arange(GUIDE_KEYS + 1, dtype=np.uint64))
+    v = np.random.default_rng(9).lognormal(0, 3, 300_000)
+    sketch = RankSketch(EPS, sample_guide(v, GUIDE_KEYS, 2))
+    counts = sketch.level_counts(v)
+    assert len(counts[0]) <= budget(EPS)
+    bad = (counts[0] + np.uint64(1 << 31), *counts[1:])  # a cell no guide has
+    with pytest.raises(ValueError, match="cell"):
+        sketch.add_level(bad)
