@@ -20,6 +20,7 @@ IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 # counts a pass and signal, one sketch per signal, field kinds) or are numbers.
 BOUNDED_COMBINE_FNS = {
     "BottomKCombineFn",
+    "GuideCombineFn",
     "_SumCounts",
     "SketchCombineFn",
     "MetaSchemaCombineFn",
@@ -203,9 +204,10 @@ def test_every_bounded_combiner_merges_one_accumulator_at_a_time():
     import numpy as np
 
     from pipelines.io.row_schema import MetaSchemaCombineFn
-    from pipelines.job.graph import RuntimeCombineFn, SumFields
+    from pipelines.job.rank_guide import GuideCombineFn, part_offer
     from pipelines.job.samples import BottomKCombineFn
     from pipelines.job.signal_stats import SketchCombineFn, _SumCounts
+    from pipelines.job.totals import RuntimeCombineFn, SumFields
 
     cols = ["a", "b"]
     rng = np.random.default_rng(0)
@@ -225,6 +227,10 @@ def test_every_bounded_combiner_merges_one_accumulator_at_a_time():
         (BottomKCombineFn(5), lambda: _Acc((float(x), str(x)) for x in rng.random(5))),
         (SketchCombineFn(cols, 0.01), sketch_acc),
         (_SumCounts(cols), counts_acc),
+        (
+            GuideCombineFn(8),
+            lambda: _DictAcc(part_offer(str(rng.random()), {"a": rng.random(20)}, 8)),
+        ),
         (MetaSchemaCombineFn(), lambda: _DictAcc({"f": {"int"}})),
         (RuntimeCombineFn(), lambda: _DictAcc({("lm", ()): 3})),
     ]

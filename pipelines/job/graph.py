@@ -22,10 +22,11 @@ import apache_beam as beam
 from pipelines.io.row_schema import MetaSchemaCombineFn
 from pipelines.job import commit, samples
 from pipelines.job.dedupe import FindRepeatedIds
+from pipelines.job.rank_guide import GuideCombineFn
 from pipelines.job.read import ReadPart
 from pipelines.job.signal_stats import RankSketches, SketchCombineFn
 from pipelines.job.stage import TAGS, StagePart
-from pipelines.job.totals import Total
+from pipelines.job.totals import RuntimeCombineFn, SumFields, Total
 from pipelines.job.write import KeptColumns, WriteShard
 from pipelines.model import clustering
 from pipelines.model import proxy as proxy_model
@@ -151,6 +152,7 @@ class StageParts(beam.PTransform):
             dedupe_buckets=layout.dedupe_buckets,
             kmeans=kmeans,
             proxy=proxy,
+            guide=(layout.estimated_rows, layout.rows_guessed),
             job=layout.job_token,
             progress_dir=layout.progress_dir,
         )
@@ -254,7 +256,10 @@ class FinishShards(beam.PTransform):
         sketches = Total(
             kept, "ValueSketches", SketchCombineFn(layout.columns, layout.sketch_error)
         )
-        rank_sketches = RankSketches(kept, "RankSketches", list(layout.weights), layout.rank_error)
+        guide = Total(staged["guide"], "RankGuide", GuideCombineFn())
+        rank_sketches = RankSketches(
+            kept, "RankSketches", list(layout.weights), layout.rank_error, guide=guide.pcoll
+        )
         written = parts | "WriteShards" >> beam.ParDo(
             WriteShard(
                 layout.out_dir,
@@ -279,54 +284,6 @@ class FinishShards(beam.PTransform):
             self.commit_args,
             self.extra_dead,
         )
-
-
-class RuntimeCombineFn(beam.CombineFn):
-    """``(scorer, how it ran, rows)`` per part -> ``{scorer: [{..how.., "rows": n}, ...]}``:
-    what the workers used (a model's backend, device, dtype), with the rows each way scored."""
-
-    def create_accumulator(self) -> dict:
-        return {}
-
-    def add_input(self, acc: dict, item: tuple) -> dict:
-        name, how, rows = item
-        acc[(name, how)] = acc.get((name, how), 0) + rows
-        return acc
-
-    def merge_accumulators(self, accs) -> dict:
-        out: dict = {}
-        for acc in accs:
-            for k, v in acc.items():
-                out[k] = out.get(k, 0) + v
-        return out
-
-    def extract_output(self, acc: dict) -> dict:
-        out: dict = {}
-        for (name, how), rows in sorted(acc.items()):
-            out.setdefault(name, []).append({**dict(how), "rows": rows})
-        return out
-
-
-class SumFields(beam.CombineFn):
-    """Field-wise sums of fixed-length tuples of numbers (one combiner for several counts)."""
-
-    def __init__(self, width: int) -> None:
-        self.width = width
-
-    def create_accumulator(self) -> tuple:
-        return (0,) * self.width
-
-    def add_input(self, acc: tuple, row: tuple) -> tuple:
-        return tuple(a + b for a, b in zip(acc, row, strict=True))
-
-    def merge_accumulators(self, accs) -> tuple:
-        out = self.create_accumulator()
-        for acc in accs:
-            out = self.add_input(out, acc)
-        return out
-
-    def extract_output(self, acc: tuple) -> tuple:
-        return acc
 
 
 def _commit(pipeline, layout, parts, written, fits, commit_args, extra_dead=None):

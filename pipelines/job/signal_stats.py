@@ -3,9 +3,10 @@ sketches (the manifest's per-signal statistics). Both are combiners of counts: o
 bounded per worker, the same on any runner.
 
 Rank sketch memory per worker and signal (``pipelines/stats/ranks.py``): the side input
-``24 (2 / eps + 1)`` bytes (48 KiB at eps = 0.001); a pass's counts, sent per part and summed
-by :class:`_SumCounts`, at most ``32 max(65,536, 256 floor(1 / (2 eps)))`` bytes (4 MiB),
-whatever the number of records.
+``24 (2 / eps + 1)`` bytes (48 KiB at eps = 0.001), and before pass 0 the rank guide's cell
+starts (at most 32,769 per signal, 256 KiB); a pass's counts, sent per part and summed by
+:class:`_SumCounts`, at most ``32 (max(65,536, 256 floor(1 / (2 eps))) + 32,768)`` bytes
+(4.9 MiB), whatever the number of records.
 
 Each pass hands the next one only the keys it found inside open intervals (tag ``rest``): a
 pass reads the signal columns once, later passes what is still unresolved, and a pass after
@@ -16,6 +17,7 @@ from __future__ import annotations
 import apache_beam as beam
 import numpy as np
 
+from pipelines.job.rank_guide import guide_keys
 from pipelines.job.totals import Total
 from pipelines.job.worker_fn import WorkerFn
 from pipelines.stats import ranks
@@ -84,16 +86,25 @@ def _add_level(counts: dict, sketches: dict | None, eps: float) -> dict:
     }
 
 
+def _guided(guide: dict, columns: list[str], eps: float) -> dict:
+    """The sketches before pass 0, each cut at its column's guide keys (if it was sampled)."""
+    return {c: ranks.RankSketch(eps, guide_keys(guide, c)) for c in columns}
+
+
 class RankSketches:
     """Per-part signal columns -> ``{column: RankSketch}`` refined until every bucket is
     small enough: ``ranks.passes(eps)`` passes over the columns (7 at eps = 0.001), each a
     count per part, a global sum and a compression; the sketch each pass hands on (a side
-    input) holds at most ``ranks.sketch_bound(eps)`` intervals per column. Read it with
-    :meth:`side` (on an empty input: the sketches of no values)."""
+    input) holds at most ``ranks.sketch_bound(eps)`` intervals per column. ``guide``: the
+    combined rank guide (:mod:`pipelines.job.rank_guide`, one element), which cuts pass 0 so
+    that most columns are complete after it. Read the result with :meth:`side` (on an empty
+    input: the sketches of no values)."""
 
-    def __init__(self, parts, label: str, columns: list[str], eps: float) -> None:
+    def __init__(self, parts, label: str, columns: list[str], eps: float, guide=None) -> None:
         self.columns, self.eps = list(columns), eps
         sketches, source, levels = None, parts, ranks.passes(eps)
+        if guide is not None:
+            sketches = guide | f"{label}/Guide" >> beam.Map(_guided, self.columns, eps)
         for level in range(levels):
             prev = self._side(sketches, level)
             fn = _LevelCounts(self.columns, eps, first=level == 0, rest=level < levels - 1)
@@ -113,7 +124,7 @@ class RankSketches:
     def _empty(self, levels: int) -> dict:
         """The sketches ``levels`` passes make of no values (what each step emits on an empty
         input with Beam's default injection)."""
-        sketches = None
+        sketches = {c: ranks.RankSketch(self.eps) for c in self.columns}
         for _ in range(levels):
             sketches = _add_level(_SumCounts(self.columns).create_accumulator(), sketches, self.eps)
         return sketches

@@ -24,7 +24,7 @@ from pipelines.console.progress import PROGRESS
 from pipelines.io import storage as fs
 from pipelines.io.records import unicode_problem
 from pipelines.io.staged import meta_kinds, meta_values, staged_table, value_kinds, write_ipc_file
-from pipelines.job import samples
+from pipelines.job import rank_guide, samples
 from pipelines.job.dead_letters import record_dead_letter, write_part_dead_letters
 from pipelines.job.failfast import BUDGET
 from pipelines.job.summary import (
@@ -35,15 +35,17 @@ from pipelines.job.summary import (
 )
 from pipelines.job.worker_fn import freeze_setup_objects
 from pipelines.model.inference import scorer_cpu_line
+from pipelines.stats import ranks
 
 _LOG = logging.getLogger("gradum.stage")
-TAGS = ("columns", "ids", "kmeans", "proxy", "proxy_count", "meta", "runtime")
+TAGS = ("columns", "ids", "kmeans", "proxy", "proxy_count", "meta", "runtime", "guide")
 
 
 class StagePart(beam.DoFn):
     """Scored batch elements -> part infos (main) and the summary's pieces (tagged):
     ``columns`` ``{"key", "staging", "columns"}``, ``ids`` ``(bucket, (key, ids, rows))``,
-    ``kmeans`` / ``proxy`` lists of sample rows, ``proxy_count`` ints, ``meta`` field kinds."""
+    ``kmeans`` / ``proxy`` lists of sample rows, ``proxy_count`` ints, ``meta`` field kinds,
+    ``guide`` the part's offer to the rank guide (:mod:`pipelines.job.rank_guide`)."""
 
     def __init__(
         self,
@@ -54,9 +56,11 @@ class StagePart(beam.DoFn):
         dedupe_buckets: int,
         kmeans: tuple[int, int, int, bool] | None,
         proxy: tuple[str, list[str], int, int, int, bool] | None,
+        guide: tuple[int, bool] | None = None,
         job: str = "",
         progress_dir: str | None = None,
     ) -> None:
+        self.guide = guide  # (total rows, guessed) or None
         self.job = job  # per-process state (the running sample thresholds) is per job
         self.out_dir, self.staging, self.columns = out_dir, staging, list(columns)
         self.dedupe_buckets = dedupe_buckets  # 0: ids are unique by construction
@@ -173,6 +177,10 @@ class StagePart(beam.DoFn):
             "proxy": None,
             "proxy_count": 0,
         }
+        if self.guide is not None:
+            total, guessed = self.guide
+            cap = samples.part_cap(ranks.GUIDE_KEYS, table.num_rows, total, guessed)
+            summary["guide"] = rank_guide.part_offer(key, summary["columns"], cap)
         if self.kmeans is not None:
             seed, k, total, guessed = self.kmeans
             cap = samples.part_cap(k, table.num_rows, total, guessed)
@@ -200,6 +208,8 @@ class StagePart(beam.DoFn):
             "columns", {"key": key, "staging": summary["staging"], "columns": summary["columns"]}
         )
         yield beam.pvalue.TaggedOutput("meta", summary["meta_kinds"])
+        if self.guide is not None and summary.get("guide") is not None:  # older summaries: none
+            yield beam.pvalue.TaggedOutput("guide", summary["guide"])
         for name, how in (summary.get("runtime") or {}).items():  # what this part's worker used
             yield beam.pvalue.TaggedOutput(
                 "runtime", (name, tuple(sorted(how.items())), summary["rows"])

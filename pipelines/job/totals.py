@@ -1,4 +1,5 @@
-"""Global combines read as singleton side inputs, without Beam's default injection.
+"""Global combines read as singleton side inputs, without Beam's default injection, and the
+small combiners of the job's totals.
 
 ``beam.CombineGlobally(fn)`` adds three steps (and two stages) to emit ``fn``'s value for an
 empty input. Every global combine of the job is read as a singleton side input, and Beam's
@@ -30,3 +31,51 @@ class Total:
     def side(self) -> beam.pvalue.AsSingleton:
         """The combined value as a side input (``empty()`` when the input was empty)."""
         return beam.pvalue.AsSingleton(self.pcoll, default_value=self.empty())
+
+
+class RuntimeCombineFn(beam.CombineFn):
+    """``(scorer, how it ran, rows)`` per part -> ``{scorer: [{..how.., "rows": n}, ...]}``:
+    what the workers used (a model's backend, device, dtype), with the rows each way scored."""
+
+    def create_accumulator(self) -> dict:
+        return {}
+
+    def add_input(self, acc: dict, item: tuple) -> dict:
+        name, how, rows = item
+        acc[(name, how)] = acc.get((name, how), 0) + rows
+        return acc
+
+    def merge_accumulators(self, accs) -> dict:
+        out: dict = {}
+        for acc in accs:
+            for k, v in acc.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def extract_output(self, acc: dict) -> dict:
+        out: dict = {}
+        for (name, how), rows in sorted(acc.items()):
+            out.setdefault(name, []).append({**dict(how), "rows": rows})
+        return out
+
+
+class SumFields(beam.CombineFn):
+    """Field-wise sums of fixed-length tuples of numbers (one combiner for several counts)."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+
+    def create_accumulator(self) -> tuple:
+        return (0,) * self.width
+
+    def add_input(self, acc: tuple, row: tuple) -> tuple:
+        return tuple(a + b for a, b in zip(acc, row, strict=True))
+
+    def merge_accumulators(self, accs) -> tuple:
+        out = self.create_accumulator()
+        for acc in accs:
+            out = self.add_input(out, acc)
+        return out
+
+    def extract_output(self, acc: tuple) -> tuple:
+        return acc
