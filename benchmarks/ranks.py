@@ -7,8 +7,10 @@ For each test distribution, ``n`` values split over ``workers`` parts (as the jo
 see them). Three ways to give every value its percentile rank:
 
 - exact: numpy sort of all values in one place, mid-rank ``(less + equal / 2) / n``;
-- rank sketch (``pipelines.stats.ranks.RankSketch``, what the job uses): every pass as the job runs
-  it (each part counted, counts summed), then ``rank``;
+- rank sketch (``pipelines.stats.ranks.RankSketch``): every pass as the job runs it (each part
+  counted, counts summed), then ``rank``; unguided, and guided as the job runs it (each part
+  offers rows to the rank guide's bottom-k combiner, ``pipelines.job.rank_guide``, whose 16,384
+  keys cut pass 0; the guide's time is included);
 - DDSketch (``pipelines.stats.sketch.QuantileSketch``, alpha 0.005, what the job used before).
 
 Reported per distribution: max and mean absolute rank error against exact, distinct ranks,
@@ -38,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipelines.stats.ranks import (  # noqa: E402
+    GUIDE_KEYS,
     RankSketch,
     budget,
     merge_counts,
@@ -70,8 +73,24 @@ def exact(v: np.ndarray) -> np.ndarray:
     return out
 
 
-def rank_sketch(parts: list[np.ndarray], eps: float) -> tuple[np.ndarray, int, int]:
-    sketch = RankSketch(eps)
+def guide(parts: list[np.ndarray]) -> np.ndarray | None:
+    """The rank guide the job would build from these parts (one column, ``v``)."""
+    from pipelines.job.rank_guide import GuideCombineFn, guide_keys, part_offer
+    from pipelines.job.samples import part_cap
+
+    fn, n = GuideCombineFn(), sum(len(p) for p in parts)
+    accs = [
+        fn.add_input(fn.create_accumulator(), part_offer(f"{k:06d}", {"v": p}, cap))
+        for k, p in enumerate(parts)
+        if (cap := part_cap(GUIDE_KEYS, len(p), n, False))
+    ]
+    return guide_keys(fn.extract_output(fn.merge_accumulators(accs)), "v")
+
+
+def rank_sketch(
+    parts: list[np.ndarray], eps: float, guided: bool = False
+) -> tuple[np.ndarray, int, int]:
+    sketch = RankSketch(eps, guide(parts) if guided else None)
     worst = 0
     for _ in range(passes(eps)):
         counts = [sketch.level_counts(p) for p in parts]
@@ -161,12 +180,16 @@ def main() -> None:
         got, size, passes = rank_sketch(parts, a.eps)
         t_rs = time.perf_counter() - t0
         t0 = time.perf_counter()
+        got_g, size_g, passes_g = rank_sketch(parts, a.eps, guided=True)
+        t_g = time.perf_counter() - t0
+        t0 = time.perf_counter()
         dd, dd_size = ddsketch(parts)
         t_dd = time.perf_counter() - t0
         distinct = len(np.unique(want[np.isfinite(want)]))
         rows = [
             ("exact (numpy sort)", want, "-", distinct, f"{8 * a.n // a.workers:,}", t_exact),
             ("rank sketch", got, passes, None, f"{size:,}", t_rs),
+            ("rank sketch, guided", got_g, passes_g, None, f"{size_g:,}", t_g),
             ("DDSketch a=0.005", dd, 1, None, f"{dd_size:,}", t_dd),
         ]
         for method, r, p, d, b, t in rows:
