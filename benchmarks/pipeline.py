@@ -104,17 +104,20 @@ def bare_loop(
     with open(path, encoding="utf-8") as fh:
         texts = [json.loads(line)["text"] for i, line in enumerate(fh) if i % of == k]
     gen = time.perf_counter() - t0
+    scoring = time.thread_time()
     for i in range(0, len(texts), BATCH):
         batch = texts[i : i + BATCH]
         for s in instances:
             s.score(batch)
     wall = time.perf_counter() - t0
+    scoring = time.thread_time() - scoring
     return {
         "n": n,
         "rows": len(texts),
         "wall": wall,
         "cpu": time.process_time() - c0,
         "gen": gen,
+        "score_cpu": scoring,
         "docs_s": len(texts) / wall,
     }
 
@@ -147,6 +150,7 @@ def job(n: int, workers: int, work: Path, extra: list[str]) -> dict[str, float]:
         raise SystemExit(f"job failed (rc={rc}): {' '.join(cmd)}\n{text[-3000:]}")
     m = re.search(r"gradum: ([\d,]+) records read.* in ([\d.]+)s", text)
     inner = float(m.group(2)) if m else float("nan")
+    score_cpu = worker_scorer_cpu(out / "gradum.log")
     shutil.rmtree(out, ignore_errors=True)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return {
@@ -157,8 +161,21 @@ def job(n: int, workers: int, work: Path, extra: list[str]) -> dict[str, float]:
         "cpu": cpu,
         "docs_s": n / wall,
         "load": load,
+        "score_cpu": score_cpu,
         "cmd": " ".join(cmd),
     }
+
+
+def worker_scorer_cpu(log: Path) -> dict[str, float]:
+    """Each worker's scorer thread CPU seconds, from the last per-part line it logged
+    (``gradum worker PID: scorer CPU seconds so far: name s, ...``)."""
+    last: dict[str, float] = {}
+    if not log.exists():
+        return last
+    pattern = re.compile(r"gradum worker (\d+): scorer CPU seconds so far: ([^\"\n]*)")
+    for pid, spent in pattern.findall(log.read_text(errors="replace")):
+        last[pid] = sum(float(x.rsplit(" ", 1)[1]) for x in spent.split(", ") if " " in x)
+    return last
 
 
 class Budget:

@@ -11,6 +11,12 @@ them; with ``--rounds`` above 1 the median of each ratio is printed too. Before 
 corpus is read once, untimed, so every side starts with it in the page cache (a job writes
 about twice the corpus, which can push it out; a cold read cost the bare loop 15 s once).
 
+*Scorer CPU*: the seconds the scoring thread spent inside the scorers, summed over the
+processes (the bare loop's thread, the ceiling's shares, the job's workers from their
+per-part log lines): a ratio above 1 means the same scorers ran slower per record there (the
+machine's spell, or something sharing the worker); *wall less its busiest worker's scorer
+CPU* is the job's own time (reading, staging, finishing, start-up).
+
 The *ceiling* (on unless ``--no-ceiling``): the bare loop split over as many concurrent
 processes as the job has workers, each on its share of the lines (line i goes to process
 i mod w), started together once their scorers are built; its wall is the slowest process's
@@ -49,7 +55,7 @@ def bare_share(n: int, work: Path, k: int, of: int) -> dict:
         sys.stdin.readline()
 
     run = P.bare_loop(n, P.CPU_SIGNALS.split(","), work, share=(k, of), ready=ready)
-    return {"share": k, "rows": run["rows"], "wall": run["wall"]}
+    return {"share": k, "rows": run["rows"], "wall": run["wall"], "score_cpu": run["score_cpu"]}
 
 
 def ceiling(n: int, work: Path, procs: int) -> dict:
@@ -69,7 +75,12 @@ def ceiling(n: int, work: Path, procs: int) -> dict:
         c.stdin.flush()
     shares = [json.loads(c.communicate()[0].strip().splitlines()[-1]) for c in children]
     wall = max(s["wall"] for s in shares)
-    return {"procs": procs, "wall": wall, "shares": [round(s["wall"], 2) for s in shares]}
+    return {
+        "procs": procs,
+        "wall": wall,
+        "shares": [round(s["wall"], 2) for s in shares],
+        "score_cpu": sum(s["score_cpu"] for s in shares),
+    }
 
 
 def main() -> None:
@@ -106,14 +117,22 @@ def main() -> None:
             top = ceiling(args.n, work, max(workers))
             print("ceiling", json.dumps(top), flush=True)
             note(f"ceiling ({top['procs']} processes) x bare", bare["wall"] / top["wall"])
+            note("scorer CPU, ceiling / bare", top["score_cpu"] / bare["score_cpu"])
         walls = {}
         for w in workers:
             warm(src)
             run = P.job(args.n, w, work, [f"--signals={P.CPU_SIGNALS}", "--no-progress"])
             walls[w] = run["wall"]
-            shown = {k: run[k] for k in ("wall", "inner", "cpu", "docs_s", "load")}
+            shown = {k: run[k] for k in ("wall", "inner", "cpu", "docs_s", "load", "score_cpu")}
             print("job", w, json.dumps(shown), flush=True)
             note(f"job {w} worker(s) x bare", bare["wall"] / run["wall"])
+            if run["score_cpu"]:
+                spent = run["score_cpu"].values()
+                note(f"scorer CPU, job {w} / bare", sum(spent) / bare["score_cpu"])
+                note(
+                    f"job {w}: wall less its busiest worker's scorer CPU s",
+                    run["inner"] - max(spent),
+                )
             if top is not None and w == top["procs"]:
                 note(f"job {w} workers / ceiling", top["wall"] / run["wall"])
         if 1 in walls and 2 in walls:

@@ -37,7 +37,7 @@ def _batches(key: str, n: int, size: int) -> list[dict]:
     return out
 
 
-def _stage(tmp_path, batches: list[dict], fail_after: int | None = None) -> list:
+def _stage(tmp_path, batches: list[dict], fail_after: int | None = None, guide=None) -> list:
     fn = StagePart(
         out_dir=str(tmp_path / "out"),
         staging=str(tmp_path / "out" / "staging" / "run"),
@@ -45,6 +45,7 @@ def _stage(tmp_path, batches: list[dict], fail_after: int | None = None) -> list
         dedupe_buckets=4,
         kmeans=None,
         proxy=None,
+        guide=guide,
         job="run",
     )
     fn.start_bundle()
@@ -141,3 +142,34 @@ def test_a_record_arrow_cannot_store_is_dead_lettered_not_fatal(tmp_path):
     lines = (tmp_path / "out" / "dead_letter" / "part-00000000-000000.jsonl").read_text()
     dead = json.loads(lines)
     assert "'note' is not valid Unicode" in dead["reason"] and dead["stage"] == "validate"
+
+
+def _tagged(outputs: list, tag: str) -> list:
+    return [o.value for o in outputs if getattr(o, "tag", None) == tag]
+
+
+def test_a_part_offers_its_share_to_the_rank_guide_and_a_resumed_older_summary_offers_none(
+    tmp_path,
+):
+    from pipelines.job.samples import part_cap
+    from pipelines.stats.ranks import GUIDE_KEYS
+
+    batches = _batches("00000003-000002", 70, 16)
+    assert _tagged(_stage(tmp_path / "a", batches), "guide") == []  # no guide asked for
+    (offer,) = _tagged(_stage(tmp_path / "b", batches, guide=(7_000, False)), "guide")
+    cap = part_cap(GUIDE_KEYS, 70, 7_000, False)
+    assert len(offer["row"]) == min(cap, 70) and set(offer["columns"]) == {"length"}
+    lengths = np.array([len(r["text"]) for b in batches for r in b["records"]], np.float64)
+    assert np.array_equal(offer["columns"]["length"], lengths[offer["row"]])
+    summary = load_summary(str(tmp_path / "b" / "out" / "staging" / "run"), "00000003-000002")
+    assert np.array_equal(summary["guide"]["row"], offer["row"])
+    older = {k: v for k, v in summary.items() if k != "guide"}  # a summary from before guides
+    fn = StagePart(
+        out_dir=str(tmp_path / "b" / "out"), staging=str(tmp_path / "b" / "out" / "staging" / "run"),
+        columns=["length"], dedupe_buckets=4, kmeans=None, proxy=None, guide=(7_000, False),
+        job="run",
+    )  # fmt: skip
+    fn.start_bundle()
+    reused = list(fn.process({"part": older["key"], "seq": 0, "of": 1, "records": [],
+                              "reused": older}))  # fmt: skip
+    assert _tagged(reused, "guide") == [] and _tagged(reused, "columns")
