@@ -54,5 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def run() -> None:
+    """The ``gradum`` command: :func:`main`, then the process ends without Python's
+    finalisation (:mod:`pipelines.console.process_exit`)."""
+    from pipelines.console.process_exit import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
