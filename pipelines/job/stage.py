@@ -208,7 +208,7 @@ class StagePart(beam.DoFn):
             "columns", {"key": key, "staging": summary["staging"], "columns": summary["columns"]}
         )
         yield beam.pvalue.TaggedOutput("meta", summary["meta_kinds"])
-        if self.guide is not None and summary.get("guide") is not None:  # older summaries: none
+        if summary.get("guide") is not None:  # none asked for, or a summary from before guides
             yield beam.pvalue.TaggedOutput("guide", summary["guide"])
         for name, how in (summary.get("runtime") or {}).items():  # what this part's worker used
             yield beam.pvalue.TaggedOutput(

@@ -181,10 +181,15 @@ class _Cells:
             np.uint64
         )
 
-    def ids(self, keys: np.ndarray) -> np.ndarray:
+    def locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each key's open interval (an index) and whether the key lies inside it."""
         j = np.searchsorted(self.lo, keys, "right") - 1
         at = np.maximum(j, 0)
-        if np.any(j < 0) or np.any(keys > self.hi[at]):
+        return at, (j >= 0) & (keys <= self.hi[at])
+
+    def ids(self, keys: np.ndarray) -> np.ndarray:
+        at, inside = self.locate(keys)
+        if not inside.all():
             raise ValueError("a key outside the open intervals was counted")
         return self.offset[at] + ((keys - self.lo[at]) >> self.shift[at])
 
@@ -244,15 +249,15 @@ class RankSketch:
             return keys
         if self.cells is None or not len(keys):
             return _NO_KEYS
-        j = np.searchsorted(self.cells.lo, keys, "right") - 1
-        at = np.maximum(j, 0)
-        return keys[(j >= 0) & (keys <= self.cells.hi[at])]
+        return keys[self.cells.locate(keys)[1]]
 
     def _ids(self, keys: np.ndarray) -> np.ndarray:
         if self.passes:
             return self.cells.ids(keys)
-        guide = np.searchsorted(self.edges, keys, "right").astype(np.uint64) - np.uint64(1)
-        return ((keys >> _TOP) << _LOW) | guide
+        top = (keys >> _TOP) << _LOW
+        if len(self.edges) == 1:  # no guide: every key is in guide cell 0
+            return top
+        return top | (np.searchsorted(self.edges, keys, "right").astype(np.uint64) - np.uint64(1))
 
     def _bounds(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.passes:
