@@ -92,6 +92,28 @@ def test_a_worker_dying_mid_part_leaves_no_summary_and_a_retry_completes_it(tmp_
     assert fs.exists(load_summary(staging, "00000000-000000")["staging"]["path"])
 
 
+def test_a_torn_staging_object_or_summary_is_scored_again_not_reused(tmp_path):
+    """Staging is written without fsync (scratch): after a machine crash a file can be short
+    or empty. A summary that fails its digest, or whose staging object is not the size it
+    recorded, means the part is not done: ``--resume`` scores it again."""
+    key = "00000001-000002"
+    _stage(tmp_path, _batches(key, 40, 16))
+    staging = str(tmp_path / "out" / "staging" / "run")
+    summary = load_summary(staging, key)
+    path = summary["staging"]["path"]
+    whole = open(path, "rb").read()
+    with open(path, "wb") as fh:  # torn: the first half only
+        fh.write(whole[: len(whole) // 2])
+    assert load_summary(staging, key) is None
+    with open(path, "wb") as fh:
+        fh.write(whole)
+    assert load_summary(staging, key)["rows"] == 40
+    done = next((tmp_path / "out" / "staging" / "run" / "done").glob("*.pkl"))
+    raw = done.read_bytes()
+    done.write_bytes(raw[:-10])
+    assert load_summary(staging, key) is None
+
+
 def _retried_outputs_demo(tmp_path) -> tuple[list, list]:
     """The legacy runner's bug: returns (main, tagged) of a DoFn retried once."""
     import json

@@ -103,8 +103,8 @@ def exists(path: str) -> bool:
 
 def size(path: str) -> int:
     """Size in bytes of one file or object (metadata only)."""
-    matches = _filesystems().match([path])[0].metadata_list
-    if not matches:
+    matches = [m for m in _filesystems().match([path])[0].metadata_list if m.path == path]
+    if not matches:  # (an object store lists by prefix: only the exact name counts)
         raise FileNotFoundError(f"{path}: no such file or object")
     return int(matches[0].size_in_bytes)
 
@@ -175,10 +175,16 @@ def read_bytes(path: str) -> bytes:
         return fh.read()
 
 
-def write_bytes(path: str, data: bytes | memoryview) -> None:
+def write_bytes(path: str, data: bytes | memoryview, *, durable: bool = True) -> None:
     """Write ``data`` as ``path``, visible only once complete (see the module docstring).
     Beam's S3 client cannot upload an empty object (a multipart upload of no part), so an
-    empty ``data`` is refused for ``s3://``; the job never writes one."""
+    empty ``data`` is refused for ``s3://``; the job never writes one.
+
+    ``durable`` (local disk only): fsync before the rename, so the file survives a crash of
+    the machine. Scratch that is checked by its content hash before any reuse (staging parts
+    and their summaries) passes False: a killed process loses nothing the kernel holds; after
+    a machine crash a torn summary fails its digest and a torn staging object its recorded
+    size (the part is scored again) or, failing that, its sha256 when it is written."""
     if is_remote(path):
         if not len(data) and path.startswith("s3://"):
             raise ValueError(f"{path}: cannot upload an empty object to S3 through Beam")
@@ -189,8 +195,9 @@ def write_bytes(path: str, data: bytes | memoryview) -> None:
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
     with open(tmp, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

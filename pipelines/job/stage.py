@@ -123,7 +123,7 @@ class StagePart(beam.DoFn):
         table, kinds = self._table(records, columns, dead)
         data = write_ipc_file(table)
         path = staging_path(self.staging, key)
-        fs.write_bytes(path, memoryview(data))
+        fs.write_bytes(path, memoryview(data), durable=False)  # checked by sha256
         dead_files = write_part_dead_letters(self.out_dir, f"part-{key}", dead) if dead else []
         summary = self._summarise(key, table, kinds)
         runtime = next((b["runtime"] for b in batches if b.get("runtime")), {})

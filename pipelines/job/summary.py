@@ -34,7 +34,8 @@ def summary_path(staging: str, key: str) -> str:
 def save_summary(staging: str, summary: dict[str, Any]) -> None:
     data = pickle.dumps(summary, protocol=5)
     digest = hashlib.sha256(data).hexdigest()
-    fs.write_bytes(summary_path(staging, summary["key"]), digest.encode() + b"\n" + data)
+    path = summary_path(staging, summary["key"])
+    fs.write_bytes(path, digest.encode() + b"\n" + data, durable=False)  # checked by its digest
 
 
 def load_summary(staging: str, key: str) -> dict[str, Any] | None:
@@ -48,8 +49,9 @@ def load_summary(staging: str, key: str) -> dict[str, Any] | None:
     if hashlib.sha256(data).hexdigest().encode() != digest:
         return None
     summary = pickle.loads(data)  # noqa: S301 - written by this job, under its own prefix
-    if not fs.exists(summary["staging"]["path"]):
-        return None
+    staged = summary["staging"]
+    if not fs.exists(staged["path"]) or fs.size(staged["path"]) != staged["bytes"]:
+        return None  # gone, or torn by a machine crash (staging is written without fsync)
     return summary
 
 
