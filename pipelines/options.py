@@ -151,7 +151,8 @@ def check_beam_args(beam_args: list[str], parser: argparse.ArgumentParser) -> No
     """Refuse a runner gradum refuses (Beam's DaskRunner: its own options are not even
     registered before it loads), then an argument no Beam option defines, naming it and the
     closest option (in the spelling, dashes or underscores, the user wrote)."""
-    from pipelines.job.runner import DASK_REFUSED, is_dask, named_runner
+    from pipelines.job.command_line import named_runner
+    from pipelines.job.runner import DASK_REFUSED, is_dask
 
     if is_dask(named_runner(beam_args) or ""):
         raise OptionError(DASK_REFUSED)

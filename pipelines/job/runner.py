@@ -5,7 +5,7 @@ refuses (Beam's DaskRunner: it loses data without an error)."""
 
 from __future__ import annotations
 
-import os
+from pipelines.job.command_line import available_cores
 
 # One line: why Beam's DaskRunner (2.77) is refused. tests/test_runner_dask.py shows each loss on a
 # real dask.distributed cluster, so this refusal is revisited when a Beam release fixes them.
@@ -17,29 +17,10 @@ DASK_REFUSED = (
 )
 
 
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity: a container's or ``taskset``'s
-    share), not every core of the machine."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
 def is_dask(runner: object) -> bool:
     """Whether ``runner`` (a ``--runner`` value or a runner object) is Beam's DaskRunner."""
     name = runner if isinstance(runner, str) else type(runner).__name__
     return "dask" in (name or "").rsplit(".", 1)[-1].lower()
-
-
-def named_runner(beam_args: list[str]) -> str | None:
-    """The ``--runner`` of a Beam command line (the last one given), or None."""
-    name = None
-    for i, arg in enumerate(beam_args):
-        if arg == "--runner" and i + 1 < len(beam_args):
-            name = beam_args[i + 1]
-        elif arg.startswith("--runner="):
-            name = arg.split("=", 1)[1]
-    return name
 
 
 def refuse_unsupported(options) -> None:
@@ -97,11 +78,15 @@ def direct_runner(options):
         from apache_beam.runners.portability.portable_runner import JobServiceHandle
     except ImportError:  # another Beam layout: the DirectRunner decides
         return None
+    from pipelines.job import warm_workers
     from pipelines.job.local_bundles import runner_class
 
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
-    return runner_class()(provision_info=fn_runner.ExtendedProvisionInfo(info))
+    cls = runner_class()
+    if warm_workers.active():
+        cls = warm_workers.with_warm_workers(cls)
+    return cls(provision_info=fn_runner.ExtendedProvisionInfo(info))
 
 
 def threads_per_worker(options) -> int | None:
