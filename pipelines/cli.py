@@ -198,8 +198,19 @@ def add_console_arguments(parser: argparse.ArgumentParser) -> None:
 def run_score_command(argv: list[str], prog: str = "gradum score") -> int:
     """``gradum score ARGV`` / ``python -m pipelines.score ARGV``: a refused option is one
     line on stderr, exit 2, nothing written."""
+    from pipelines.job import warm_workers
+
+    warm_workers.start_for(argv)  # first: they import Beam while this process does
+    try:
+        return _score_command(argv, prog)
+    finally:
+        warm_workers.stop()
+
+
+def _score_command(argv: list[str], prog: str) -> int:
     import sys
 
+    from pipelines.job import warm_workers
     from pipelines.options import OptionError
 
     try:
@@ -211,11 +222,16 @@ def run_score_command(argv: list[str], prog: str = "gradum score") -> int:
         from pipelines.job.dry_run import print_plan
 
         return print_plan(args, beam_args, prog)
+    from apache_beam.options.pipeline_options import DirectOptions
+
     from pipelines.job.launch import run_from_args
     from pipelines.job.runner import beam_options, workers_in_subprocesses
     from shards.heap import tune_heap
 
-    if workers_in_subprocesses(beam_options(beam_args)):
+    options = beam_options(beam_args)
+    subprocesses = workers_in_subprocesses(options)
+    warm_workers.confirm(options.view_as(DirectOptions).direct_num_workers if subprocesses else 0)
+    if subprocesses:
         tune_heap()  # this process ends with the command and scores nothing (shards.heap)
     return run_from_args(args, beam_args)
 

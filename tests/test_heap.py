@@ -55,17 +55,22 @@ def test_gradum_tune_heap_0_leaves_the_defaults():
     assert first == {} and second == {}
 
 
-# Code that makes a fresh interpreter look like Beam's SDK worker (``python -m`` its module).
-_AS_SDK_WORKER = (
-    "import sys, types; sys.modules['__main__'].__spec__ = "
-    "types.SimpleNamespace(name='apache_beam.runners.worker.sdk_worker_main'); "
+# Code that makes a fresh interpreter look like a worker started as ``python -m MODULE``.
+_AS_MAIN = (
+    "import sys, types; sys.modules['__main__'].__spec__ = types.SimpleNamespace(name={!r}); "
+)
+BEAM_WORKER, WARM_WORKER = (
+    "apache_beam.runners.worker.sdk_worker_main",
+    "pipelines.job.warm_worker_main",
 )
 
 
-def _worker_fn_tunes(as_sdk_worker: bool) -> bool:
+def _worker_fn_tunes(as_sdk_worker: bool | str) -> bool:
     """Whether a WorkerFn's setup tuned the heap of a fresh interpreter, started as Beam's SDK
-    worker or as anything else (a job run in memory runs its DoFns in the caller's process)."""
-    code = (_AS_SDK_WORKER if as_sdk_worker else "") + (
+    worker (or as the module named) or as anything else (a job run in memory runs its DoFns in
+    the caller's process)."""
+    main = BEAM_WORKER if as_sdk_worker is True else as_sdk_worker
+    code = (_AS_MAIN.format(main) if main else "") + (
         "from pipelines.job.worker_fn import WorkerFn; import shards.heap as h; "
         "WorkerFn().setup(); print(h._TUNED)"
     )
@@ -83,7 +88,9 @@ def _worker_fn_tunes(as_sdk_worker: bool) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_only_a_beam_worker_process_is_tuned_by_the_finishing_steps():
     assert _worker_fn_tunes(as_sdk_worker=True)
+    assert _worker_fn_tunes(as_sdk_worker=WARM_WORKER)  # Beam's worker, started early
     assert not _worker_fn_tunes(as_sdk_worker=False)
+    assert not _worker_fn_tunes(as_sdk_worker="pipelines.score")
 
 
 def test_the_launcher_is_tuned_only_when_the_workers_are_other_processes():
@@ -99,7 +106,7 @@ def _frozen_after(code: str, as_sdk_worker: bool) -> list[int]:
     """``gc.get_freeze_count()`` printed by ``code`` in a fresh interpreter, started as Beam's
     SDK worker or as anything else."""
     out = subprocess.run(
-        [sys.executable, "-c", (_AS_SDK_WORKER if as_sdk_worker else "") + code],
+        [sys.executable, "-c", (_AS_MAIN.format(BEAM_WORKER) if as_sdk_worker else "") + code],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ torch activation is a fresh mapping, and LM scoring ran 40-70 % slower (benchmar
 "pipeline at scale"). On a batch runner the finishing stages start after scoring has ended
 (they read the output of a shuffle), so the limits never apply while a model runs. Only a
 process that Beam started as an SDK worker (``python -m ...sdk_worker_main``: the local
-runner's subprocesses, a worker pool's, Dataflow's) is tuned: a job run in memory or on
+runner's subprocesses, started early or not, a worker pool's, Dataflow's) is tuned: a job run in memory or on
 threads runs its DoFns in the caller's own process, whose later work the limits would slow.
 
 :func:`freeze_setup_objects` moves what a worker process holds once it is set up (Beam,
@@ -27,12 +27,14 @@ import apache_beam as beam
 from shards.heap import tune_heap
 
 SDK_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
+WARM_WORKER_MAIN = "pipelines.job.warm_worker_main"  # the same worker, started early
 
 
 def in_sdk_worker_process() -> bool:
-    """Whether this process was started as Beam's SDK worker (``python -m`` that module)."""
+    """Whether this process was started as Beam's SDK worker (``python -m`` that module, or
+    :mod:`pipelines.job.warm_worker_main`, which runs it)."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return getattr(spec, "name", None) == SDK_WORKER_MAIN
+    return getattr(spec, "name", None) in (SDK_WORKER_MAIN, WARM_WORKER_MAIN)
 
 
 _FROZEN = False
