@@ -1,5 +1,5 @@
 """Where a local job's wall time goes, stage by stage: runs ``python -m pipelines.score ARGS``
-in this process with the local runner's ``FnApiRunner._execute_bundle`` wrapped, then prints
+(its ``main``) in this process with the local runner's ``FnApiRunner._execute_bundle`` wrapped, then prints
 each stage's start (seconds after launch) and length, longest first.
 
 Usage: .venv/bin/python benchmarks/pipeline_stages.py FILE --output DIR
@@ -13,7 +13,6 @@ poll of /proc.)
 from __future__ import annotations
 
 import re
-import runpy
 import sys
 import time
 from pathlib import Path
@@ -42,12 +41,12 @@ def main() -> None:
             rows.append((began - t0, time.perf_counter() - began, manager.stage.name))
 
     fn_runner.FnApiRunner._execute_bundle = timed
-    sys.argv = ["pipelines.score", *argv]
+    from pipelines.score import main as score_main  # main(), not __main__: that ends the process
+
     try:
-        runpy.run_module("pipelines.score", run_name="__main__")
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            raise
+        rc = score_main(argv)
+        if rc not in (0, None):
+            raise SystemExit(rc)
     finally:
         total = time.perf_counter() - t0
         print(
