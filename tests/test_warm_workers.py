@@ -198,3 +198,14 @@ def test_a_runner_that_starts_no_subprocess_workers_ends_the_pool_at_once():
         assert _ended(pool.procs[0].pid)
     finally:
         warm_workers.stop()
+
+
+def test_no_workers_start_early_where_a_socket_path_would_be_too_long(tmp_path, monkeypatch):
+    deep = tmp_path / ("d" * 90)
+    deep.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(deep))
+    assert warm_workers.start_for(["--direct_num_workers=2"]) is None
+    assert not warm_workers.active()
+    monkeypatch.setenv("GRADUM_WARM_WORKERS", "0")
+    monkeypatch.setattr("tempfile.tempdir", None)
+    assert warm_workers.start_for(["--direct_num_workers=2"]) is None

@@ -22,7 +22,7 @@ def claim(directory):
     except OSError:
         return None
     for name in names:
-        taken = os.path.join(directory, f"taken-{os.getpid()}-{name}")
+        taken = os.path.join(directory, f"t{os.getpid()}.sock")  # short: sun_path is 108 bytes
         try:
             os.rename(os.path.join(directory, name), taken)
         except OSError:

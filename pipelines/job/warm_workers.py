@@ -25,12 +25,14 @@ import logging
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 
 BEAM_WORKER = "apache_beam.runners.worker.sdk_worker_main"
-_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux; leave room for the names
+_SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes on Linux, the final NUL included
+_SOCKET_NAMES = 40  # "/gradum-w-XXXXXXXX" + "/t<pid>.sock" or "/free-<k>.sock", with room
 _POOL: WarmPool | None = None
 _LOG = logging.getLogger("gradum.workers")
 
@@ -99,10 +101,12 @@ def start_for(argv: list[str]) -> WarmPool | None:
     global _POOL
     if os.environ.get("GRADUM_WARM_WORKERS") == "0" or _POOL is not None:
         return None
+    if not hasattr(socket, "AF_UNIX"):
+        return None  # no Unix sockets (Windows): Beam starts its workers itself
     n = planned_workers(argv)
     if n < 1:
         return None
-    if len(tempfile.gettempdir()) + 24 > _SOCKET_PATH_MAX:
+    if len(tempfile.gettempdir()) + _SOCKET_NAMES > _SOCKET_PATH_MAX:
         return None  # a socket path that long cannot be bound
     _POOL = WarmPool(n)
     return _POOL
