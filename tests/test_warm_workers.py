@@ -129,21 +129,22 @@ def test_a_killed_client_ends_its_worker(tmp_path):
         pool.close()
 
 
-def test_unclaimed_workers_end_with_the_launcher():
+def test_unclaimed_workers_end_with_the_launcher_and_leave_nothing_behind():
     code = (
         "import os, sys, time\n"
         "from pipelines.job import warm_workers\n"
         "pool = warm_workers.start_for(['--direct_num_workers=2'])\n"
-        "print(json.dumps([p.pid for p in pool.procs]), flush=True)\n"
+        "print(json.dumps([pool.dir, [p.pid for p in pool.procs]]), flush=True)\n"
         "time.sleep(1.0)\n"
         "os._exit(0)\n"
     ).replace("import os", "import json, os")
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
-    pids = json.loads(out.stdout)
+    directory, pids = json.loads(out.stdout)
     assert len(pids) == 2
     assert all(_ended(pid) for pid in pids)
+    assert not Path(directory).exists()  # the last one out removed the pool's directory
 
 
 def test_a_client_with_no_worker_waiting_becomes_beams_worker(tmp_path):

@@ -6,7 +6,8 @@ one client (:mod:`pipelines.job.warm_client`). The client sends one JSON line, t
 environment and working directory Beam's runner gave it; this process takes them as its own
 and runs Beam's worker main, exactly as ``python -m apache_beam.runners.worker.sdk_worker_main``
 would, then sends ``exit CODE`` and ends. Unclaimed, it ends when its stdin (the launcher's
-pipe) closes; claimed, it ends when its client goes away.
+pipe) closes, even after the launcher was killed, removing its socket (and the directory,
+when it is the last); claimed, it ends when its client goes away.
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ _claimed = threading.Event()
 _finished = threading.Event()
 
 
-def _end_with_launcher() -> None:
+def _end_with_launcher(path: str) -> None:
     try:
         while sys.stdin.buffer.read(1 << 16):
             pass
     except (OSError, ValueError):
         pass
-    if not _claimed.is_set():
+    if not _claimed.is_set():  # the launcher ended (or was killed): leave nothing behind
+        try:
+            os.unlink(path)
+            os.rmdir(os.path.dirname(path))  # the last worker out removes the directory
+        except OSError:
+            pass  # another worker's socket is still there
         os._exit(0)
 
 
@@ -58,7 +64,7 @@ def main(argv: list[str]) -> int:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(1)
-    threading.Thread(target=_end_with_launcher, daemon=True).start()
+    threading.Thread(target=_end_with_launcher, args=(path,), daemon=True).start()
     try:
         from apache_beam.runners.worker import sdk_worker_main  # the ~2 s this process is for
 
