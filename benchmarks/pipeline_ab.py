@@ -13,7 +13,6 @@ of the corpus (page cache). Prints each run and the medians.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
@@ -40,7 +39,7 @@ def run(root: Path, n: int, workers: int, work: Path, tag: str) -> tuple[float, 
     ]  # fmt: skip
     E.warm(corpus)
     began = time.perf_counter()
-    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=dict(os.environ))
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     wall = time.perf_counter() - began
     if done.returncode != 0:
         raise SystemExit(f"{tag}: the job failed:\n{done.stderr[-2000:]}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -185,6 +186,10 @@ def test_a_job_gives_the_same_shards_whatever_number_of_workers_was_started(tmp_
     ]
     log = (tmp_path / "out" / "gradum.log").read_text()
     assert "local workers started early" in log
+    scored_by = {int(pid) for pid in re.findall(r"gradum worker (\d+):", log)}
+    assert scored_by
+    if started >= 2:  # every worker the runner started was claimed from the pool
+        assert scored_by <= {p.pid for p in pool.procs}
 
 
 def test_a_runner_that_starts_no_subprocess_workers_ends_the_pool_at_once():

@@ -50,8 +50,12 @@ def load_summary(staging: str, key: str) -> dict[str, Any] | None:
         return None
     summary = pickle.loads(data)  # noqa: S301 - written by this job, under its own prefix
     staged = summary["staging"]
-    if not fs.exists(staged["path"]) or fs.size(staged["path"]) != staged["bytes"]:
-        return None  # gone, or torn by a machine crash (staging is written without fsync)
+    try:
+        size = fs.size(staged["path"])  # one metadata request
+    except OSError:  # gone (FileNotFoundError, or Beam's error for a missing object)
+        return None
+    if size != staged["bytes"]:
+        return None  # torn by a machine crash (staging is written without fsync)
     return summary
 
 

@@ -19,6 +19,7 @@ import sys
 import threading
 import traceback
 
+BEAM_WORKER_ARGV0 = "sdk_worker_main"  # what sys.argv[0] names when Beam starts it
 _claimed = threading.Event()
 _finished = threading.Event()
 
@@ -91,8 +92,6 @@ def main(argv: list[str]) -> int:
         pass
     return code
 
-
-BEAM_WORKER_ARGV0 = "sdk_worker_main"
 
 if __name__ == "__main__":
     from pipelines.console.process_exit import exit_process
