@@ -238,3 +238,17 @@ def test_every_bounded_combiner_merges_one_accumulator_at_a_time():
         assert _peak_alive(fn, [make() for _ in range(20)]) <= 3, type(fn).__name__
     assert SumFields(2).merge_accumulators(iter([(1, 2)] * 20)) == (20, 40)  # numbers: no list
     assert len(BOUNDED_COMBINE_FNS) == len(cases) + 1  # each bounded combiner is checked here
+
+
+def test_a_graph_built_and_not_run_leaves_no_scratch_folder(tmp_path):
+    """Beam makes a scratch folder per pipeline and removes it only in ``run``; a dry run or
+    a measured graph must not leave one in the temp dir."""
+    import gc
+    import os
+
+    pipeline = _built(_job(tmp_path))
+    scratch = pipeline.local_tempdir
+    assert os.path.isdir(scratch)
+    del pipeline
+    gc.collect()
+    assert not os.path.exists(scratch)

@@ -21,6 +21,21 @@ def test_waves_bound_the_bytes_of_each_bundle():
     assert L.waves(33, 2, 16) == 2
     assert L.waves(1_000, 4, 100) == 3
     assert L.waves(10**9, 2, 16) == L.MAX_WAVES  # the combines' partial accumulators stay bounded
+    assert L.waves(10**9, 2, 16, combines=False) == 31_250_000  # no combine: bundles stay small
+
+
+def test_a_stage_combines_when_its_descriptor_holds_a_precombine():
+    class T:
+        def __init__(self, urn):
+            self.spec = type("Spec", (), {"urn": urn})()
+
+    class D:
+        def __init__(self, *urns):
+            self.transforms = {str(i): T(u) for i, u in enumerate(urns)}
+
+    assert L.combines(D("beam:transform:pardo:v1", "beam:transform:combine_per_key_precombine:v1"))
+    assert not L.combines(D("beam:transform:pardo:v1", "beam:transform:flatten:v1"))
+    assert L.combines(None)  # cannot tell: bounded as a combining stage
 
 
 def test_input_bytes_of_a_list_and_of_a_grouped_buffer():
@@ -45,15 +60,16 @@ class _CountBundles(beam.DoFn):
         yield element
 
 
-def _run(max_bytes: int, monkeypatch) -> int:
+def _run(max_bytes: int, monkeypatch, total: bool = False) -> int:
     monkeypatch.setattr(L.BoundedBundleManager, "max_bytes", max_bytes)
     values = [f"value {i} " + "x" * (i % 97) for i in range(600)]
     p = beam.Pipeline(runner=L.runner_class()(), options=PipelineOptions(THREADS))
+    counted = p | beam.Create(values) | "Spread" >> beam.Reshuffle() | beam.ParDo(_CountBundles())
+    if total:  # a global combine's partial step in the counted stage
+        lengths = counted | beam.Map(len) | beam.CombineGlobally(sum)
+        assert_that(lengths, equal_to([sum(map(len, values))]), label="Total")
     out = (
-        p
-        | beam.Create(values)
-        | "Spread" >> beam.Reshuffle()
-        | "Count" >> beam.ParDo(_CountBundles())
+        counted
         | beam.Map(lambda v: (len(v) % 7, v))
         | beam.GroupByKey()
         | beam.MapTuple(lambda k, vs: (k, sorted(vs)))
@@ -75,7 +91,9 @@ def test_a_large_input_runs_as_waves_with_the_same_result(monkeypatch):
     assert L.runner_class() is beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner
     monkeypatch.delenv("GRADUM_BOUNDED_BUNDLES")
     assert _run(L.MAX_BUNDLE_BYTES, monkeypatch) == 2  # small input: one bundle per worker
-    assert _run(2_000, monkeypatch) > 10  # ~50 KB cut into bundles of ~2 KB, metrics summed
+    assert _run(2_000, monkeypatch) > 2 * L.MAX_WAVES  # ~50 KB in bundles of ~2 KB, metrics summed
+    # a stage that sends partial accumulators to a global combine runs at most MAX_WAVES waves
+    assert 2 < _run(2_000, monkeypatch, total=True) <= 2 * L.MAX_WAVES
 
 
 def test_the_job_writes_the_same_bytes_whatever_the_bundles(tmp_path, monkeypatch):

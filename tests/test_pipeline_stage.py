@@ -195,3 +195,51 @@ def test_a_part_offers_its_share_to_the_rank_guide_and_a_resumed_older_summary_o
     reused = list(fn.process({"part": older["key"], "seq": 0, "of": 1, "records": [],
                               "reused": older}))  # fmt: skip
     assert _tagged(reused, "guide") == [] and _tagged(reused, "columns")
+
+
+def test_what_a_part_sends_on_is_the_same_few_bytes_whatever_its_rows(tmp_path):
+    """The signal columns stay in the part's summary object: the tagged ``columns`` element is
+    a reference of constant size, and the step that keeps the written rows reads them back."""
+    import pickle
+
+    from apache_beam.pvalue import TaggedOutput
+
+    from pipelines.job.write import KeptColumns
+
+    sizes = {}
+    for n in (10, 5_000):
+        key = f"00000001-{n:06d}"
+        out = _stage(tmp_path, _batches(key, n, 64))
+        ref = next(o.value for o in out if isinstance(o, TaggedOutput) and o.tag == "columns")
+        sizes[n] = len(pickle.dumps(ref))
+        kept = next(KeptColumns(["length"], needs_rows=False).process(ref))
+        lengths = [len(f"text {i} " * (1 + i % 5)) for i in range(n)]
+        assert kept["columns"]["length"].tolist() == lengths
+        losers = {key: [np.array([0, n - 1])]}  # repeated ids of this part leave its columns
+        dropped = next(KeptColumns(["length"], needs_rows=False).process(ref, losers=losers))
+        assert dropped["columns"]["length"].tolist() == lengths[1:-1]
+    assert abs(sizes[5_000] - sizes[10]) <= 8  # the key's digits, not the rows
+
+
+def test_a_summary_changed_after_it_was_written_is_an_error_not_a_silent_misread(tmp_path):
+    import pytest
+
+    from pipelines.job.summary import read_summary, summary_path
+
+    _stage(tmp_path, _batches("00000002-000000", 20, 8))
+    path = summary_path(str(tmp_path / "out" / "staging" / "run"), "00000002-000000")
+    assert read_summary(path)["rows"] == 20
+    raw = bytearray(fs.read_bytes(path))
+    raw[-5] ^= 0xFF
+    fs.write_bytes(path, bytes(raw))
+    with pytest.raises(RuntimeError, match="sha256"):
+        read_summary(path)
+
+
+def test_a_bucket_of_ids_is_bounded_whatever_the_records():
+    from pipelines.job.dedupe import IDS_PER_BUCKET, MIN_BUCKETS, plan_buckets
+
+    for rows in (0, 10_000, 10**6, 3 * 10**6, 10**9, 6 * 10**9):
+        buckets = plan_buckets(rows, guessed=False)
+        assert buckets >= MIN_BUCKETS and rows / buckets <= IDS_PER_BUCKET
+    assert plan_buckets(10**6, guessed=True) == 1_024  # a streamed input of unknown size

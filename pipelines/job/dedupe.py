@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-IDS_PER_BUCKET = 250_000
-MAX_BUCKETS = 16_384
+IDS_PER_BUCKET = 100_000  # a group, and what the worker that sorts it holds: about 4 MB encoded
+MAX_BUCKETS = 65_536
 MIN_BUCKETS = 8
 
 
@@ -29,16 +29,35 @@ def plan_buckets(estimated_rows: int, guessed: bool) -> int:
     return max(MIN_BUCKETS, min(MAX_BUCKETS, math.ceil(estimated_rows / IDS_PER_BUCKET)))
 
 
+def pack_ids(ids: pa.Array, rows: np.ndarray) -> tuple[bytes, bytes, bytes]:
+    """A piece of a part's ids as bytes: the int32 offsets and UTF-8 data of the ids (a string
+    array) and their rows in the part (int32; a part holds far fewer than 2**31 rows)."""
+    ids = ids.cast(pa.string())
+    if ids.null_count:
+        raise ValueError("an id is missing: ids are checked when records are read")
+    off = np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, ids.offset * 4)
+    data = ids.buffers()[2]
+    blob = data.to_pybytes()[off[0] : off[-1]] if data is not None else b""
+    return (off - off[0]).astype(np.int32).tobytes(), blob, rows.astype(np.int32).tobytes()
+
+
+def unpack_ids(offsets: bytes, data: bytes) -> pa.Array:
+    """The string array :func:`pack_ids` packed."""
+    n = len(offsets) // 4 - 1
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
 def losers(element: tuple[int, list]):
-    """``(bucket, [(part key, ids, rows), ...])`` -> ``(part key, rows)`` of every repeat of
-    an id after its first, per part."""
+    """``(bucket, [(part key, offsets, data, rows), ...])`` -> ``(part key, rows)`` of every
+    repeat of an id after its first, per part."""
     _, pieces = element
+    pieces = [(k, unpack_ids(o, d), np.frombuffer(r, np.int32)) for k, o, d, r in pieces]
     pieces = [p for p in pieces if len(p[1])]
     if not pieces:
         return
-    ids = pa.concat_arrays([p[1].cast(pa.string()) for p in pieces])
+    ids = pa.concat_arrays([a for _, a, _ in pieces])
     keys = pa.array([k for k, a, _ in pieces for _ in range(len(a))], pa.string())
-    rows = pa.array(np.concatenate([r for _, _, r in pieces]))
+    rows = pa.array(np.concatenate([r for _, _, r in pieces]).astype(np.int64))
     table = pa.table({"id": ids, "key": keys, "row": rows})
     table = table.take(
         pc.sort_indices(table, [("id", "ascending"), ("key", "ascending"), ("row", "ascending")])
@@ -58,7 +77,7 @@ def losers(element: tuple[int, list]):
 
 
 class FindRepeatedIds(beam.PTransform):
-    """``(bucket, (key, ids, rows))`` -> ``(part key, rows to drop)``."""
+    """``(bucket, (key, offsets, data, rows))`` -> ``(part key, rows to drop)``."""
 
     def expand(self, ids):
         return ids | "GroupByIdBucket" >> beam.GroupByKey() | "Losers" >> beam.FlatMap(losers)

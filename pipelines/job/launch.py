@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -221,6 +222,9 @@ def build_pipeline(job: PreparedJob, marker: Any, resumed: bool):
     steps = graph.scoring_steps(specs, sampled, runner.threads_per_worker(options), job_token)
     sources = _write_plan(plan, staging)
     pipeline = beam.Pipeline(runner=runner.direct_runner(options), options=options)
+    # Beam removes the pipeline's scratch folder only when it runs: one built and not run (a
+    # dry run, a graph measured, a failure before the run) would leave it in the temp dir.
+    weakref.finalize(pipeline, shutil.rmtree, pipeline.local_tempdir, ignore_errors=True)
     graph.build(
         pipeline,
         layout,

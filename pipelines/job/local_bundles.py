@@ -10,7 +10,8 @@ shuffle (Dataflow) hands a worker small bundles whatever N.
 :class:`BoundedBundleRunner` runs a stage whose input is larger than ``workers x max_bytes``
 as *waves*: the input is cut into ``waves x workers`` bundles of at most about ``max_bytes``
 each (a group of a GroupByKey is never cut), and each wave runs one bundle per worker, as the
-stock runner runs its one wave. A stage with a small input (the scoring stage, whose input is
+stock runner runs its one wave (at most 16 waves where the stage sends partial accumulators to
+a global combine, as many as needed elsewhere). A stage with a small input (the scoring stage, whose input is
 read units) runs exactly as before. Outputs do not change: the job's results do not depend
 on bundling (tests/test_local_bundles.py).
 
@@ -30,10 +31,12 @@ from typing import Any
 
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
-MAX_BUNDLE_BYTES = 16 << 20  # encoded input per bundle (Beam's data plane flushes at 10 MB)
+MAX_BUNDLE_BYTES = 4 << 20  # encoded input per bundle (Beam's data plane flushes at 10 MB)
 # Each bundle of a stage before a global combine sends the merging worker one partial
 # accumulator (the local runner hands it all at once): at most MAX_WAVES x workers of them.
+# A stage with no combine in it runs as many waves as its input needs.
 MAX_WAVES = 16
+_PRECOMBINE = "beam:transform:combine_per_key_precombine:v1"
 _SAMPLED_GROUPS = 4
 
 
@@ -54,12 +57,22 @@ def input_bytes(buffer: Any) -> int:
     return int(per_group * len(table))
 
 
-def waves(total_bytes: int, workers: int, max_bytes: int) -> int:
-    """Rounds of one bundle per worker so that a bundle holds at most about ``max_bytes``, up
-    to :data:`MAX_WAVES` (beyond ``MAX_WAVES x workers x max_bytes`` of input, 512 MiB at 2
-    workers, bundles grow again, and the partial accumulators a global combine merges do not)."""
-    need = math.ceil(total_bytes / (max(workers, 1) * max(max_bytes, 1)))
-    return max(1, min(MAX_WAVES, need))
+def waves(total_bytes: int, workers: int, max_bytes: int, combines: bool = True) -> int:
+    """Rounds of one bundle per worker so that a bundle holds at most about ``max_bytes``;
+    for a stage that ``combines`` (sends partial accumulators on), at most :data:`MAX_WAVES`
+    (beyond ``MAX_WAVES x workers x max_bytes`` of input, 128 MiB at 2 workers, its bundles
+    grow again, and the partial accumulators a global combine merges do not)."""
+    need = max(1, math.ceil(total_bytes / (max(workers, 1) * max(max_bytes, 1))))
+    return min(MAX_WAVES, need) if combines else need
+
+
+def combines(descriptor: Any) -> bool:
+    """Whether a stage (its process-bundle descriptor) holds a combine's partial step; True
+    when it cannot be told."""
+    try:
+        return any(t.spec.urn == _PRECOMBINE for t in descriptor.transforms.values())
+    except AttributeError:
+        return True
 
 
 class _Pieces:
@@ -112,7 +125,9 @@ class BoundedBundleManager(fn_runner.ParallelBundleManager):
         self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run=False
     ):
         workers = self._num_workers
-        rounds = waves(sum(input_bytes(b) for b in inputs.values()), workers, self.max_bytes)
+        descriptor = getattr(self.bundle_context_manager, "process_bundle_descriptor", None)
+        total = sum(input_bytes(b) for b in inputs.values())
+        rounds = waves(total, workers, self.max_bytes, combines(descriptor))
         ours = rounds > 1 or any(_cut_otherwise(b, workers) for b in inputs.values())
         if not ours or dry_run or fired_timers:  # timers: Beam's path, on the first worker
             return super().process_bundle(

@@ -8,9 +8,11 @@ starts (at most 32,769 per signal, 256 KiB); a pass's counts, sent per part and 
 :class:`_SumCounts`, at most ``32 (max(65,536, 256 floor(1 / (2 eps))) + 32,768)`` bytes
 (4.9 MiB), whatever the number of records.
 
-Each pass hands the next one only the keys it found inside open intervals (tag ``rest``): a
-pass reads the signal columns once, later passes what is still unresolved, and a pass after
-the sketch is complete reads nothing."""
+Each pass from pass 1 on hands the next one only the keys it found inside open intervals (tag
+``rest``): passes 0 and 1 read the signal columns, later passes what is still unresolved, and
+a pass after the sketch is complete reads nothing. Pass 0 hands on nothing: before its counts
+every key is open, so its rest would be every key of every part, sent through the runner (40
+bytes per record for five signals) only for pass 1 to drop most of them."""
 
 from __future__ import annotations
 
@@ -27,17 +29,18 @@ from pipelines.stats.sketch import QuantileSketch
 class _LevelCounts(WorkerFn):
     """One part's keys -> the next rank level's sparse counts, per column (main), and the keys
     inside open intervals, which the next pass reads (tag ``rest``, when ``rest`` is set and
-    some are left). Pass 0 reads a part's signal columns (``{"columns": ...}``), later passes
-    the ``{column: keys}`` the pass before left."""
+    some are left). Passes 0 and 1 (``from_columns``) read a part's signal columns
+    (``{"columns": ...}``), later passes the ``{column: keys}`` the pass before left."""
 
-    def __init__(self, columns: list[str], eps: float, *, first: bool, rest: bool) -> None:
-        self.columns, self.eps, self.first, self.rest = list(columns), eps, first, rest
+    def __init__(self, columns: list[str], eps: float, *, from_columns: bool, rest: bool) -> None:
+        self.columns, self.eps, self.rest = list(columns), eps, rest
+        self.from_columns = from_columns
 
     def process(self, element: dict, sketches: dict | None = None):
         counts, left = {}, {}
         for c in self.columns:
             sketch = sketches[c] if sketches else ranks.RankSketch(self.eps)
-            if self.first:
+            if self.from_columns:
                 v = np.asarray(element["columns"][c], dtype=np.float64).ravel()
                 keys = ranks.order_keys(v[np.isfinite(v)])
             else:
@@ -107,7 +110,8 @@ class RankSketches:
             sketches = guide | f"{label}/Guide" >> beam.Map(_guided, self.columns, eps)
         for level in range(levels):
             prev = self._side(sketches, level)
-            fn = _LevelCounts(self.columns, eps, first=level == 0, rest=level < levels - 1)
+            rest = 0 < level < levels - 1
+            fn = _LevelCounts(self.columns, eps, from_columns=level <= 1, rest=rest)
             out = source | f"{label}/Count{level}" >> beam.ParDo(fn, prev).with_outputs(
                 "rest", main="counts"
             )
@@ -118,7 +122,7 @@ class RankSketches:
                 sketches = sketches | f"{label}/Level{level}" >> beam.Map(
                     _refine, counts.side(), eps
                 )
-            source = out.rest
+            source = out.rest if level >= 1 else parts  # pass 1 reads the columns again
         self.pcoll, self._levels = sketches, levels
 
     def _empty(self, levels: int) -> dict:

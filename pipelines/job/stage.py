@@ -32,6 +32,7 @@ from pipelines.job.summary import (
     proxy_rows,
     save_summary,
     staging_path,
+    summary_path,
 )
 from pipelines.job.worker_fn import freeze_setup_objects
 from pipelines.model.inference import scorer_cpu_line
@@ -43,7 +44,7 @@ TAGS = ("columns", "ids", "kmeans", "proxy", "proxy_count", "meta", "runtime", "
 
 class StagePart(beam.DoFn):
     """Scored batch elements -> part infos (main) and the summary's pieces (tagged):
-    ``columns`` ``{"key", "staging", "columns"}``, ``ids`` ``(bucket, (key, ids, rows))``,
+    ``columns`` ``{"key", "staging", "summary"}`` (where the part's signal columns are), ``ids`` ``(bucket, (key, offsets, data, rows))``,
     ``kmeans`` / ``proxy`` lists of sample rows, ``proxy_count`` ints, ``meta`` field kinds,
     ``guide`` the part's offer to the rank guide (:mod:`pipelines.job.rank_guide`)."""
 
@@ -204,8 +205,9 @@ class StagePart(beam.DoFn):
             "dead": summary["dead"],
             "reused": table is None,
         }
-        yield beam.pvalue.TaggedOutput(
-            "columns", {"key": key, "staging": summary["staging"], "columns": summary["columns"]}
+        yield beam.pvalue.TaggedOutput(  # where the columns are, not the columns: O(1) per part
+            "columns",
+            {"key": key, "staging": summary["staging"], "summary": summary_path(self.staging, key)},
         )
         yield beam.pvalue.TaggedOutput("meta", summary["meta_kinds"])
         if summary.get("guide") is not None:  # none asked for, or a summary from before guides
@@ -230,10 +232,12 @@ def _sha256(data) -> str:
 
 
 def _id_buckets(key: str, ids, buckets: int):
-    """``(bucket, (key, ids, rows))`` per dedupe bucket this part's ids fall in."""
+    """``(bucket, (key, offsets, data, rows))`` per dedupe bucket this part's ids fall in
+    (:func:`pipelines.job.dedupe.pack_ids`): raw bytes that Beam's coder copies as they are, a
+    few dozen bytes per piece beyond its ids (a pickled Arrow array costs some 300)."""
     import zlib
 
-    import pyarrow as pa
+    from pipelines.job.dedupe import pack_ids
 
     values = ids.to_pylist()
     bucket = np.fromiter(
@@ -244,5 +248,5 @@ def _id_buckets(key: str, ids, buckets: int):
     for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(order)].tolist(), strict=True):
         rows = order[lo:hi]
         yield beam.pvalue.TaggedOutput(
-            "ids", (int(bucket[rows[0]]), (key, ids.take(pa.array(rows)), rows.astype(np.int64)))
+            "ids", (int(bucket[rows[0]]), (key, *pack_ids(ids.take(pa.array(rows)), rows)))
         )

@@ -5,7 +5,9 @@ letters are written (its existence is what "this part is done" means to ``--resu
 holds the part's counts, the staging object's size and sha256, its dead-letter files, its
 signal columns (for ranks and statistics), its ids (for finding repeated ids across parts),
 its metadata field kinds, and its share of the bounded samples (k-means, proxy). That is a
-few dozen bytes per record: a resumed job reads these, not the staged text.
+few dozen bytes per record: a resumed job reads these, not the staged text, and the step
+that sketches the written rows reads the signal columns from here (:mod:`pipelines.job.write`),
+so that no per-record column crosses the runner's data plane.
 """
 
 from __future__ import annotations
@@ -44,11 +46,9 @@ def load_summary(staging: str, key: str) -> dict[str, Any] | None:
     path = summary_path(staging, key)
     if not fs.exists(path):
         return None
-    raw = fs.read_bytes(path)
-    digest, _, data = raw.partition(b"\n")
-    if hashlib.sha256(data).hexdigest().encode() != digest:
+    summary = _decode(fs.read_bytes(path))
+    if summary is None:
         return None
-    summary = pickle.loads(data)  # noqa: S301 - written by this job, under its own prefix
     staged = summary["staging"]
     try:
         size = fs.size(staged["path"])  # one metadata request
@@ -57,6 +57,22 @@ def load_summary(staging: str, key: str) -> dict[str, Any] | None:
     if size != staged["bytes"]:
         return None  # torn by a machine crash (staging is written without fsync)
     return summary
+
+
+def read_summary(path: str) -> dict[str, Any]:
+    """The summary at ``path``, written earlier in this run (an error if it does not match
+    its own sha256)."""
+    summary = _decode(fs.read_bytes(path))
+    if summary is None:
+        raise RuntimeError(f"{path}: its sha256 differs from the one written with it")
+    return summary
+
+
+def _decode(raw: bytes) -> dict[str, Any] | None:
+    digest, _, data = raw.partition(b"\n")
+    if hashlib.sha256(data).hexdigest().encode() != digest:
+        return None
+    return pickle.loads(data)  # noqa: S301 - written by this job, under its own prefix
 
 
 def kmeans_rows(table: pa.Table, seed: int, cap: int) -> list[tuple]:

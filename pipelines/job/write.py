@@ -27,6 +27,7 @@ from pipelines.io import storage as fs
 from pipelines.io.row_schema import meta_columns, row_schema
 from pipelines.io.staged import meta_column, read_ipc_file
 from pipelines.job.dead_letters import record_dead_letter, write_part_dead_letters
+from pipelines.job.summary import read_summary
 from pipelines.job.worker_fn import WorkerFn
 from pipelines.model import clustering
 from pipelines.model import proxy as proxy_model
@@ -89,13 +90,16 @@ def derived_columns(table: pa.Table, model: dict | None, proxy: dict | None) -> 
 
 
 class KeptColumns(WorkerFn):
-    """``{"key", "staging", "columns"}`` -> ``{"columns"}`` of the rows that will be written."""
+    """``{"key", "staging", "summary"}`` -> ``{"columns"}`` of the rows that will be written.
+
+    The signal columns come from the part's summary object, not through the runner: what a
+    bundle carries is a few hundred bytes per part, whatever the part's rows."""
 
     def __init__(self, columns: list[str], needs_rows: bool) -> None:
         self.columns, self.needs_rows = list(columns), needs_rows
 
     def process(self, element: dict, losers=None, model=None, proxy=None):
-        cols = dict(element["columns"])
+        cols = dict(read_summary(element["summary"])["columns"])
         n = len(next(iter(cols.values()))) if cols else 0
         if self.needs_rows and (model is not None or proxy is not None):
             table = read_staged(element["staging"])
