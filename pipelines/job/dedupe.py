@@ -37,7 +37,7 @@ def pack_ids(ids: pa.Array, rows: np.ndarray) -> tuple[bytes, bytes, bytes]:
         raise ValueError("an id is missing: ids are checked when records are read")
     off = np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, ids.offset * 4)
     data = ids.buffers()[2]
-    blob = data.to_pybytes()[off[0] : off[-1]] if data is not None else b""
+    blob = data.slice(int(off[0]), int(off[-1] - off[0])).to_pybytes() if data else b""
     return (off - off[0]).astype(np.int32).tobytes(), blob, rows.astype(np.int32).tobytes()
 
 

@@ -11,9 +11,9 @@ shuffle (Dataflow) hands a worker small bundles whatever N.
 as *waves*: the input is cut into ``waves x workers`` bundles of at most about ``max_bytes``
 each (a group of a GroupByKey is never cut), and each wave runs one bundle per worker, as the
 stock runner runs its one wave (at most 16 waves where the stage sends partial accumulators to
-a global combine, as many as needed elsewhere). A stage with a small input (the scoring stage, whose input is
-read units) runs exactly as before. Outputs do not change: the job's results do not depend
-on bundling (tests/test_local_bundles.py).
+a global combine, as many as needed elsewhere). A stage with a small input (the scoring stage,
+whose input is read units) runs exactly as before. Outputs do not change: the job's results
+do not depend on bundling (tests/test_local_bundles.py).
 
 It leans on internals of Beam's runner (``FnApiRunner._get_bundle_manager``, the buffers'
 ``partition``); :func:`runner_class` falls back to the stock runner where they differ, and

@@ -44,9 +44,10 @@ TAGS = ("columns", "ids", "kmeans", "proxy", "proxy_count", "meta", "runtime", "
 
 class StagePart(beam.DoFn):
     """Scored batch elements -> part infos (main) and the summary's pieces (tagged):
-    ``columns`` ``{"key", "staging", "summary"}`` (where the part's signal columns are), ``ids`` ``(bucket, (key, offsets, data, rows))``,
-    ``kmeans`` / ``proxy`` lists of sample rows, ``proxy_count`` ints, ``meta`` field kinds,
-    ``guide`` the part's offer to the rank guide (:mod:`pipelines.job.rank_guide`)."""
+    ``columns`` ``{"key", "staging", "summary"}`` (where the part's signal columns are),
+    ``ids`` ``(bucket, (key, offsets, data, rows))``, ``kmeans`` / ``proxy`` lists of sample
+    rows, ``proxy_count`` ints, ``meta`` field kinds, ``guide`` the part's offer to the rank
+    guide (:mod:`pipelines.job.rank_guide`)."""
 
     def __init__(
         self,
