@@ -3,7 +3,9 @@
 ``trim_heap``: give freed heap pages back to the system (``malloc_trim``). glibc keeps the
 pages of short-lived buffers of 1-2 MB (at its dynamic mmap threshold) in its heap: the index
 reader's and the build sorts' temporaries stayed resident (about 1.5 B/item at 1e7 items)
-until trimmed.
+until trimmed. The job's scoring stage trims after each part (about 0.5 ms): there Beam's
+data plane frees 10-26 MiB flush buffers whose pages glibc kept, a worker's peak at 3e6
+records 386 -> 367 MiB (benchmarks/README.md, "pipeline at scale").
 
 ``tune_heap``: fixed limits instead of glibc's adaptive ones, for worker processes that pass
 many short-lived buffers of every size (Beam's data plane, Arrow and numpy temporaries).

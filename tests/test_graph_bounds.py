@@ -170,6 +170,22 @@ def test_the_finishing_steps_tune_the_heap_and_scoring_does_not(tmp_path):
     assert untuned == {"ReadPart", "ScoreSignals", "StagePart"}  # nothing after scoring
 
 
+def test_the_rank_passes_read_references_and_the_columns_stay_in_their_bundle(tmp_path):
+    """Rank passes 0 and 1 take KeptColumns' main output (a reference per part to its kept
+    object); the columns themselves (tag ``columns``) feed only the value sketches' partial
+    step, fused into KeptColumns' bundle. If a pass read the columns tag, every signal value
+    would cross the runner again (48 bytes per record)."""
+    pipeline = _built(_job(tmp_path, clusters=3))
+    readers: dict[str | None, set[str]] = {}
+    for node in graph_nodes(pipeline):
+        for pcoll in node.inputs:
+            if "/KeptColumns/" in getattr(pcoll.producer, "full_label", ""):
+                readers.setdefault(pcoll.tag, set()).add(node.full_label)  # None: main
+    passes = {label.split("/")[2] for label in readers[None] if "RankSketches" in label}
+    assert passes == {"Count0", "Count1"}
+    assert readers["columns"] and all("/ValueSketches" in r for r in readers["columns"])
+
+
 class _Acc(list):
     """A list accumulator that can be weak-referenced."""
 

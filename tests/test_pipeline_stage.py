@@ -199,26 +199,59 @@ def test_a_part_offers_its_share_to_the_rank_guide_and_a_resumed_older_summary_o
 
 def test_what_a_part_sends_on_is_the_same_few_bytes_whatever_its_rows(tmp_path):
     """The signal columns stay in the part's summary object: the tagged ``columns`` element is
-    a reference of constant size, and the step that keeps the written rows reads them back."""
+    a reference of constant size. The step that keeps the written rows reads them back and
+    hands the rank passes a reference of constant size too (the kept object), and the
+    columns themselves only to the value sketches in its own bundle."""
     import pickle
 
     from apache_beam.pvalue import TaggedOutput
 
+    from pipelines.job.kept import read_kept
     from pipelines.job.write import KeptColumns
 
-    sizes = {}
+    staging = str(tmp_path / "out" / "staging" / "run")
+    sizes, kept_sizes = {}, {}
     for n in (10, 5_000):
         key = f"00000001-{n:06d}"
         out = _stage(tmp_path, _batches(key, n, 64))
         ref = next(o.value for o in out if isinstance(o, TaggedOutput) and o.tag == "columns")
         sizes[n] = len(pickle.dumps(ref))
-        kept = next(KeptColumns(["length"], needs_rows=False).process(ref))
         lengths = [len(f"text {i} " * (1 + i % 5)) for i in range(n)]
-        assert kept["columns"]["length"].tolist() == lengths
-        losers = {key: [np.array([0, n - 1])]}  # repeated ids of this part leave its columns
-        dropped = next(KeptColumns(["length"], needs_rows=False).process(ref, losers=losers))
-        assert dropped["columns"]["length"].tolist() == lengths[1:-1]
+        for losers, want in ((None, lengths), ({key: [np.array([0, n - 1])]}, lengths[1:-1])):
+            fn = KeptColumns(["length"], needs_rows=False, staging=staging)
+            main, tagged = list(fn.process(ref, losers=losers))
+            assert tagged.tag == "columns" and tagged.value["columns"]["length"].tolist() == want
+            assert read_kept(main["kept"])["length"].tolist() == want
+            assert main["kept"]["rows"] == len(want)
+            kept_sizes[n] = len(pickle.dumps(main))
     assert abs(sizes[5_000] - sizes[10]) <= 8  # the key's digits, not the rows
+    assert abs(kept_sizes[5_000] - kept_sizes[10]) <= 8
+
+
+def test_a_part_with_no_row_left_hands_nothing_on(tmp_path):
+    from pipelines.job.write import KeptColumns
+
+    staging = str(tmp_path / "out" / "staging" / "run")
+    key = "00000003-000000"
+    out = _stage(tmp_path, _batches(key, 3, 8))
+    ref = next(o.value for o in out if getattr(o, "tag", None) == "columns")
+    fn = KeptColumns(["length"], needs_rows=False, staging=staging)
+    assert list(fn.process(ref, losers={key: [np.array([0, 1, 2])]})) == []
+
+
+def test_a_kept_object_changed_after_it_was_written_is_an_error(tmp_path):
+    import pytest
+
+    from pipelines.job.kept import read_kept, write_kept
+
+    ref = write_kept(str(tmp_path), "k", {"a": np.arange(50.0), "b": np.full(50, np.nan)})
+    got = read_kept(ref)
+    assert got["a"].tolist() == list(range(50)) and np.isnan(got["b"]).all()
+    raw = bytearray(fs.read_bytes(ref["path"]))
+    raw[len(raw) // 2] ^= 0xFF
+    fs.write_bytes(ref["path"], bytes(raw))
+    with pytest.raises(RuntimeError, match="sha256"):
+        read_kept(ref)
 
 
 def test_a_summary_changed_after_it_was_written_is_an_error_not_a_silent_misread(tmp_path):
@@ -243,3 +276,15 @@ def test_a_bucket_of_ids_is_bounded_whatever_the_records():
         buckets = plan_buckets(rows, guessed=False)
         assert buckets >= MIN_BUCKETS and rows / buckets <= IDS_PER_BUCKET
     assert plan_buckets(10**6, guessed=True) == 1_024  # a streamed input of unknown size
+
+
+def test_the_scoring_stage_gives_freed_heap_pages_back_once_per_part(tmp_path, monkeypatch):
+    """Scoring runs under glibc's adaptive heap, which keeps the pages of the data plane's
+    freed flush buffers: the stage trims the heap after each finished part, not per batch."""
+    import pipelines.job.stage as stage
+
+    calls = []
+    monkeypatch.setattr(stage, "trim_heap", lambda: calls.append(1))
+    batches = _batches("00000004-000000", 50, 8) + _batches("00000004-000001", 30, 8)
+    _stage(tmp_path, batches)
+    assert len(calls) == 2

@@ -4,6 +4,8 @@ alone (the sketch and every pass's counts), whatever the number of values."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -344,28 +346,52 @@ def test_an_interval_spans_only_the_keys_it_counted():
 
 
 @pytest.mark.parametrize("kind", ["few_values", "bimodal"])
-def test_the_job_s_passes_make_the_sketch_of_every_pass_over_every_value(kind):
-    """pipelines.job.signal_stats.RankSketches on Beam: passes fed only the open keys (and
-    passes left with nothing to read once the sketch is complete) give the sketch of every
-    pass over every value."""
+def test_the_job_s_passes_make_the_sketch_of_every_pass_over_every_value(kind, tmp_path):
+    """pipelines.job.signal_stats.RankSketches on Beam: passes fed the parts' kept objects and
+    then only the open keys (and passes left with nothing to read once the sketch is
+    complete) give the sketch of every pass over every value."""
     import apache_beam as beam
     from apache_beam.testing.util import assert_that, equal_to
 
+    from pipelines.job.kept import write_kept
     from pipelines.job.signal_stats import RankSketches
 
     v = distribution(kind, 6_000, np.random.default_rng(4))
     parts = np.array_split(v, 5)
     want = build(parts)
+    refs = [
+        {"kept": write_kept(str(tmp_path), f"{i}", {"x": part})} for i, part in enumerate(parts)
+    ]
     with beam.Pipeline() as p:
-        rs = RankSketches(
-            p | beam.Create([{"columns": {"x": part}} for part in parts]), "RS", ["x"], EPS
-        )
+        rs = RankSketches(p | beam.Create(refs), "RS", ["x"], EPS)
         same_sketch = (
             p
             | "One" >> beam.Create([0])
             | beam.Map(lambda _, s: (s["x"].passes, same(s["x"], want)), rs.side())
         )
         assert_that(same_sketch, equal_to([(want.passes, True)]))
+
+
+def test_a_pass_after_the_sketch_is_complete_reads_no_kept_object(tmp_path):
+    """Pass 1 reads a part's kept object only while a sketch has an open interval: once every
+    sketch is complete it counts nothing and opens nothing (here the object is gone, so a
+    read would raise); while one is open it reads the object and counts its keys."""
+    from pipelines.job.kept import write_kept
+    from pipelines.job.signal_stats import _LevelCounts
+
+    v = distribution("bimodal", 2_000, np.random.default_rng(5))
+    ref = write_kept(str(tmp_path), "p", {"x": v})
+    first = RankSketch(EPS).add_level(RankSketch(EPS).level_counts(v))
+    assert not first.complete  # 16-bit buckets alone leave this one open after pass 0
+    pass1 = _LevelCounts(["x"], EPS, from_columns=True, rest=True)
+    counts, rest = list(pass1.process({"kept": ref}, {"x": first}))
+    assert len(counts["x"][0]) and len(rest.value["x"])
+    done = first
+    while not done.complete:
+        done = done.add_level(done.level_counts(v))
+    Path(ref["path"]).unlink()
+    (counts,) = list(pass1.process({"kept": ref}, {"x": done}))
+    assert all(len(a) == 0 for a in counts["x"])
 
 
 def sample_guide(v: np.ndarray, k: int, seed: int) -> np.ndarray:

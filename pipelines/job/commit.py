@@ -3,7 +3,7 @@
 1. **Check** (one element, side inputs of sums): ``input == written + dead_letter`` and the
    dead-letter budget. A failure stops the job before anything is deleted, so ``--resume``
    still has every finished part.
-2. **Clear staging**: each part's staging object and summary are deleted by a worker, in
+2. **Clear staging**: each part's staging object, summary and kept object are deleted by a worker, in
    parallel, by name (no listing); then the few plan objects.
 3. **Manifest**: centroids, then ``manifest.json``, one object written last, listing every
    shard, index part and dead-letter file: what it lists is what gradum may later delete.
@@ -21,6 +21,7 @@ import numpy as np
 
 from pipelines.io import storage as fs
 from pipelines.job.failfast import DeadLetterFractionError
+from pipelines.job.kept import kept_path
 from pipelines.job.summary import summary_path
 
 
@@ -56,10 +57,16 @@ def check(
 
 
 def clear_part(info: dict, _checked: dict, *, staging: str) -> int:
-    """Delete one part's staging object and summary (best effort: a leftover is listed by
+    """Delete one part's staging object, summary and kept object (best effort: a leftover is listed by
     the run marker, and ``--overwrite`` removes it)."""
     try:
-        fs.delete([info["staging"]["path"], summary_path(staging, info["key"])])
+        fs.delete(
+            [
+                info["staging"]["path"],
+                summary_path(staging, info["key"]),
+                kept_path(staging, info["key"]),
+            ]
+        )
     except Exception:  # noqa: BLE001 - never fail a finished job over its scratch space
         return 0
     return 1

@@ -248,17 +248,21 @@ class FinishShards(beam.PTransform):
         runtime = Total(staged["runtime"], "WorkerRuntime", RuntimeCombineFn())
         meta_types = Total(staged["meta"], "MetaTypes", MetaSchemaCombineFn())
         kept = staged["columns"] | "KeptColumns" >> beam.ParDo(
-            KeptColumns(layout.columns, needs_rows=model is not None or fitted is not None),
+            KeptColumns(
+                layout.columns,
+                needs_rows=model is not None or fitted is not None,
+                staging=layout.staging,
+            ),
             losers=losers,
             model=_side(model),
             proxy=_side(fitted),
-        )
+        ).with_outputs("columns", main="kept")
         sketches = Total(
-            kept, "ValueSketches", SketchCombineFn(layout.columns, layout.sketch_error)
+            kept.columns, "ValueSketches", SketchCombineFn(layout.columns, layout.sketch_error)
         )
         guide = Total(staged["guide"], "RankGuide", GuideCombineFn())
         rank_sketches = RankSketches(
-            kept, "RankSketches", list(layout.weights), layout.rank_error, guide=guide.pcoll
+            kept.kept, "RankSketches", list(layout.weights), layout.rank_error, guide=guide.pcoll
         )
         written = parts | "WriteShards" >> beam.ParDo(
             WriteShard(

@@ -9,8 +9,10 @@ starts (at most 32,769 per signal, 256 KiB); a pass's counts, sent per part and 
 (4.9 MiB), whatever the number of records.
 
 Each pass from pass 1 on hands the next one only the keys it found inside open intervals (tag
-``rest``): passes 0 and 1 read the signal columns, later passes what is still unresolved, and
-a pass after the sketch is complete reads nothing. Pass 0 hands on nothing: before its counts
+``rest``): passes 0 and 1 read the signal columns from each part's kept object (the runner
+carries a reference per part, not the columns), later passes what is still unresolved, and a
+pass after every sketch is complete reads nothing (pass 1 included: with the rank guide, the
+CPU signals are complete after pass 0). Pass 0 hands on nothing: before its counts
 every key is open, so its rest would be every key of every part, sent through the runner (40
 bytes per record for five signals) only for pass 1 to drop most of them."""
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import apache_beam as beam
 import numpy as np
 
+from pipelines.job.kept import read_kept
 from pipelines.job.rank_guide import guide_keys
 from pipelines.job.totals import Total
 from pipelines.job.worker_fn import WorkerFn
@@ -29,8 +32,9 @@ from pipelines.stats.sketch import QuantileSketch
 class _LevelCounts(WorkerFn):
     """One part's keys -> the next rank level's sparse counts, per column (main), and the keys
     inside open intervals, which the next pass reads (tag ``rest``, when ``rest`` is set and
-    some are left). Passes 0 and 1 (``from_columns``) read a part's signal columns
-    (``{"columns": ...}``), later passes the ``{column: keys}`` the pass before left."""
+    some are left). Passes 0 and 1 (``from_columns``) read a part's signal columns from its
+    kept object (``{"kept": ref}``, :mod:`pipelines.job.kept`; pass 1 only when a sketch is
+    still incomplete), later passes the ``{column: keys}`` the pass before left."""
 
     def __init__(self, columns: list[str], eps: float, *, from_columns: bool, rest: bool) -> None:
         self.columns, self.eps, self.rest = list(columns), eps, rest
@@ -38,10 +42,12 @@ class _LevelCounts(WorkerFn):
 
     def process(self, element: dict, sketches: dict | None = None):
         counts, left = {}, {}
+        done = bool(sketches) and all(sketches[c].complete for c in self.columns)
+        columns = read_kept(element["kept"]) if self.from_columns and not done else {}
         for c in self.columns:
             sketch = sketches[c] if sketches else ranks.RankSketch(self.eps)
-            if self.from_columns:
-                v = np.asarray(element["columns"][c], dtype=np.float64).ravel()
+            if self.from_columns:  # nothing read once every sketch is complete: no key is open
+                v = np.asarray(columns.get(c, ()), dtype=np.float64).ravel()
                 keys = ranks.order_keys(v[np.isfinite(v)])
             else:
                 keys = element.get(c, ())  # no key of this column left open in this part
@@ -95,7 +101,7 @@ def _guided(guide: dict, columns: list[str], eps: float) -> dict:
 
 
 class RankSketches:
-    """Per-part signal columns -> ``{column: RankSketch}`` refined until every bucket is
+    """Per-part kept-object references -> ``{column: RankSketch}`` refined until every bucket is
     small enough: ``ranks.passes(eps)`` passes over the columns (7 at eps = 0.001), each a
     count per part, a global sum and a compression; the sketch each pass hands on (a side
     input) holds at most ``ranks.sketch_bound(eps)`` intervals per column. ``guide``: the

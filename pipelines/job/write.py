@@ -6,8 +6,9 @@ read a part's staging object (at most twice, and only the second when clustering
 needs the embeddings or texts):
 
 1. :class:`KeptColumns`: the signal columns of the rows that will be written (repeated ids
-   out), with ``centroid_distance`` and the proxy's column computed when they exist; they
-   feed the rank and value sketches, so the statistics count each written record once.
+   out), with ``centroid_distance`` and the proxy's column computed when they exist, written
+   as the part's kept object (:mod:`pipelines.job.kept`); they feed the rank and value
+   sketches, so the statistics count each written record once.
 2. :class:`WriteShard`: the rows, with difficulty (from the finished rank sketches), bucket
    and cluster, uploaded once as the shard, and the sampler's index beside it
    (``index/part-<key>.parquet``, :mod:`shards.index`); repeated ids are dead-lettered.
@@ -27,6 +28,7 @@ from pipelines.io import storage as fs
 from pipelines.io.row_schema import meta_columns, row_schema
 from pipelines.io.staged import meta_column, read_ipc_file
 from pipelines.job.dead_letters import record_dead_letter, write_part_dead_letters
+from pipelines.job.kept import write_kept
 from pipelines.job.summary import read_summary
 from pipelines.job.worker_fn import WorkerFn
 from pipelines.model import clustering
@@ -90,13 +92,17 @@ def derived_columns(table: pa.Table, model: dict | None, proxy: dict | None) -> 
 
 
 class KeptColumns(WorkerFn):
-    """``{"key", "staging", "summary"}`` -> ``{"columns"}`` of the rows that will be written.
+    """``{"key", "staging", "summary"}`` -> ``{"key", "kept"}``: the signal columns of the rows
+    that will be written, as the part's kept object (:mod:`pipelines.job.kept`), which rank
+    passes 0 and 1 read; and the columns themselves (tag ``columns``) for the value sketches,
+    whose partial step runs in the same bundle.
 
     The signal columns come from the part's summary object, not through the runner: what a
-    bundle carries is a few hundred bytes per part, whatever the part's rows."""
+    bundle carries in and hands on is a few hundred bytes per part, whatever the part's rows.
+    A part with no row left hands on nothing."""
 
-    def __init__(self, columns: list[str], needs_rows: bool) -> None:
-        self.columns, self.needs_rows = list(columns), needs_rows
+    def __init__(self, columns: list[str], needs_rows: bool, staging: str) -> None:
+        self.columns, self.needs_rows, self.staging = list(columns), needs_rows, staging
 
     def process(self, element: dict, losers=None, model=None, proxy=None):
         cols = dict(read_summary(element["summary"])["columns"])
@@ -106,7 +112,11 @@ class KeptColumns(WorkerFn):
             n = table.num_rows
             cols.update(derived_columns(table, model, proxy))
         keep = _keep_mask(n, _dropped(element["key"], losers))
-        yield {"columns": {c: np.asarray(cols[c])[keep] for c in self.columns}}
+        if not keep.any():
+            return
+        kept = {c: np.asarray(cols[c], dtype=np.float64)[keep] for c in self.columns}
+        yield {"key": element["key"], "kept": write_kept(self.staging, element["key"], kept)}
+        yield beam.pvalue.TaggedOutput("columns", {"columns": kept})
 
 
 class WriteShard(WorkerFn):
