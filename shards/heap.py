@@ -7,6 +7,10 @@ until trimmed. The job's scoring stage trims after each part (about 0.5 ms): the
 data plane frees 10-26 MiB flush buffers whose pages glibc kept, a worker's peak at 3e6
 records 386 -> 367 MiB (benchmarks/README.md, "pipeline at scale").
 
+``cap_mmap_threshold``: only the mmap threshold, fixed at 4 MiB, for the scoring stage when
+no model runs in it: the flush buffers then get their own mappings instead of fragmenting
+the heap (a worker's peak at 3e6 records 367 -> 328 MiB, flat from 1e6).
+
 ``tune_heap``: fixed limits instead of glibc's adaptive ones, for worker processes that pass
 many short-lived buffers of every size (Beam's data plane, Arrow and numpy temporaries).
 By default glibc raises its mmap threshold to the largest block freed so far (up to 32 MiB)
@@ -27,6 +31,7 @@ from typing import Any
 
 _LIBC: Any = None
 _TUNED = False
+_CAPPED = False
 
 # mallopt parameters (malloc.h) -> (environment variable that overrides, value)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
@@ -35,6 +40,7 @@ HEAP_LIMITS = {
     _M_TRIM_THRESHOLD: ("MALLOC_TRIM_THRESHOLD_", 128 << 10),  # give back free tops over 128 KiB
     _M_ARENA_MAX: ("MALLOC_ARENA_MAX", 2),
 }
+SCORING_MMAP_THRESHOLD = 4 << 20  # cap_mmap_threshold: only blocks over 4 MiB get a mapping
 
 
 def _libc() -> Any:
@@ -55,6 +61,23 @@ def trim_heap() -> None:
     libc = _libc()
     if libc:
         libc.malloc_trim(0)
+
+
+def cap_mmap_threshold(nbytes: int = SCORING_MMAP_THRESHOLD) -> dict[str, int]:
+    """Fix glibc's mmap threshold at ``nbytes`` (blocks of that size or more get their own
+    mapping, given back when freed), once per process and never after :func:`tune_heap`,
+    unless the environment sets it (or ``GRADUM_TUNE_HEAP=0``). For the job's scoring stage
+    when no model runs in it: Beam's data plane frees 10-26 MiB flush buffers there, which
+    under the adaptive threshold land in the heap and fragment it. Returns what was set."""
+    global _CAPPED
+    libc = _libc()
+    env = HEAP_LIMITS[_M_MMAP_THRESHOLD][0]
+    if not libc or _CAPPED or _TUNED or os.environ.get("GRADUM_TUNE_HEAP") == "0":
+        return {}
+    _CAPPED = True
+    if env in os.environ or libc.mallopt(_M_MMAP_THRESHOLD, nbytes) != 1:
+        return {}
+    return {env: nbytes}
 
 
 def tune_heap() -> dict[str, int]:

@@ -170,6 +170,18 @@ def test_the_finishing_steps_tune_the_heap_and_scoring_does_not(tmp_path):
     assert untuned == {"ReadPart", "ScoreSignals", "StagePart"}  # nothing after scoring
 
 
+def test_the_staging_step_knows_whether_a_model_runs_before_it(tmp_path):
+    """CPU signals only: the staging step may fix glibc's mmap threshold (no torch to slow
+    down); with the embedding model in the stage (k-means) it must not."""
+    from pipelines.job.stage import StagePart
+
+    for kw, models in (({}, False), ({"clusters": 3}, True)):
+        pipeline = _built(_job(tmp_path / str(models), **kw))
+        fns = [getattr(n.transform, "fn", None) for n in graph_nodes(pipeline)]
+        (stage,) = [fn for fn in fns if isinstance(fn, StagePart)]
+        assert stage.models is models
+
+
 def test_the_rank_passes_read_references_and_the_columns_stay_in_their_bundle(tmp_path):
     """Rank passes 0 and 1 take KeptColumns' main output (a reference per part to its kept
     object); the columns themselves (tag ``columns``) feed only the value sketches' partial

@@ -15,11 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tune(env: dict) -> tuple[dict, dict]:
-    code = (
-        "import json; from shards.heap import tune_heap; "
-        "print(json.dumps([tune_heap(), tune_heap()]))"
-    )
+def _printed(code: str, env: dict):
+    """The JSON ``code`` prints in a fresh interpreter, with no MALLOC_* or GRADUM_TUNE*
+    variable but those of ``env``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GRADUM_TUNE"))}
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -28,7 +26,15 @@ def _tune(env: dict) -> tuple[dict, dict]:
         text=True,
         check=True,
     )
-    first, second = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+def _tune(env: dict) -> tuple[dict, dict]:
+    code = (
+        "import json; from shards.heap import tune_heap; "
+        "print(json.dumps([tune_heap(), tune_heap()]))"
+    )
+    first, second = _printed(code, env)
     return first, second
 
 
@@ -127,3 +133,20 @@ def test_a_beam_worker_freezes_its_set_up_objects_once_and_no_other_process_does
     assert first > 10_000  # Beam, numpy and pyarrow at least, out of the collector's walks
     assert later == first  # once per process: objects made since are collected as usual
     assert _frozen_after(code, as_sdk_worker=False) == [0, 0]  # a caller's process: untouched
+
+
+def _cap(env: dict, tune_first: bool = False) -> list:
+    code = (
+        "import json; from shards.heap import cap_mmap_threshold, tune_heap; "
+        + ("tune_heap(); " if tune_first else "")
+        + "print(json.dumps([cap_mmap_threshold(), cap_mmap_threshold()]))"
+    )
+    return _printed(code, env)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_the_scoring_stage_s_mmap_threshold_is_set_once_and_never_over_the_fixed_limits():
+    assert _cap({}) == [{"MALLOC_MMAP_THRESHOLD_": 4 << 20}, {}]
+    assert _cap({}, tune_first=True) == [{}, {}]  # the finishing steps' 128 KiB stays
+    assert _cap({"MALLOC_MMAP_THRESHOLD_": "65536"}) == [{}, {}]  # the user's value wins
+    assert _cap({"GRADUM_TUNE_HEAP": "0"}) == [{}, {}]

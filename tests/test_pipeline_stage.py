@@ -288,3 +288,17 @@ def test_the_scoring_stage_gives_freed_heap_pages_back_once_per_part(tmp_path, m
     batches = _batches("00000004-000000", 50, 8) + _batches("00000004-000001", 30, 8)
     _stage(tmp_path, batches)
     assert len(calls) == 2
+
+
+def test_the_scoring_stage_fixes_the_mmap_threshold_only_where_no_model_runs(monkeypatch):
+    import pipelines.job.stage as stage
+
+    calls = []
+    monkeypatch.setattr(stage, "cap_mmap_threshold", lambda: calls.append(1))
+    monkeypatch.setattr(stage, "freeze_setup_objects", lambda: None)
+    for models, in_worker in ((False, True), (True, True), (False, False)):
+        monkeypatch.setattr(stage, "in_sdk_worker_process", lambda w=in_worker: w)
+        fn = StagePart(out_dir="o", staging="s", columns=[], dedupe_buckets=0, kmeans=None,
+                       proxy=None, models=models)  # fmt: skip
+        fn.start_bundle()
+    assert len(calls) == 1  # only a worker process with no model in its stage

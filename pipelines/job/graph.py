@@ -102,6 +102,11 @@ def scoring_steps(specs, sampled, threads, job_token) -> list[tuple[str, object]
     return steps
 
 
+def runs_models(steps: list[tuple[str, object]]) -> bool:
+    """Whether :func:`scoring_steps` holds a model (a RunInference handler, not a DoFn)."""
+    return any(not isinstance(step, beam.DoFn) for _, step in steps)
+
+
 class ScoreBatches(beam.PTransform):
     """Batch elements -> the same with every signal column added: the CPU signals in one
     DoFn, each model scorer through RunInference (:func:`scoring_steps`)."""
@@ -124,11 +129,12 @@ class ScoreBatches(beam.PTransform):
 class StageParts(beam.PTransform):
     """Scored batch elements -> ``{"parts": part infos, tag: piece...}``: the summary's pieces
     by tag (:data:`..stage.TAGS`). ``claimed``: a one-element PCollection the staging must wait for
-    (the run marker, when the output is claimed inside the pipeline)."""
+    (the run marker, when the output is claimed inside the pipeline). ``models``: whether a
+    model scorer runs before it, in the same stage (then glibc's heap stays adaptive)."""
 
-    def __init__(self, layout: Layout, claimed=None) -> None:
+    def __init__(self, layout: Layout, claimed=None, models: bool = True) -> None:
         super().__init__()
-        self.layout, self.claimed = layout, claimed
+        self.layout, self.claimed, self.models = layout, claimed, models
 
     def expand(self, batches):
         layout = self.layout
@@ -155,6 +161,7 @@ class StageParts(beam.PTransform):
             guide=(layout.estimated_rows, layout.rows_guessed),
             job=layout.job_token,
             progress_dir=layout.progress_dir,
+            models=self.models,
         )
         gate = {"claimed": _side(self.claimed)} if self.claimed is not None else {}
         out = batches | "Stage" >> beam.ParDo(stage, **gate).with_outputs(*TAGS, main="parts")
@@ -215,7 +222,7 @@ def build(pipeline, layout: Layout, sources: list, *, read: ReadPart, steps, com
         | "Sources" >> beam.Create(sources)
         | "ReadParts" >> ReadParts(layout, read)
         | "ScoreBatches" >> ScoreBatches(steps)
-        | "StageParts" >> StageParts(layout)
+        | "StageParts" >> StageParts(layout, models=runs_models(steps))
     )
     return staged | "FinishShards" >> FinishShards(layout, commit_args)
 

@@ -34,10 +34,10 @@ from pipelines.job.summary import (
     staging_path,
     summary_path,
 )
-from pipelines.job.worker_fn import freeze_setup_objects
+from pipelines.job.worker_fn import freeze_setup_objects, in_sdk_worker_process
 from pipelines.model.inference import scorer_cpu_line
 from pipelines.stats import ranks
-from shards.heap import trim_heap
+from shards.heap import cap_mmap_threshold, trim_heap
 
 _LOG = logging.getLogger("gradum.stage")
 TAGS = ("columns", "ids", "kmeans", "proxy", "proxy_count", "meta", "runtime", "guide")
@@ -62,7 +62,9 @@ class StagePart(beam.DoFn):
         guide: tuple[int, bool] | None = None,
         job: str = "",
         progress_dir: str | None = None,
+        models: bool = True,
     ) -> None:
+        self.models = models  # a model scorer runs in this stage: glibc's heap left adaptive
         self.guide = guide  # (total rows, guessed) or None
         self.job = job  # per-process state (the running sample thresholds) is per job
         self.out_dir, self.staging, self.columns = out_dir, staging, list(columns)
@@ -75,6 +77,8 @@ class StagePart(beam.DoFn):
 
     def start_bundle(self) -> None:
         freeze_setup_objects()  # after every DoFn of this stage is set up, scorers included
+        if not self.models and in_sdk_worker_process():
+            cap_mmap_threshold()  # no torch here to slow down (shards.heap)
         self._parts: dict[str, dict[int, dict]] = {}
 
     def process(self, element: dict, claimed=None):  # claimed: a gate (see StageParts)
