@@ -9,7 +9,7 @@ records 386 -> 367 MiB (benchmarks/README.md, "pipeline at scale").
 
 ``cap_mmap_threshold``: only the mmap threshold, fixed at 4 MiB, for the scoring stage when
 no model runs in it: the flush buffers then get their own mappings instead of fragmenting
-the heap (a worker's peak at 3e6 records 367 -> 328 MiB, flat from 1e6).
+the heap (a worker's peak at 3e6 records 367 -> 331 MiB, flat from 1e6 to 1e7).
 
 ``tune_heap``: fixed limits instead of glibc's adaptive ones, for worker processes that pass
 many short-lived buffers of every size (Beam's data plane, Arrow and numpy temporaries).
